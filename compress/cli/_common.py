@@ -1,0 +1,71 @@
+"""Argument groups and output helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_json_arg", "add_profile_args", "format_table", "profile_from_args", "write_json"]
+
+
+def add_profile_args(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """``--profile NAME|PATH`` and repeatable ``--set KEY=VALUE``."""
+    parser.add_argument(
+        "--profile",
+        default=default,
+        required=default is None,
+        metavar="NAME|PATH",
+        help="hardware profile: a shipped name (see `ecc profiles`) or a YAML file"
+        + (f" (default: {default})" if default else ""),
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key (dotted, e.g. array.rows=32); repeatable",
+    )
+
+
+def profile_from_args(args: argparse.Namespace):
+    """Load the profile named by ``--profile`` with the ``--set`` overrides."""
+    from energysim import load_profile
+
+    return load_profile(args.profile, args.overrides)
+
+
+def add_json_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--json",
+        metavar="PATH|-",
+        default=None,
+        help=f"also write {what} as JSON to PATH ('-' for stdout, replacing the table)",
+    )
+
+
+def write_json(obj: Any, dest: str) -> None:
+    """Write ``obj`` as indented JSON to ``dest`` ('-' is stdout)."""
+    text = json.dumps(obj, indent=2, allow_nan=True)
+    if dest == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_text(text + "\n", encoding="utf-8")
+
+
+def format_table(headers: list[str], rows: list[list[Any]], align: str | None = None) -> str:
+    """Plain-text table; ``align`` has one 'l' or 'r' per column (default: first left, rest right)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)).rstrip()
+
+    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in cells[1:]]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""Frozen, typed hardware profile built from a validated key table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .schema import FIELDS
+
+__all__ = [
+    "ArraySpec",
+    "BufferSpec",
+    "ComputeSpec",
+    "DramSpec",
+    "MemorySpec",
+    "Profile",
+    "RegisterFileSpec",
+    "SparsitySupport",
+]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """The PE array: ``rows`` x ``cols`` processing elements and their dataflow."""
+
+    rows: int
+    cols: int
+    dataflow: str
+
+
+@dataclass(frozen=True)
+class RegisterFileSpec:
+    """Per-PE register file."""
+
+    words: int
+    read: float
+    write: float
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """Global buffer: per-operand capacities, or one shared capacity."""
+
+    ifmap_words: int | None
+    filter_words: int | None
+    ofmap_words: int | None
+    shared_words: int | None
+    read: float
+    write: float
+
+    @property
+    def is_shared(self) -> bool:
+        return self.shared_words is not None
+
+    @property
+    def total_words(self) -> int:
+        if self.is_shared:
+            return self.shared_words
+        return self.ifmap_words + self.filter_words + self.ofmap_words
+
+
+@dataclass(frozen=True)
+class DramSpec:
+    """Off-chip memory."""
+
+    bandwidth_words_per_cycle: float
+    read: float
+    write: float
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    rf: RegisterFileSpec
+    buffer: BufferSpec
+    dram: DramSpec
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    """Energy of an effective MAC and of a clock-gated one (a zero operand)."""
+
+    mac: float
+    gated_mac: float
+
+
+@dataclass(frozen=True)
+class SparsitySupport:
+    weight_format: str
+    skip_zero_tiles: bool
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated hardware profile. Build it with :func:`energysim.load_profile`."""
+
+    version: int
+    name: str
+    description: str
+    source: str
+    units: str
+    word_bits: int
+    clock_mhz: float
+    array: ArraySpec
+    memory: MemorySpec
+    compute: ComputeSpec
+    leakage_mw: float
+    sparsity: SparsitySupport
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> "Profile":
+        """Build from the dotted-key table returned by :func:`validate_tree`."""
+
+        def group(prefix: str) -> dict[str, Any]:
+            return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+
+        return cls(
+            version=flat["version"],
+            name=flat["name"],
+            description=flat["description"],
+            source=flat["source"],
+            units=flat["units"],
+            word_bits=flat["word_bits"],
+            clock_mhz=flat["clock_mhz"],
+            array=ArraySpec(**group("array.")),
+            memory=MemorySpec(
+                rf=RegisterFileSpec(**group("memory.rf.")),
+                buffer=BufferSpec(**group("memory.buffer.")),
+                dram=DramSpec(**group("memory.dram.")),
+            ),
+            compute=ComputeSpec(**group("compute.")),
+            leakage_mw=flat["leakage_mw"],
+            sparsity=SparsitySupport(**group("sparsity.")),
+        )
+
+    def to_flat(self) -> dict[str, Any]:
+        """Dotted key -> value, the inverse of :meth:`from_flat`."""
+        flat = {}
+        for path in FIELDS:
+            node: Any = self
+            for part in path.split("."):
+                node = getattr(node, part)
+            flat[path] = node
+        return flat
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested dict in the YAML key layout (``None`` capacities omitted)."""
+        tree: dict[str, Any] = {}
+        for path, value in self.to_flat().items():
+            if value is None:
+                continue
+            node = tree
+            *parents, leaf = path.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return tree
+
+    @property
+    def digest(self) -> str:
+        """Short hash of every value, to detect tables derived from another profile."""
+        canonical = json.dumps(self.to_flat(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def energy_unit(self) -> str:
+        return "pJ" if self.units == "pJ" else "normalized"

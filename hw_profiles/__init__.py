@@ -1,0 +1,1 @@
+"""Shipped hardware profiles (YAML files beside this module); load them with ``energysim.load_profile``."""
