@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 
-from . import profiles
+from . import profiles, simulate
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (profiles,)
+_COMMANDS = (profiles, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:

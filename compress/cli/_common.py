@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_json_arg", "add_profile_args", "format_table", "profile_from_args", "write_json"]
+__all__ = [
+    "add_json_arg",
+    "add_model_args",
+    "add_profile_args",
+    "format_table",
+    "model_from_args",
+    "parse_shape",
+    "profile_from_args",
+    "write_json",
+]
 
 
 def add_profile_args(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
@@ -69,3 +78,62 @@ def format_table(headers: list[str], rows: list[list[Any]], align: str | None = 
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
     lines += [fmt(r) for r in cells[1:]]
     return "\n".join(lines)
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--model NAME|module:factory``, ``--input-shape`` and ``--strict``."""
+    from energysim.zoo import MODEL_NAMES
+
+    parser.add_argument(
+        "--model",
+        required=required,
+        default=None if required else "lenet5",
+        metavar="NAME|module:factory",
+        help=f"a zoo model ({', '.join(MODEL_NAMES)}) or package.module:factory",
+    )
+    parser.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="C,H,W",
+        help="per-sample input shape (default: the model's own, e.g. 1,32,32 for lenet5)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail instead of warning on layers the estimators do not model"
+    )
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'3,224,224' or '3x224x224' -> (3, 224, 224)."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 3,224,224, got {text!r}")
+    if not shape or any(s <= 0 for s in shape):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 3,224,224, got {text!r}")
+    return shape
+
+
+def model_from_args(args: argparse.Namespace, num_classes: int | None = None):
+    """Build the model named by ``--model`` and extract its workload; unmodelled layers
+    are reported as one line on stderr (or an error with ``--strict``).
+
+    Returns
+    -------
+    (model, input_shape, workload)
+    """
+    import warnings
+
+    from energysim.workload import UnmodelledLayerWarning, extract_workload
+    from energysim.zoo import build_model
+
+    model, default_shape = build_model(args.model, num_classes=num_classes)
+    shape = args.input_shape or default_shape
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnmodelledLayerWarning)
+        workload = extract_workload(model, shape, name=args.model, strict=args.strict)
+    for w in caught:
+        if issubclass(w.category, UnmodelledLayerWarning):
+            print(f"note: {w.message}", file=sys.stderr)
+    return model, shape, workload

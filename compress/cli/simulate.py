@@ -1,0 +1,134 @@
+"""``ecc simulate``: per-layer energy (and cycles) of a model's sparsity pattern on a profile."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_json_arg, add_model_args, add_profile_args, format_table, model_from_args, profile_from_args, write_json
+
+__all__ = ["register", "render", "si", "sparsity_from_args"]
+
+_KIND = {"conv": "conv", "depthwise": "dw", "linear": "fc"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "simulate",
+        help="energy and cycles per layer of a model on a hardware profile",
+        description=(
+            "Simulate a model's energy on a hardware profile, layer by layer. The sparsity pattern comes from the "
+            "model's own weights (default), a checkpoint, or a synthetic pattern; input sparsity from input masks, "
+            "real activations (--inputs-from) or --input-density."
+        ),
+    )
+    add_model_args(parser)
+    add_profile_args(parser)
+    parser.add_argument(
+        "--estimator", choices=("systolic", "paper"), default="systolic",
+        help="systolic: cycle-level array model (default); paper: the ICLR 2019 analytic model",
+    )
+    parser.add_argument("--checkpoint", metavar="PATH", help="state_dict file or `ecc train` run directory")
+    parser.add_argument("--weight-density", type=float, default=None, metavar="D", help="synthetic weight density in (0,1]")
+    parser.add_argument("--input-density", type=float, default=None, metavar="D", help="synthetic input density in (0,1]")
+    parser.add_argument("--pattern", choices=("random", "block", "channel"), default="random", help="synthetic pattern")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic pattern and model initialisation")
+    parser.add_argument(
+        "--inputs-from", metavar="DATASET", default=None,
+        help="input sparsity from the real activations of one sample of this dataset (e.g. digits)",
+    )
+    parser.add_argument("--data-root", default=None, help="dataset location for --inputs-from")
+    add_json_arg(parser, "the report")
+    parser.set_defaults(run=run)
+
+
+def si(value: float | None) -> str:
+    """Compact engineering notation: 1234567 -> '1.23M'; None -> '-'."""
+    if value is None:
+        return "-"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def sparsity_from_args(args, model, shape, workload):
+    """The sparsity pattern the options ask for (see ``ecc simulate --help``)."""
+    import torch
+
+    from energysim.sparsity import Sparsity
+
+    synthetic = args.weight_density is not None or args.input_density is not None
+    if synthetic and args.checkpoint:
+        raise ValueError("--checkpoint and synthetic densities are exclusive: choose one source of weights")
+    if args.checkpoint:
+        sparsity = Sparsity.from_checkpoint(args.checkpoint, workload)
+    elif synthetic:
+        sparsity = Sparsity.synthetic(
+            workload,
+            1.0 if args.weight_density is None else args.weight_density,
+            1.0 if args.input_density is None else args.input_density,
+            args.pattern,
+            args.seed,
+        )
+    else:
+        sparsity = Sparsity.from_model(model, workload)
+    if args.inputs_from:
+        from compress.data import load_dataset
+
+        data = load_dataset(args.inputs_from, args.data_root, input_shape=shape if len(shape) == 3 else None)
+        x = data.test[0][0].unsqueeze(0).reshape(1, *shape)
+        if args.checkpoint:
+            from energysim.sparsity import load_checkpoint_state
+
+            state = load_checkpoint_state(args.checkpoint)
+            model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=False)
+        with torch.no_grad():
+            sparsity = sparsity.with_inputs_from(Sparsity.from_activations(model, workload, x))
+    return sparsity
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from energysim.simulate import simulate
+
+    torch.manual_seed(args.seed)
+    profile = profile_from_args(args)
+    model, shape, workload = model_from_args(args)
+    sparsity = sparsity_from_args(args, model, shape, workload)
+    report = simulate(workload, profile, args.estimator, sparsity)
+    if args.json:
+        write_json(report.to_dict(), args.json)
+    if args.json == "-":
+        return 0
+    print(render(report))
+    return 0
+
+
+def render(report) -> str:
+    """The per-layer table and totals, readable in 100 columns."""
+    total = report.energy
+    rows = []
+    for l in report.layers:
+        split = [100 * l.energy_by_level[k] / l.energy if l.energy else 0.0 for k in ("dram", "buffer", "rf", "mac")]
+        rows.append(
+            [l.name, _KIND[l.kind], si(l.macs), si(l.effective_macs), si(l.cycles), si(l.energy)]
+            + [f"{s:.0f}" for s in split]
+            + [f"{100 * l.energy / total:.1f}" if total else "-"]
+        )
+    t = report.total()
+    split = [100 * t["energy_by_level"][k] / total if total else 0.0 for k in ("dram", "buffer", "rf", "mac")]
+    rows.append(["total", "", si(t["macs"]), si(t["effective_macs"]), si(t["cycles"]), si(total)]
+                + [f"{s:.0f}" for s in split] + ["100.0"])
+    unit = "pJ" if report.units == "pJ" else "norm."
+    table = format_table(
+        ["layer", "kind", "MACs", "eff.MACs", "cycles", f"energy {unit}", "DRAM%", "buf%", "RF%", "MAC%", "share%"],
+        rows,
+    )
+    head = f"{report.model} on {report.profile} ({report.estimator} estimator, energy in {report.units})"
+    lines = [head, table]
+    if report.estimator == "paper":
+        lines.append(f"relaxed energy (the paper's projection bound): {report.energy_relaxed:.6g}")
+    if t["stall_cycles"]:
+        lines.append(f"stall cycles (DRAM bandwidth): {si(t['stall_cycles'])} of {si(t['cycles'])}")
+    return "\n".join(lines)

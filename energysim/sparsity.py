@@ -1,0 +1,264 @@
+"""Where the zeros are: per-layer weight and input masks, from a model, a checkpoint,
+real activations or a synthetic pattern."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .workload import LayerSpec, Workload
+
+__all__ = [
+    "PATTERNS",
+    "LayerSparsity",
+    "Sparsity",
+    "load_checkpoint_state",
+]
+
+PATTERNS = ("random", "block", "channel")
+_BLOCK = 4  # side of the square blocks of the `block` pattern, in GEMM (K x N) positions
+
+
+@dataclass(frozen=True)
+class LayerSparsity:
+    """Nonzero pattern of one layer; ``None`` means dense.
+
+    Attributes
+    ----------
+    weight_mask : numpy.ndarray of bool or None
+        Shaped like the torch weight: (out, in/groups, kh, kw) or (out, in).
+    input_mask : numpy.ndarray of bool or None
+        Shaped like one input sample: (C, H, W) or (F,).
+    """
+
+    weight_mask: np.ndarray | None = None
+    input_mask: np.ndarray | None = None
+
+    def weight_nnz(self, layer: LayerSpec) -> int:
+        return layer.weight_count if self.weight_mask is None else int(np.count_nonzero(self.weight_mask))
+
+    def input_nnz(self, layer: LayerSpec) -> int:
+        return int(np.prod(layer.input_shape)) if self.input_mask is None else int(np.count_nonzero(self.input_mask))
+
+    def weights(self, layer: LayerSpec) -> np.ndarray:
+        """The weight mask, materialised (all True when dense)."""
+        return np.ones(layer.weight_shape, bool) if self.weight_mask is None else self.weight_mask
+
+    def inputs(self, layer: LayerSpec) -> np.ndarray:
+        """The input mask, materialised (all True when dense)."""
+        return np.ones(layer.input_shape, bool) if self.input_mask is None else self.input_mask
+
+
+class Sparsity(Mapping[str, LayerSparsity]):
+    """Per-layer sparsity of a workload; layers not listed are dense.
+
+    Build it with one of the class methods; masks are checked against the workload's
+    shapes once, here, so estimators can trust them.
+    """
+
+    def __init__(self, layers: Mapping[str, LayerSparsity] | None = None, source: str = "dense"):
+        self._layers = dict(layers or {})
+        self.source = source
+
+    def __getitem__(self, name: str) -> LayerSparsity:
+        return self._layers.get(name, LayerSparsity())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layers)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __repr__(self) -> str:
+        return f"Sparsity(source={self.source!r}, layers={list(self._layers)})"
+
+    def check(self, workload: Workload) -> "Sparsity":
+        """Raise ValueError when a mask's layer or shape does not match ``workload``."""
+        names = {l.name for l in workload.layers}
+        problems = []
+        for name, ls in self._layers.items():
+            if name not in names:
+                problems.append(f"{self.source}: layer {name!r} is not a compute layer of the model")
+                continue
+            layer = workload.layer(name)
+            for what, mask, shape in (
+                ("weight", ls.weight_mask, layer.weight_shape),
+                ("input", ls.input_mask, layer.input_shape),
+            ):
+                if mask is not None and tuple(mask.shape) != tuple(shape):
+                    problems.append(
+                        f"{self.source}: {name} {what} mask has shape {tuple(mask.shape)}, the model expects {tuple(shape)}"
+                    )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def with_inputs_from(self, other: "Sparsity") -> "Sparsity":
+        """These weight masks with ``other``'s input masks (where it has one)."""
+        names = set(self._layers) | set(other)
+        merged = {
+            n: LayerSparsity(self[n].weight_mask, other[n].input_mask if other[n].input_mask is not None else self[n].input_mask)
+            for n in names
+        }
+        return Sparsity(merged, f"{self.source} + inputs from {other.source}")
+
+    # -- constructors -------------------------------------------------------------
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, torch.Tensor], workload: Workload, source: str = "state_dict") -> "Sparsity":
+        """Masks from a ``state_dict``: exact zeros of ``<layer>.weight`` (or of
+        ``weight_orig * weight_mask`` as ``torch.nn.utils.prune`` stores them) and
+        ``<layer>.input_mask`` where present."""
+        layers = {}
+        problems = []
+        for layer in workload.layers:
+            key = f"{layer.name}.weight"
+            if key in state:
+                weight = state[key]
+            elif f"{key}_orig" in state and f"{key}_mask" in state:
+                weight = state[f"{key}_orig"] * state[f"{key}_mask"]
+            else:
+                problems.append(f"{source}: no tensor {key} (nor {key}_orig and {key}_mask) for layer {layer.name}")
+                continue
+            weight = torch.as_tensor(weight).detach()
+            if tuple(weight.shape) != tuple(layer.weight_shape):
+                problems.append(
+                    f"{source}: {key} has shape {tuple(weight.shape)}, the model expects {tuple(layer.weight_shape)}"
+                )
+                continue
+            if not torch.isfinite(weight).all():
+                problems.append(f"{source}: {key} holds NaN or infinite values")
+                continue
+            input_mask = state.get(f"{layer.name}.input_mask")
+            layers[layer.name] = LayerSparsity(
+                weight_mask=(weight != 0).cpu().numpy(),
+                input_mask=None if input_mask is None else (torch.as_tensor(input_mask) != 0).cpu().numpy(),
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return cls(layers, source).check(workload)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, workload: Workload) -> "Sparsity":
+        """Masks of the model's current weights (and input masks, if it has any)."""
+        return cls.from_state_dict(model.state_dict(), workload, source="model")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, workload: Workload) -> "Sparsity":
+        """Masks from a saved ``state_dict`` file or an ``ecc train`` run directory."""
+        state = load_checkpoint_state(path)
+        return cls.from_state_dict(state, workload, source=str(path))
+
+    @classmethod
+    def synthetic(
+        cls,
+        workload: Workload,
+        weight_density: float = 1.0,
+        input_density: float = 1.0,
+        pattern: str = "random",
+        seed: int = 0,
+    ) -> "Sparsity":
+        """A synthetic pattern with exactly ``round(density * size)`` nonzeros per tensor.
+
+        ``random`` picks positions uniformly; ``block`` zeroes whole 4x4 blocks of the
+        GEMM view (weights) or of each channel plane (inputs); ``channel`` zeroes whole
+        output channels of the weights and whole input channels.
+        """
+        for what, value in (("weight density", weight_density), ("input density", input_density)):
+            if not (isinstance(value, (int, float)) and 0 < value <= 1):
+                raise ValueError(f"{what} must be in (0, 1], got {value!r}")
+        if pattern not in PATTERNS:
+            raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
+        rng = np.random.default_rng(seed)
+        layers = {}
+        for layer in workload.layers:
+            layers[layer.name] = LayerSparsity(
+                weight_mask=None if weight_density == 1 else _pattern_mask(layer.weight_shape, weight_density, pattern, rng),
+                input_mask=None if input_density == 1 else _pattern_mask(layer.input_shape, input_density, pattern, rng),
+            )
+        return cls(layers, f"synthetic {pattern} w={weight_density:g} x={input_density:g} seed={seed}")
+
+    @classmethod
+    def from_activations(cls, model: torch.nn.Module, workload: Workload, batch: torch.Tensor) -> "Sparsity":
+        """Input masks from the real activations of ``batch`` (ReLU zeros count).
+
+        The estimators model one inference, so the mask is that of the batch's first
+        sample; the weights are taken as they are in ``model``.
+        """
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        for layer in workload.layers:
+            module = model.get_submodule(layer.name)
+
+            def hook(mod, args, name=layer.name):
+                captured[name] = args[0][0].detach()
+
+            handles.append(module.register_forward_pre_hook(hook))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(batch)
+        finally:
+            model.train(was_training)
+            for h in handles:
+                h.remove()
+        weights = cls.from_model(model, workload)
+        inputs = {}
+        for layer in workload.layers:
+            x = captured[layer.name]
+            mask = (x != 0).cpu().numpy().reshape(layer.input_shape)
+            inputs[layer.name] = LayerSparsity(None, mask)
+        return weights.with_inputs_from(cls(inputs, "activations"))
+
+
+def _pattern_mask(shape: tuple[int, ...], density: float, pattern: str, rng: np.random.Generator) -> np.ndarray:
+    """A bool mask of ``shape`` with ``round(density * size)`` (at least one) True values."""
+    size = int(np.prod(shape))
+    keep = max(1, int(round(density * size)))
+    if pattern == "random":
+        flat = np.zeros(size, bool)
+        flat[rng.choice(size, keep, replace=False)] = True
+        return flat.reshape(shape)
+    if pattern == "channel":
+        # Whole leading-axis slices (output channels of a weight, input channels of a feature map).
+        groups = shape[0]
+        per = size // groups
+        order = rng.permutation(groups)
+        flat = np.zeros((groups, per), bool)
+        flat[order[: max(1, int(round(density * groups)))]] = True
+        return flat.reshape(shape)
+    # block: square blocks over the 2-D view (leading axis x the rest), ragged edges included.
+    rows = shape[0]
+    cols = size // rows
+    brows, bcols = -(-rows // _BLOCK), -(-cols // _BLOCK)
+    blocks = np.zeros(brows * bcols, bool)
+    blocks[rng.choice(brows * bcols, max(1, int(round(density * brows * bcols))), replace=False)] = True
+    grid = np.kron(blocks.reshape(brows, bcols), np.ones((_BLOCK, _BLOCK), bool))[:rows, :cols]
+    return grid.reshape(shape)
+
+
+def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` in ``path``: a file saved by ``torch.save`` (a state_dict, or a
+    dict holding one under ``"state_dict"``) or an ``ecc train`` run directory."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "model.pt"
+        if not candidate.is_file():
+            raise FileNotFoundError(f"{path}: not an `ecc train` run directory (no model.pt inside)")
+        path = candidate
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a state_dict (a mapping of names to tensors)")
+    return dict(obj)
