@@ -130,6 +130,8 @@ def model_from_args(args: argparse.Namespace, num_classes: int | None = None):
 
     model, default_shape = build_model(args.model, num_classes=num_classes)
     shape = args.input_shape or default_shape
+    if shape is None:
+        raise ValueError(f"{args.model} does not say its input shape: pass --input-shape C,H,W")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmodelledLayerWarning)
         workload = extract_workload(model, shape, name=args.model, strict=args.strict)
