@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 
-from . import profiles, simulate
+from . import coeffs, profiles, simulate
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (profiles, simulate)
+_COMMANDS = (profiles, simulate, coeffs)
 
 
 def build_parser() -> argparse.ArgumentParser:

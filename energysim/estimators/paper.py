@@ -38,7 +38,7 @@ from ..sparsity import LayerSparsity, Sparsity
 from ..spec import Profile
 from ..workload import LayerSpec, Workload
 
-__all__ = ["PaperConstants", "estimate", "estimate_layer", "paper_constants", "refetched_input_nnz"]
+__all__ = ["PaperConstants", "estimate", "estimate_layer", "paper_constants", "pattern_counts", "refetched_input_nnz"]
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,6 @@ def _linear_terms(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> dic
     x = ls.inputs(layer).reshape(rows, -1).astype(np.float64)
     w = ls.weights(layer).astype(np.float64)
     n_w = ls.weight_nnz(layer)
-    n_x = int(np.count_nonzero(x)) // rows if rows else 0
     per_row_nnz = np.count_nonzero(x, axis=1)
     x_dram = sum(min(k, c.s1) + math.ceil(d / c.n) * max(0, k - c.s1) for k in per_row_nnz.tolist())
     return {
@@ -153,14 +152,29 @@ def _linear_terms(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> dic
         "o_dram": d * rows,
         "effective_macs": int((x @ w.T).sum()),
         "relaxed_macs": rows * n_w,
-        "extra": {"weight_nnz": n_w, "input_nnz": int(per_row_nnz.sum()), "input_nnz_per_row": n_x},
+        "extra": {
+            "weight_nnz": n_w,
+            "input_nnz": int(per_row_nnz.sum()),
+            "input_overflow_nnz": int(np.maximum(per_row_nnz - c.s1, 0).sum()),
+        },
     }
+
+
+def pattern_counts(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> dict:
+    """Access and MAC counts of the paper model for one layer's pattern.
+
+    Keys: ``w_dram, w_buf, w_rf, x_dram, x_buf, x_rf, o_dram`` (accesses),
+    ``effective_macs``, ``relaxed_macs`` and ``extra`` (``weight_nnz``, ``input_nnz``,
+    ``unfold_nnz`` and ``refetched_input_nnz`` for convs, ``input_overflow_nnz`` for
+    linear layers: nonzeros past s1 in each row).
+    """
+    return _conv_terms(layer, ls, c) if layer.kind in ("conv", "depthwise") else _linear_terms(layer, ls, c)
 
 
 def estimate_layer(layer: LayerSpec, profile: Profile, ls: LayerSparsity) -> LayerReport:
     """The paper model's report for one layer (see the module docstring)."""
     c = paper_constants(profile)
-    t = _conv_terms(layer, ls, c) if layer.kind in ("conv", "depthwise") else _linear_terms(layer, ls, c)
+    t = pattern_counts(layer, ls, c)
     acc = empty_accesses()
     acc["dram"]["weights"]["reads"] = t["w_dram"]
     acc["buffer"]["weights"]["reads"] = t["w_buf"]

@@ -1,6 +1,13 @@
 """Hardware profiles: YAML -> schema -> cross-checks -> frozen dataclasses."""
 
-from .loader import dump_profile, load_profile, parse_overrides, shipped_profile_names, shipped_profile_path
+from .loader import (
+    dump_profile,
+    load_profile,
+    parse_overrides,
+    shipped_profile_names,
+    shipped_profile_path,
+    with_overrides,
+)
 from .profile import ArraySpec, BufferSpec, ComputeSpec, DramSpec, MemorySpec, Profile, RegisterFileSpec, SparsitySupport
 from .schema import FIELDS, SpecError
 
@@ -20,4 +27,5 @@ __all__ = [
     "parse_overrides",
     "shipped_profile_names",
     "shipped_profile_path",
+    "with_overrides",
 ]

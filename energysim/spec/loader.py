@@ -13,7 +13,14 @@ import yaml
 from .profile import Profile
 from .schema import FIELDS, SpecError, validate_tree
 
-__all__ = ["dump_profile", "load_profile", "parse_overrides", "shipped_profile_names", "shipped_profile_path"]
+__all__ = [
+    "dump_profile",
+    "load_profile",
+    "parse_overrides",
+    "shipped_profile_names",
+    "shipped_profile_path",
+    "with_overrides",
+]
 
 _PACKAGE = "hw_profiles"
 
@@ -152,3 +159,9 @@ def load_profile(name_or_path: str | Path, overrides: Iterable[str] | Mapping[st
 def dump_profile(profile: Profile) -> str:
     """YAML text of ``profile``; loading it gives an equal profile."""
     return yaml.safe_dump(profile.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def with_overrides(profile: Profile, overrides: Iterable[str] | Mapping[str, Any]) -> Profile:
+    """``profile`` with dotted-key ``overrides`` applied, validated like a file."""
+    parsed = parse_overrides(overrides)
+    return Profile.from_flat(validate_tree(_apply(profile.to_dict(), parsed), f"{profile.name} (with overrides)"))

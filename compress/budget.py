@@ -1,0 +1,124 @@
+"""The compressor's view of energy: per-layer weight costs for the projection, and the
+full simulation that verifies the final pattern.
+
+:class:`EnergyModel` turns an ``energysim`` coefficient table into the
+:class:`~compress.projection.LayerCost` of each layer *for the current input masks*:
+with the inputs fixed, a layer's energy is a constant plus a piecewise-linear cost per
+nonzero weight, which is what the weighted sparse projection needs. The bilinear term
+of the table (per effective MAC) is folded into the per-weight cost as the average
+number of effective MACs a nonzero weight takes part in for those inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from energysim import Profile, Report, Sparsity, Workload, simulate
+from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features
+from energysim.sparsity import LayerSparsity
+
+from .projection import LayerCost
+
+__all__ = ["EnergyModel", "geometric_budgets"]
+
+# A weight whose modelled cost is zero (e.g. dense weight storage, where traffic does not
+# depend on the zeros, and zero inputs) is given this tiny cost relative to the layer's
+# dense energy, so the projection keeps it first and never prefers it to a real saving.
+_FREE_WEIGHT = 1e-12
+
+
+class EnergyModel:
+    """Energy of a network's weight and input pattern on one profile and estimator.
+
+    Parameters
+    ----------
+    workload : Workload
+        The compute layers (names are the model's module names).
+    profile : Profile
+    estimator : {"paper", "systolic"}
+        The estimator behind the coefficient table and the final verification.
+    """
+
+    def __init__(self, workload: Workload, profile: Profile, estimator: str = "paper"):
+        self.workload = workload
+        self.profile = profile
+        self.estimator = estimator
+        self.table: CoefficientTable = coefficient_table(workload, profile, estimator)
+
+    def _features(self, name: str, input_mask: np.ndarray | None, weight_nnz: int | None = None) -> dict[str, int]:
+        layer = self.workload.layer(name)
+        features = pattern_features(layer, LayerSparsity(None, input_mask), self.profile)
+        if weight_nnz is not None:
+            features = features | {"weights": weight_nnz}
+        return features
+
+    def costs(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> dict[str, LayerCost]:
+        """Per-layer weight costs for the projection, given the current input masks."""
+        input_masks = input_masks or {}
+        costs = {}
+        for coeffs in self.table.layers:
+            features = self._features(coeffs.name, input_masks.get(coeffs.name))
+            macs_per_weight = features["effective_macs"] / coeffs.weight_count
+            zero_weights = features | {"weights": 0, "effective_macs": 0}
+            floor = _FREE_WEIGHT * coeffs.dense_energy
+            per_weight = max(coeffs.per_weight + coeffs.per_effective_mac * macs_per_weight, floor)
+            overflow = max(coeffs.per_weight_overflow + coeffs.per_effective_mac * macs_per_weight, per_weight)
+            costs[coeffs.name] = LayerCost(
+                name=coeffs.name,
+                per_weight=per_weight,
+                per_weight_overflow=overflow,
+                breakpoint=coeffs.weight_breakpoint,
+                constant=max(coeffs.predict(zero_weights), 0.0),
+            )
+        return costs
+
+    def proxy_energy(
+        self, weight_masks: Mapping[str, torch.Tensor], input_masks: Mapping[str, np.ndarray | None] | None = None
+    ) -> float:
+        """The table's energy of these weight masks (nonzero = kept) and input masks."""
+        costs = self.costs(input_masks)
+        total = 0.0
+        for name, cost in costs.items():
+            kept = int(torch.count_nonzero(weight_masks[name])) if name in weight_masks else self.table.layer(name).weight_count
+            inside = kept if cost.breakpoint is None else min(kept, cost.breakpoint)
+            total += cost.constant + cost.per_weight * inside + cost.per_weight_overflow * (kept - inside)
+        return total
+
+    def dense_energy(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> float:
+        """Proxy energy with every weight kept."""
+        return self.proxy_energy({}, input_masks)
+
+    def floor_energy(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> float:
+        """Proxy energy with every weight pruned: the least any weight projection reaches."""
+        return sum(c.constant for c in self.costs(input_masks).values())
+
+    def input_costs(self) -> dict[str, float]:
+        """Energy per nonzero input of each layer (dense pattern), for input-mask budgets."""
+        return {
+            c.name: c.input_energy_per_nonzero(self._features(c.name, None)) for c in self.table.layers
+        }
+
+    def simulate(self, model: torch.nn.Module) -> Report:
+        """The full estimator on the model's real weight pattern and input masks."""
+        return simulate(self.workload, self.profile, self.estimator, Sparsity.from_model(model, self.workload))
+
+
+def geometric_budgets(start: float, target: float, steps: int) -> list[float]:
+    """``steps`` budgets falling geometrically from ``start`` to exactly ``target``.
+
+    Examples
+    --------
+    >>> [round(b) for b in geometric_budgets(1000, 10, 3)]
+    [215, 46, 10]
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not (start > 0 and target > 0):
+        raise ValueError(f"budgets must be > 0, got start={start}, target={target}")
+    ratio = (target / start) ** (1.0 / steps)
+    budgets = [start * ratio ** (i + 1) for i in range(steps)]
+    budgets[-1] = target
+    return budgets

@@ -1,0 +1,75 @@
+"""``ecc coeffs``: the per-layer energy coefficient table the compressor uses."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_json_arg, add_model_args, add_profile_args, format_table, model_from_args, profile_from_args, write_json
+from .simulate import si
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "coeffs",
+        help="per-layer energy coefficients (per nonzero weight / input) for the compressor",
+        description=(
+            "Derive each layer's energy coefficients from an estimator: a constant, the energy per nonzero "
+            "weight (piecewise past the weight buffer), per nonzero input, per effective MAC; with the dense "
+            "energy and the floor (all weights zero). --verify compares the table with the full estimator on "
+            "random patterns of 5%%-100%% density."
+        ),
+    )
+    add_model_args(parser)
+    add_profile_args(parser)
+    parser.add_argument("--estimator", choices=("systolic", "paper"), default="systolic", help="estimator (default: systolic)")
+    parser.add_argument("--out", metavar="PATH", default=None, help="write the table as JSON here")
+    parser.add_argument("--verify", action="store_true", help="check the table against the full estimator")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --verify patterns")
+    add_json_arg(parser, "the table (and the verification)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from energysim.coeffs import coefficient_table, verify_table
+
+    profile = profile_from_args(args)
+    _, _, workload = model_from_args(args)
+    table = coefficient_table(workload, profile, args.estimator)
+    if args.out:
+        table.save(args.out)
+    checks = verify_table(table, workload, profile, seed=args.seed) if args.verify else None
+    if args.json:
+        write_json(table.to_dict() | ({"verify": checks} if checks is not None else {}), args.json)
+    if args.json == "-":
+        return 0
+    total = table.dense_energy
+    rows = []
+    for c in table.layers:
+        overflow = "" if c.weight_breakpoint is None or c.weight_breakpoint >= c.weight_count else (
+            f"{si(c.per_weight_overflow)}>{si(c.weight_breakpoint)}"
+        )
+        rows.append([
+            c.name, si(c.constant), si(c.per_weight), overflow or "-", si(c.per_input),
+            si(c.per_input_use) if c.per_input_use else "-", si(c.per_effective_mac) if c.per_effective_mac else "-",
+            si(c.dense_energy), f"{100 * c.floor_energy / c.dense_energy:.1f}", f"{100 * c.dense_energy / total:.1f}",
+        ])
+    print(f"{table.model} on {table.profile} ({table.estimator} estimator, energy in {table.units})")
+    print(format_table(
+        ["layer", "const", "/weight", "/w past buf", "/input", "/in.use", "/eff.MAC", "dense", "floor%", "share%"], rows
+    ))
+    print(f"dense energy {total:.6g}; floor (all weights zero) {table.floor_energy:.6g} "
+          f"= {100 * table.floor_energy / total:.2f}% of dense")
+    if any(c.upper_bound for c in table.layers):
+        print("note: skip_zero_tiles is on: per-weight costs are upper bounds (an all-zero tile costs nothing)")
+    if args.out:
+        print(f"table written to {args.out}")
+    if checks is not None:
+        print()
+        print("verification against the full estimator (signed relative error, >0 = table over-estimates):")
+        print(format_table(
+            ["layer", "worst error", "lowest", "patterns"],
+            [[r["name"], f"{r['max_rel_error']:+.2e}", f"{r['min_rel_error']:+.2e}", r["patterns"]] for r in checks],
+        ))
+    return 0

@@ -1,0 +1,352 @@
+"""Per-layer energy coefficients: the bridge from an estimator to the compressor.
+
+For each layer the energy is modelled as a function of its nonzero pattern::
+
+    E = constant
+      + per_weight * min(nnz(W), weight_breakpoint) + per_weight_overflow * max(0, nnz(W) - weight_breakpoint)
+      + per_input * nnz(X) + per_input_overflow * (nonzeros past input_breakpoint)
+      + per_input_use * nnz(unfold(X)) + per_input_refetch * (refetched nonzeros)
+      + per_effective_mac * effective MACs
+
+The terms a layer does not need are 0. How the coefficients are obtained:
+
+- ``paper``: read off the paper model's access counts in closed form (its relaxed energy
+  is exactly this expression: per-weight costs with the weight-buffer kink, a cost per
+  nonzero input fetched from DRAM, per nonzero *use* of an input in a window
+  (buffer and RF reads), per refetched input row, outputs as a constant).
+- ``systolic``: from the estimator's own counts on four corner patterns (no weights or
+  all weights x no inputs or all inputs): the constant, the cost per nonzero weight, per
+  nonzero input, and per effective MAC (the bilinear term: a MAC costs ``mac`` instead
+  of ``gated_mac`` only when both operands are nonzero). With ``skip_zero_tiles`` the
+  corners are taken with skipping off, so the table is an upper bound (skipping only
+  removes work) and says so.
+
+The table is JSON with a schema version, model, profile name and profile digest; loading
+it against a different profile is refused as stale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .estimators import get_estimator
+from .estimators.paper import paper_constants, pattern_counts
+from .sparsity import LayerSparsity, Sparsity
+from .spec import Profile, load_profile, with_overrides
+from .workload import LayerSpec, Workload
+
+__all__ = [
+    "TABLE_VERSION",
+    "CoefficientTable",
+    "LayerCoefficients",
+    "coefficient_table",
+    "pattern_features",
+    "verify_table",
+]
+
+TABLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerCoefficients:
+    """Energy coefficients of one layer (see the module docstring for the expression)."""
+
+    name: str
+    kind: str
+    weight_count: int
+    input_count: int
+    constant: float
+    per_weight: float
+    per_weight_overflow: float
+    weight_breakpoint: int | None
+    per_input: float
+    per_input_overflow: float
+    input_breakpoint: int | None
+    per_input_use: float
+    per_input_refetch: float
+    per_effective_mac: float
+    dense_energy: float
+    floor_energy: float
+    upper_bound: bool
+
+    def weight_energy(self, weight_nnz: int) -> float:
+        """The part of the energy proportional to the nonzero weights (piecewise)."""
+        if self.weight_breakpoint is None:
+            return self.per_weight * weight_nnz
+        inside = min(weight_nnz, self.weight_breakpoint)
+        return self.per_weight * inside + self.per_weight_overflow * (weight_nnz - inside)
+
+    def predict(self, features: dict[str, int]) -> float:
+        """Energy of a pattern described by :func:`pattern_features`."""
+        return (
+            self.constant
+            + self.weight_energy(features["weights"])
+            + self.per_input * features["inputs"]
+            + self.per_input_overflow * features["input_overflow"]
+            + self.per_input_use * features["input_uses"]
+            + self.per_input_refetch * features["input_refetch"]
+            + self.per_effective_mac * features["effective_macs"]
+        )
+
+    def input_energy_per_nonzero(self, features: dict[str, int]) -> float:
+        """Average energy of one nonzero input for this pattern (uses and refetches included)."""
+        if not features["inputs"]:
+            return self.per_input
+        spent = (
+            self.per_input * features["inputs"]
+            + self.per_input_overflow * features["input_overflow"]
+            + self.per_input_use * features["input_uses"]
+            + self.per_input_refetch * features["input_refetch"]
+        )
+        return spent / features["inputs"]
+
+
+def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> dict[str, int]:
+    """The counts the coefficients multiply, for one layer's pattern."""
+    counts = pattern_counts(layer, ls, paper_constants(profile))
+    extra = counts["extra"]
+    return {
+        "weights": extra["weight_nnz"],
+        "inputs": extra["input_nnz"],
+        "input_overflow": extra.get("input_overflow_nnz", 0),
+        "input_uses": extra.get("unfold_nnz", 0),
+        "input_refetch": extra.get("refetched_input_nnz", 0),
+        "effective_macs": counts["effective_macs"],
+    }
+
+
+def _paper_layer(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
+    """Closed-form coefficients of the paper model's relaxed energy."""
+    c = paper_constants(profile)
+    if layer.kind == "linear":
+        rows, _, d = layer.gemm
+        row_folds = -(-d // c.n)
+        return dict(
+            constant=c.e_dram_write * d * rows,
+            per_weight=c.e_dram + c.e_buf + c.e_rf + c.e_mac * rows,
+            per_weight_overflow=c.e_dram + c.e_buf + c.e_rf + c.e_mac * rows,
+            weight_breakpoint=None,
+            per_input=c.e_dram + row_folds * c.e_buf + d * c.e_rf,
+            per_input_overflow=(row_folds - 1) * c.e_dram,
+            input_breakpoint=c.s1,
+            per_input_use=0.0,
+            per_input_refetch=0.0,
+            per_effective_mac=0.0,
+            upper_bound=False,
+        )
+    d, g = layer.out_channels, layer.groups
+    hw = int(np.prod(layer.output_shape[1:]))
+    row_folds = -(-hw // c.m)
+    mac = c.e_mac * hw  # the relaxed bound: every output position of a nonzero weight
+    return dict(
+        constant=c.e_dram_write * d * hw,
+        per_weight=c.e_dram + row_folds * c.e_buf + hw * c.e_rf + mac,
+        per_weight_overflow=row_folds * (c.e_dram + c.e_buf) + hw * c.e_rf + mac,
+        weight_breakpoint=c.s2,
+        per_input=c.e_dram,
+        per_input_overflow=0.0,
+        input_breakpoint=None,
+        per_input_use=-(-d // g // c.n) * c.e_buf + -(-d // g) * c.e_rf,
+        per_input_refetch=c.e_dram,
+        per_effective_mac=0.0,
+        upper_bound=False,
+    )
+
+
+def _probed_layer(layer: LayerSpec, profile: Profile, estimate_layer: Callable) -> dict[str, Any]:
+    """Coefficients from the estimator's energy at the four corner patterns."""
+    upper_bound = profile.sparsity.skip_zero_tiles
+    if upper_bound:
+        profile = with_overrides(profile, {"sparsity.skip_zero_tiles": False})
+    none_w, all_w = np.zeros(layer.weight_shape, bool), np.ones(layer.weight_shape, bool)
+    none_x, all_x = np.zeros(layer.input_shape, bool), np.ones(layer.input_shape, bool)
+
+    def energy(w, x):
+        return estimate_layer(layer, profile, LayerSparsity(w, x)).energy
+
+    e00, e10, e01, e11 = energy(none_w, none_x), energy(all_w, none_x), energy(none_w, all_x), energy(all_w, all_x)
+    dense_macs = pattern_features(layer, LayerSparsity(), profile)["effective_macs"]
+    return dict(
+        constant=e00,
+        per_weight=(e10 - e00) / layer.weight_count,
+        per_weight_overflow=(e10 - e00) / layer.weight_count,
+        weight_breakpoint=None,
+        per_input=(e01 - e00) / int(np.prod(layer.input_shape)),
+        per_input_overflow=0.0,
+        input_breakpoint=None,
+        per_input_use=0.0,
+        per_input_refetch=0.0,
+        per_effective_mac=(e11 - e10 - e01 + e00) / dense_macs if dense_macs else 0.0,
+        upper_bound=upper_bound,
+    )
+
+
+@dataclass
+class CoefficientTable:
+    """Coefficients of every layer of a workload on one profile and estimator."""
+
+    model: str
+    profile: str
+    profile_digest: str
+    estimator: str
+    units: str
+    layers: list[LayerCoefficients]
+
+    def layer(self, name: str) -> LayerCoefficients:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer {name!r} in the coefficient table; layers: {', '.join(l.name for l in self.layers)}")
+
+    @property
+    def dense_energy(self) -> float:
+        return sum(l.dense_energy for l in self.layers)
+
+    @property
+    def floor_energy(self) -> float:
+        return sum(l.floor_energy for l in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": TABLE_VERSION,
+            "model": self.model,
+            "profile": self.profile,
+            "profile_digest": self.profile_digest,
+            "estimator": self.estimator,
+            "units": self.units,
+            "layers": [asdict(l) for l in self.layers],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "coefficient table") -> "CoefficientTable":
+        if not isinstance(data, dict) or data.get("schema_version") != TABLE_VERSION:
+            got = data.get("schema_version") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"{where}: schema_version must be {TABLE_VERSION}, got {got!r}")
+        names = [f.name for f in fields(LayerCoefficients)]
+        layers = []
+        for i, layer in enumerate(data.get("layers", [])):
+            missing = [n for n in names if n not in layer]
+            if missing:
+                raise ValueError(f"{where}: layers[{i}] lacks {', '.join(missing)}")
+            layers.append(LayerCoefficients(**{n: layer[n] for n in names}))
+        return cls(
+            model=data["model"],
+            profile=data["profile"],
+            profile_digest=data["profile_digest"],
+            estimator=data["estimator"],
+            units=data["units"],
+            layers=layers,
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path, profile: Profile | None = None) -> "CoefficientTable":
+        """Read a table; with ``profile``, refuse a table derived from another profile."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable coefficient table ({exc})") from None
+        table = cls.from_dict(data, str(path))
+        if profile is not None and table.profile_digest != profile.digest:
+            raise ValueError(
+                f"{path}: stale coefficient table: derived from profile {table.profile!r} (digest "
+                f"{table.profile_digest}), not from {profile.name!r} (digest {profile.digest}); regenerate it"
+            )
+        return table
+
+
+def coefficient_table(workload: Workload, profile: Profile | str, estimator: str = "paper") -> CoefficientTable:
+    """Derive the per-layer coefficient table of ``workload`` on ``profile``.
+
+    Parameters
+    ----------
+    workload : Workload
+    profile : Profile or str
+    estimator : {"paper", "systolic"}
+
+    Returns
+    -------
+    CoefficientTable
+        Dense energy and floor (all weights zero, dense inputs) per layer included.
+    """
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)
+    get_estimator(estimator)  # validates the name
+    layers = []
+    for layer in workload.layers:
+        if estimator == "paper":
+            coeffs = _paper_layer(layer, profile)
+        else:
+            from .estimators.systolic import estimate_layer
+
+            coeffs = _probed_layer(layer, profile, estimate_layer)
+        partial = LayerCoefficients(
+            name=layer.name,
+            kind=layer.kind,
+            weight_count=layer.weight_count,
+            input_count=int(np.prod(layer.input_shape)),
+            dense_energy=0.0,
+            floor_energy=0.0,
+            **coeffs,
+        )
+        dense = pattern_features(layer, LayerSparsity(), profile)
+        floor = dense | {"weights": 0, "effective_macs": 0}
+        layers.append(
+            LayerCoefficients(**(asdict(partial) | {"dense_energy": partial.predict(dense), "floor_energy": partial.predict(floor)}))
+        )
+    return CoefficientTable(workload.model, profile.name, profile.digest, estimator, profile.units, layers)
+
+
+def verify_table(
+    table: CoefficientTable,
+    workload: Workload,
+    profile: Profile,
+    densities: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0),
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Compare the table with the full estimator on random patterns.
+
+    For every layer and every (weight density, input density) pair of ``densities``,
+    draws a random pattern, predicts its energy from the table and simulates it (the
+    relaxed energy for ``paper``, which is what the table models).
+
+    Returns
+    -------
+    list of dict
+        Per layer: ``name``, ``max_rel_error`` (signed: >0 means the table over-estimates,
+        the largest in magnitude), ``min_rel_error``, ``upper_bound``, ``patterns``.
+    """
+    if table.profile_digest != profile.digest:
+        raise ValueError(f"table derived from profile {table.profile!r}, verifying against {profile.name!r}")
+    estimate = get_estimator(table.estimator)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer in workload.layers:
+        coeffs = table.layer(layer.name)
+        errors = []
+        for wd in densities:
+            for xd in densities:
+                ls = LayerSparsity(rng.random(layer.weight_shape) < wd, rng.random(layer.input_shape) < xd)
+                report = estimate(Workload(workload.model, workload.input_shape, (layer,)), profile, Sparsity({layer.name: ls}))[0]
+                truth = report.energy_relaxed if table.estimator == "paper" else report.energy
+                predicted = coeffs.predict(pattern_features(layer, ls, profile))
+                errors.append((predicted - truth) / truth if truth else 0.0)
+        rows.append(
+            {
+                "name": layer.name,
+                "max_rel_error": max(errors, key=abs),
+                "min_rel_error": min(errors),
+                "upper_bound": coeffs.upper_bound,
+                "patterns": len(errors),
+            }
+        )
+    return rows

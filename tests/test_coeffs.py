@@ -1,0 +1,95 @@
+"""Coefficient table: exact for the paper model, JSON with stale-profile detection, CLI."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from compress.budget import EnergyModel, geometric_budgets
+from compress.cli import main
+from energysim import LayerSparsity, Sparsity, build_model, extract_workload, load_profile, simulate
+from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features, verify_table
+
+PAPER = load_profile("eyeriss-iclr19")
+
+
+@pytest.fixture(scope="module")
+def lenet5():
+    model, shape = build_model("lenet5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model, extract_workload(model, shape, name="lenet5")
+
+
+@pytest.fixture(scope="module")
+def strided():
+    """A padded, strided conv, a grouped conv and a linear layer past the input buffer."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 6 * 6, 20),
+    )
+    return extract_workload(model, (3, 12, 12), name="strided")
+
+
+def test_paper_table_is_exact_on_random_patterns(lenet5, strided):
+    small_buffers = load_profile("eyeriss-iclr19", ["memory.buffer.filter_words=100", "memory.buffer.ifmap_words=200"])
+    for workload, profile in ((lenet5[1], PAPER), (strided, small_buffers)):
+        table = coefficient_table(workload, profile, "paper")
+        for row in verify_table(table, workload, profile, densities=(0.05, 0.3, 1.0), seed=1):
+            assert abs(row["max_rel_error"]) < 1e-9, row
+
+
+def test_paper_table_numbers_are_the_papers(lenet5):
+    table = coefficient_table(lenet5[1], PAPER, "paper")
+    conv1 = table.layer("conv1")
+    assert (conv1.per_weight, conv1.per_weight_overflow, conv1.weight_breakpoint) == (3732, 16732, 4096)
+    assert table.layer("fc1").per_weight == 210
+    assert table.dense_energy == pytest.approx(1.7108e7, rel=5e-5)
+    assert table.floor_energy / table.dense_energy == pytest.approx(0.1523, abs=5e-5)
+
+
+def test_table_json_round_trip_and_stale_detection(lenet5, tmp_path):
+    table = coefficient_table(lenet5[1], PAPER, "paper")
+    table.save(tmp_path / "t.json")
+    again = CoefficientTable.load(tmp_path / "t.json", PAPER)
+    assert again.to_dict() == table.to_dict()
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["schema_version"] == 1 and data["profile_digest"] == PAPER.digest
+    other = load_profile("eyeriss-iclr19", ["memory.dram.read=100"])
+    with pytest.raises(ValueError, match="stale coefficient table"):
+        CoefficientTable.load(tmp_path / "t.json", other)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not a readable coefficient table"):
+        CoefficientTable.load(tmp_path / "bad.json")
+
+
+def test_energy_model_costs_match_simulation(lenet5):
+    """Proxy energy of a projected pattern equals the paper estimator's relaxed energy."""
+    model, workload = lenet5
+    em = EnergyModel(workload, PAPER, "paper")
+    rng = np.random.default_rng(0)
+    masks = {l.name: torch.from_numpy(rng.random(l.weight_shape) < 0.3) for l in workload.layers}
+    inputs = {"conv2": rng.random(workload.layer("conv2").input_shape) < 0.5}
+    sparsity = Sparsity({n: LayerSparsity(m.numpy(), inputs.get(n)) for n, m in masks.items()})
+    truth = simulate(workload, PAPER, "paper", sparsity).energy_relaxed
+    assert em.proxy_energy(masks, inputs) == pytest.approx(truth, rel=1e-12)
+    assert em.floor_energy() == pytest.approx(coefficient_table(workload, PAPER, "paper").floor_energy)
+
+
+def test_geometric_budgets_end_exactly_at_target():
+    budgets = geometric_budgets(100.0, 20.0, 4)
+    assert budgets[-1] == 20.0 and all(a > b for a, b in zip(budgets, budgets[1:]))
+    assert budgets[0] == pytest.approx(100 * 0.2 ** 0.25)
+
+
+def test_cli_writes_table_and_verifies(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert main(["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper",
+                 "--out", str(out), "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "15.23% of dense" in text and "+0.00e+00" in text
+    assert CoefficientTable.load(out, PAPER).layer("conv2").per_weight == 654
