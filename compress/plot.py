@@ -1,0 +1,169 @@
+"""Figures (PNG and SVG) from results that are already computed; nothing here computes.
+
+(a) :func:`energy_accuracy` — accuracy against relative energy (log x), one line per
+    method with a +/- std band over seeds, the dense model as a reference point.
+(b) :func:`layer_energy` — per-layer energy, stacked by memory level, of several reports
+    (e.g. dense and pruned) side by side.
+(c) :func:`layer_density` — per-layer density of each method at one budget.
+(d) :func:`utilization_timeline` — effective / gated / idle PEs per cycle of one layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["energy_accuracy", "layer_density", "layer_energy", "save", "utilization_timeline"]
+
+_LEVEL_COLORS = {"dram": "#c0392b", "buffer": "#e67e22", "rf": "#f1c40f", "mac": "#2980b9", "leakage": "#7f8c8d"}
+_LEVEL_LABELS = {"dram": "DRAM", "buffer": "global buffer", "rf": "register file", "mac": "MAC", "leakage": "leakage"}
+_TIMELINE_POINTS = 2000  # at most this many points are drawn; longer traces are averaged in bins
+
+
+def save(fig: plt.Figure, path: str | Path) -> list[Path]:
+    """Write ``fig`` as PNG and SVG next to each other (``path`` without or with a suffix)."""
+    base = Path(path).with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in (".png", ".svg"):
+        fig.savefig(base.with_suffix(suffix), dpi=150, bbox_inches="tight")
+        written.append(base.with_suffix(suffix))
+    plt.close(fig)
+    return written
+
+
+def energy_accuracy(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    dense_accuracy: float | None = None,
+    title: str = "",
+    energy_unit: str = "",
+) -> list[Path]:
+    """Accuracy vs relative energy, one line per method.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per (method, budget) with ``method``, ``energy_mean``, ``energy_std``
+        (relative to dense), ``accuracy_mean``, ``accuracy_std`` (fractions in [0, 1]).
+    path : str or Path
+        Output path; ``.png`` and ``.svg`` are written.
+    dense_accuracy : float, optional
+        Accuracy of the dense model, drawn at relative energy 1.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method in sorted({r["method"] for r in rows}):
+        pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["energy_mean"])
+        x = np.array([r["energy_mean"] for r in pts])
+        y = 100 * np.array([r["accuracy_mean"] for r in pts])
+        sd = 100 * np.array([r["accuracy_std"] for r in pts])
+        xerr = np.array([r["energy_std"] for r in pts])
+        (line,) = ax.plot(x, y, marker="o", label=method)
+        ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+        if np.any(xerr > 0):
+            ax.errorbar(x, y, xerr=xerr, fmt="none", ecolor=line.get_color(), alpha=0.6)
+    if dense_accuracy is not None:
+        ax.scatter([1.0], [100 * dense_accuracy], marker="*", s=160, color="black", zorder=5, label="dense")
+    ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.set_xlabel("simulated energy, relative to the dense model (log scale)" + (f" [{energy_unit}]" if energy_unit else ""))
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="method (mean ± std over seeds)", fontsize=8)
+    ax.set_title(title or "Energy–accuracy trade-off")
+    return save(fig, path)
+
+
+def layer_energy(reports: Mapping[str, Mapping[str, Any]], path: str | Path, *, title: str = "") -> list[Path]:
+    """Per-layer energy stacked by memory level, one bar per report in each layer group.
+
+    Parameters
+    ----------
+    reports : mapping of label to report dict
+        ``energysim.Report.to_dict()`` outputs (same layers), e.g. {"dense": ..., "pruned": ...}.
+    """
+    labels = list(reports)
+    first = reports[labels[0]]
+    layers = [l["name"] for l in first["layers"]]
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(layers) * len(labels) + 2), 4.6))
+    x = np.arange(len(layers))
+    hatches = ["", "//", "..", "xx"]
+    for j, label in enumerate(labels):
+        by_name = {l["name"]: l for l in reports[label]["layers"]}
+        bottom = np.zeros(len(layers))
+        for level, color in _LEVEL_COLORS.items():
+            values = np.array([by_name[n]["energy_by_level"][level] for n in layers])
+            ax.bar(
+                x + (j - (len(labels) - 1) / 2) * width, values, width, bottom=bottom, color=color,
+                hatch=hatches[j % len(hatches)], edgecolor="white", linewidth=0.5,
+                label=_LEVEL_LABELS[level] if j == 0 else None,
+            )
+            bottom += values
+        for xi, top in zip(x, bottom):
+            ax.text(xi + (j - (len(labels) - 1) / 2) * width, top, label, ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(x, layers, rotation=45 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center")
+    ax.set_xlabel("layer")
+    ax.set_ylabel(f"energy per inference [{first['units']}]")
+    ax.margins(y=0.12)
+    ax.legend(title="memory level", fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(title or f"{first['model']} on {first['profile']} ({first['estimator']} estimator): energy by level")
+    return save(fig, path)
+
+
+def layer_density(
+    densities: Mapping[str, Mapping[str, float]], path: str | Path, *, budget: float | None = None, title: str = ""
+) -> list[Path]:
+    """Per-layer weight density of each method (bars grouped by layer)."""
+    methods = list(densities)
+    layers = list(densities[methods[0]])
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(layers) * len(methods) + 2), 4.2))
+    x = np.arange(len(layers))
+    for j, method in enumerate(methods):
+        ax.bar(x + (j - (len(methods) - 1) / 2) * width, [100 * densities[method][n] for n in layers], width, label=method)
+    ax.set_xticks(x, layers, rotation=45 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("weight density (% nonzero)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(title="method", fontsize=8)
+    ax.set_title(title or ("Per-layer density" + (f" at budget {budget:g} of dense energy" if budget else "")))
+    return save(fig, path)
+
+
+def utilization_timeline(trace: np.ndarray, path: str | Path, *, pes: int, title: str = "") -> list[Path]:
+    """Effective, gated and idle PEs per cycle (stacked), from a (cycles, 3) trace."""
+    trace = np.asarray(trace, dtype=float)
+    cycles = len(trace)
+    if cycles > _TIMELINE_POINTS:
+        bins = np.array_split(np.arange(cycles), _TIMELINE_POINTS)
+        x = np.array([b[0] for b in bins])
+        trace = np.array([trace[b].mean(axis=0) for b in bins])
+    else:
+        x = np.arange(cycles)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.stackplot(
+        x, 100 * trace[:, 0] / pes, 100 * trace[:, 1] / pes, 100 * trace[:, 2] / pes,
+        labels=["effective MAC", "clock-gated MAC (zero operand)", "idle"],
+        colors=["#27ae60", "#f39c12", "#d5d8dc"],
+    )
+    ax.set_xlim(0, max(cycles - 1, 1))
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("cycle")
+    ax.set_ylabel(f"PEs (% of {pes})")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or "Array utilization over time")
+    return save(fig, path)
