@@ -98,3 +98,83 @@ def naive_topk_masks(scores, k):
     for _, _, index, name in entries[:k]:
         masks[name].reshape(-1)[index] = True
     return masks
+
+
+# ---------------------------------------------------------------------------
+# Systolic array, cycle by cycle (energysim.model, energysim.estimators.systolic)
+#
+# Plain loops over every PE of every cycle of every fold, from SCALE-Sim's
+# conventions written out again here (nothing imported from energysim): WS maps
+# (rows, cols, streamed) = (K, N, M), OS = (M, N, K), IS = (K, M, N); a fold is
+# preload*R + (R - 1) + T + (C - 1) cycles and PE (r, c) does stream step t in
+# fold cycle preload*R + r + c + t. Folds run back to back: column block outer,
+# row block inner, groups one after another.
+# ---------------------------------------------------------------------------
+
+NAIVE_DATAFLOWS = {"ws": ("K", "N", "M", True), "os": ("M", "N", "K", False), "is": ("K", "M", "N", True)}
+
+
+def naive_im2col(input_mask, layer):
+    """X[g, m, k] for a conv layer (padding = False) by explicit loops; K ordered (c, i, j)."""
+    c_in, h, w = layer.input_shape
+    _, h_out, w_out = layer.output_shape
+    groups = layer.groups
+    cg = c_in // groups
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
+    x = np.zeros((groups, h_out * w_out, cg * kh * kw), dtype=bool)
+    for g in range(groups):
+        for ho in range(h_out):
+            for wo in range(w_out):
+                for c in range(cg):
+                    for i in range(kh):
+                        for j in range(kw):
+                            row, col = ho * sh - ph + i * dh, wo * sw - pw + j * dw
+                            if 0 <= row < h and 0 <= col < w:
+                                x[g, ho * w_out + wo, (c * kh + i) * kw + j] = input_mask[g * cg + c, row, col]
+    return x
+
+
+def naive_systolic_trace(x, w, dataflow, rows, cols):
+    """Per-cycle (effective, gated, idle) PE counts and per-fold effective MACs.
+
+    Parameters
+    ----------
+    x : bool array (G, M, K); w : bool array (G, K, N)
+    dataflow : "ws", "os" or "is"
+    rows, cols : array size
+
+    Returns
+    -------
+    trace : int array (cycles, 3)
+    fold_effective : list of int, in fold order
+    """
+    row_dim, col_dim, stream_dim, preload = NAIVE_DATAFLOWS[dataflow]
+    groups, m_size, k_size = x.shape
+    n_size = w.shape[2]
+    size = {"M": m_size, "K": k_size, "N": n_size}
+    stream = size[stream_dim]
+    fold_len = (rows if preload else 0) + rows - 1 + stream + cols - 1
+    trace = []
+    fold_effective = []
+    for g in range(groups):
+        for cb in range(-(-size[col_dim] // cols)):
+            for rb in range(-(-size[row_dim] // rows)):
+                eff_fold = 0
+                for tau in range(fold_len):
+                    counts = [0, 0, 0]
+                    for r in range(rows):
+                        for c in range(cols):
+                            t = tau - (rows if preload else 0) - r - c
+                            idx = {row_dim: rb * rows + r, col_dim: cb * cols + c, stream_dim: t}
+                            if not (0 <= t < stream and idx[row_dim] < size[row_dim] and idx[col_dim] < size[col_dim]):
+                                counts[2] += 1
+                                continue
+                            m, k, n = idx["M"], idx["K"], idx["N"]
+                            if x[g, m, k] and w[g, k, n]:
+                                counts[0] += 1
+                                eff_fold += 1
+                            else:
+                                counts[1] += 1
+                    trace.append(counts)
+                fold_effective.append(eff_fold)
+    return np.array(trace, dtype=np.int64).reshape(-1, 3), fold_effective

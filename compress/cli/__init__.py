@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 
-from . import coeffs, profiles, simulate
+from . import calibrate, coeffs, profiles, simulate
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (profiles, simulate, coeffs)
+_COMMANDS = (profiles, simulate, coeffs, calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

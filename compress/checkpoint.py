@@ -1,0 +1,148 @@
+"""Crash-safe files of a training run: atomic writes, checkpoint load, RNG state.
+
+Every file is written to a temporary file in the destination's folder, flushed and
+fsynced, then renamed over the destination with ``os.replace`` (atomic on POSIX), and
+the folder is fsynced. A process killed at any moment leaves either the old file or
+the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "capture_rng",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
+
+#: Value of the ``"format"`` key of every checkpoint ``ecc train`` writes.
+CHECKPOINT_FORMAT = "ecc-train-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, truncated or not an ``ecc train`` checkpoint."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync folder).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; its folder must exist.
+    data : bytes
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename in ``folder`` (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Save ``state`` (plus the format tag) to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    state : mapping
+        Tensors, numbers, strings, None and nested lists/tuples/dicts of them only,
+        so that :func:`load_checkpoint` can read it with ``weights_only=True``.
+    """
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        The saved mapping, ``"format"`` included.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    CheckpointError
+        If the file is not a readable checkpoint of this format; the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
+        detail = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {detail[0] if detail else 'no detail'}); "
+            "it is corrupt or truncated: delete the run folder and start again"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{path}: not an `ecc train` checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    return state
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The states of torch's global CPU generator and of ``generator`` (the data shuffler)."""
+    return {"torch": torch.get_rng_state(), "loader": generator.get_state()}
+
+
+def restore_rng(states: Mapping[str, torch.Tensor], generator: torch.Generator) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["loader"])

@@ -1,0 +1,109 @@
+"""``ecc plot``: figures of a sweep directory, or the utilization timeline of one layer."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "plot",
+        help="energy-accuracy curves and per-layer figures of a sweep",
+        description=(
+            "Write PNG and SVG figures of a sweep directory into DIR/figures: (a) accuracy vs relative energy "
+            "per method, (b) per-layer energy of the dense and a pruned model stacked by memory level, (c) per-layer "
+            "density per method at one budget. With --timeline RUN LAYER: (d) the cycle-level utilization timeline "
+            "of one layer of a trained run."
+        ),
+    )
+    parser.add_argument("dir", nargs="?", metavar="DIR", help="a sweep directory (written by `ecc sweep`)")
+    parser.add_argument("--budget", type=float, default=None, help="budget of figures (b) and (c) (default: the lowest)")
+    parser.add_argument("--method", default="ecc", help="pruned model of figure (b) (default: ecc)")
+    parser.add_argument("--timeline", nargs=2, metavar=("RUN", "LAYER"), help="utilization timeline of LAYER in run RUN")
+    parser.add_argument("--out", metavar="DIR", default=None, help="where to write the figures (default: DIR/figures)")
+    parser.set_defaults(run=run)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; is {path.parent} a sweep directory written by `ecc sweep`?")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> list[Path]:
+    from compress import plot
+
+    summary = _read_csv(root / "summary.csv")
+    results = _read_csv(root / "results.csv")
+    rows = [
+        {k: (float(v) if k != "method" else v) for k, v in r.items() if k in
+         ("method", "energy_mean", "energy_std", "accuracy_mean", "accuracy_std")}
+        for r in summary if int(r["feasible_seeds"]) > 0
+    ]
+    dense = [float(r["dense_accuracy"]) for r in results if r.get("dense_accuracy")]
+    settings = json.loads((root / "sweep.json").read_text())
+    base = settings["base"]
+    written = plot.energy_accuracy(
+        rows, out / "energy_accuracy",
+        dense_accuracy=sum(dense) / len(dense) if dense else None,
+        title=f"{base['model']} on {base['dataset']}, {base['profile']} ({base['estimator']} estimator)",
+    )
+    budgets = sorted({float(r["budget"]) for r in results})
+    chosen = min(budgets) if budget is None else budget
+    if chosen not in budgets:
+        raise ValueError(f"--budget {chosen:g} is not in the sweep; budgets: {', '.join(f'{b:g}' for b in budgets)}")
+    at_budget = [r for r in results if float(r["budget"]) == chosen and r["feasible"] == "True"]
+    densities: dict[str, dict[str, list[float]]] = {}
+    for r in at_budget:
+        per_layer = densities.setdefault(r["method"], {})
+        for key, value in r.items():
+            if key.startswith("density:") and value:
+                per_layer.setdefault(key[len("density:"):], []).append(float(value))
+    if densities:
+        mean = {m: {n: sum(v) / len(v) for n, v in layers.items()} for m, layers in densities.items()}
+        written += plot.layer_density(mean, out / f"density_b{chosen:g}", budget=chosen)
+    seed = min(int(r["seed"]) for r in results)
+    dense_report = root / "dense" / f"seed{seed}" / "simulated.json"
+    pruned_report = root / "cells" / method / f"b{chosen:g}_s{seed}" / "simulated.json"
+    if dense_report.is_file() and pruned_report.is_file():
+        written += plot.layer_energy(
+            {"dense": json.loads(dense_report.read_text()), f"{method} @ {chosen:g}": json.loads(pruned_report.read_text())},
+            out / f"layer_energy_{method}_b{chosen:g}",
+        )
+    return written
+
+
+def _timeline(run_dir: Path, layer: str, out: Path) -> list[Path]:
+    from compress import plot
+    from compress.train import load_run
+
+    run = load_run(run_dir)
+    from energysim.estimators.systolic import utilization_trace
+
+    spec = run.workload.layer(layer)
+    trace = utilization_trace(spec, run.profile, run.sparsity[layer])
+    pes = run.profile.array.rows * run.profile.array.cols
+    return plot.utilization_timeline(
+        trace, out / f"timeline_{layer}", pes=pes,
+        title=f"{layer} of {run.workload.model} on {run.profile.name}: PE activity per cycle",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.timeline:
+        run_dir, layer = Path(args.timeline[0]), args.timeline[1]
+        written = _timeline(run_dir, layer, Path(args.out) if args.out else run_dir / "figures")
+    else:
+        if not args.dir:
+            raise ValueError("give a sweep directory, or --timeline RUN LAYER")
+        root = Path(args.dir)
+        written = _sweep_figures(root, Path(args.out) if args.out else root / "figures", args.budget, args.method)
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,129 @@
+"""``ecc train``: train a model under an energy budget into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ._common import add_model_args, add_profile_args
+
+__all__ = ["config_from_args", "register", "run"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train a model under an energy budget (projected SGD, optional input masks)",
+        description=(
+            "Energy-constrained training (Yang, Zhu and Liu, ICLR 2019): dense pretraining (or --checkpoint), "
+            "then projected SGD whose energy budget anneals to the target, optionally alternating with input-mask "
+            "phases; the final pattern is verified with the full estimator and re-projected until it fits. "
+            "RUN_DIR receives config.json, checkpoint.pt (every epoch), log.csv, log.jsonl, model.pt and "
+            "report.json. Options left out take the defaults of compress.train.TrainConfig."
+        ),
+    )
+    add_model_args(parser)
+    parser.add_argument(
+        "--dataset", required=True, metavar="NAME", help="digits, fashion-mnist, mnist, cifar10 or imagefolder"
+    )
+    parser.add_argument("--data-root", default=None, metavar="PATH", help="folder holding the dataset files")
+    add_profile_args(parser)
+    parser.add_argument(
+        "--estimator", choices=("systolic", "paper"), default=None,
+        help="energy model behind the projection and the final check (default: systolic)",
+    )
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument(
+        "--budget", type=float, default=None, metavar="R", help="energy budget relative to dense, e.g. 0.2"
+    )
+    budget.add_argument(
+        "--budget-abs", type=float, default=None, metavar="E", help="absolute energy budget (profile units)"
+    )
+    parser.add_argument(
+        "--method", default=None, help="projection method: ecc (default), magnitude, uniform, energy-aware"
+    )
+    parser.add_argument(
+        "--input-mask", action="store_true", default=None, help="alternate weight and input-mask phases"
+    )
+    option = _int_option(parser)
+    option("--epochs", "epochs per weight phase (default 10)")
+    option("--pretrain-epochs", "dense epochs first (default 10; 0 with --checkpoint)")
+    option("--mask-epochs", "epochs per mask phase (default: --epochs)")
+    option("--max-rounds", "most input-mask rounds (default 3)")
+    option("--finetune-epochs", "fine-tuning epochs after a re-projection by the final check (default 1)")
+    option("--batch-size", "default 32")
+    option("--proj-interval", "batches between projections (default 10)")
+    parser.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.01)")
+    parser.add_argument(
+        "--mask-lr", type=float, default=None, help="Adam learning rate of the input masks (default 0.01)"
+    )
+    parser.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay (default 5e-4)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of initialisation and data order (default 0)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH", help="start from this state_dict or run folder")
+    parser.add_argument(
+        "--no-distill", dest="distill", action="store_false", default=None,
+        help="plain cross-entropy instead of distilling from the dense model",
+    )
+    parser.add_argument(
+        "--no-regrow", dest="regrow", action="store_false", default=None,
+        help="keep pruned weights at zero between projections",
+    )
+    parser.add_argument("--device", default=None, help="cpu (default; deterministic) or cuda")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must be empty unless --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def _int_option(parser: argparse.ArgumentParser):
+    """``option(flag, help)`` adds an optional int ``N`` whose default is TrainConfig's."""
+
+    def option(flag: str, text: str) -> None:
+        parser.add_argument(flag, type=int, default=None, metavar="N", help=text)
+
+    return option
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~compress.train.TrainConfig` of the options (omitted ones: its defaults)."""
+    from compress.train import TrainConfig
+
+    given = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "profile": args.profile,
+        "out": args.out,
+        "overrides": tuple(args.overrides),
+        "input_shape": args.input_shape,
+        "strict": args.strict,
+    }
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if f.name not in given and value is not None:
+            given[f.name] = value
+    return TrainConfig(**given)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import warnings
+
+    from compress.train import train
+    from energysim.workload import UnmodelledLayerWarning
+
+    config = config_from_args(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnmodelledLayerWarning)
+        result = train(config, resume=args.resume)
+    for w in caught:
+        kind = "note" if issubclass(w.category, UnmodelledLayerWarning) else "warning"
+        print(f"{kind}: {w.message}", file=sys.stderr)
+    r = result.report
+    print(
+        f"{r['model']} on {r['dataset']}: accuracy {r['accuracy']:.4f} (dense {r['dense_accuracy']:.4f}); energy "
+        f"{r['energy_simulated_relative']:.4f} of dense simulated ({r['estimator']}), "
+        f"{r['energy_proxy_relative']:.4f} proxy, budget {r['budget']:.4f}"
+    )
+    print(f"report: {result.run_dir / 'report.json'}")
+    return 0

@@ -1,0 +1,973 @@
+"""Energy-constrained training: projected SGD, input-mask phases, a guaranteed budget.
+
+:func:`train` runs one configuration (:class:`TrainConfig`) into a run folder and
+returns a :class:`TrainResult`. The run is a sequence of phases, each a number of
+epochs, checkpointed after every epoch:
+
+``pretrain``
+    Dense SGD from the seeded initialisation (skipped when starting from
+    ``checkpoint``). The result is the dense reference and, with ``distill``, the
+    teacher.
+``weights``
+    Projected SGD (Yang, Zhu and Liu, ICLR 2019, algorithm 1). After every
+    ``proj_interval`` batches and at the end of every epoch the weights are projected
+    onto an energy budget with the method's projection (``ecc``: the weighted sparse
+    projection of :mod:`compress.projection`); the budget falls geometrically from the
+    model's proxy energy at the start of the phase to the target, and the last
+    projection of the phase is exactly at the target. As in the paper's code, pruned
+    weights are set to zero and may regrow between projections (``regrow``): the
+    masks are released to all ones for the SGD steps and re-applied by the next
+    projection. Every epoch therefore ends with the masks in place.
+``mask`` (with ``input_mask``)
+    The weights are frozen; the conv layers' input masks learn in [0, 1] (Adam),
+    clamped after each step, projected every ``proj_interval`` batches onto an input
+    energy budget (``mask_keep`` of the dense input energy in the first round,
+    ``mask_keep_step`` less each further round) and rounded to {0, 1} at the end.
+    Mask and weight phases alternate until the validation accuracy after a weight
+    phase stops improving (or ``max_rounds``); the best weight phase is kept.
+``finetune``
+    Only when the guarantee below re-projected: SGD with the masks fixed.
+
+The guarantee (issue 6, requirement 5): after the last weight phase the masks are
+simulated with the full estimator. If the simulated energy exceeds the budget, the
+weights are projected again at the proxy budget ``proxy(current) * budget /
+simulated`` (each step drops at least one weight) until the simulation is within the
+budget, then fine-tuned with the masks fixed. The report gives both energies.
+
+The run folder holds ``config.json``, ``checkpoint.pt`` (written atomically after
+every epoch and phase change: model, optimizer, teacher, RNG states, phase and
+schedule position, log), ``log.jsonl`` and ``log.csv`` (one row per epoch:
+``epoch``, ``phase``, ``phase_epoch``, ``round``, ``lr``, ``loss`` (mean training
+objective), ``train_accuracy`` (on the batches as they were trained),
+``val_accuracy``, ``budget`` (of the last projection), ``energy_proxy``, per-layer
+``density`` and ``input_density``, ``wall_s``), ``model.pt`` (the final state_dict
+with its masks, read by ``ecc simulate --checkpoint RUN_DIR``) and ``report.json``.
+
+Validation accuracy is the test split's, as in the paper's code. The run is
+deterministic for a seed on CPU: the data order comes from a generator seeded with
+``seed`` whose state, with torch's, is in every checkpoint, so a resumed run ends
+bitwise equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .baselines import BASELINES
+from .budget import EnergyModel, geometric_budgets
+from .checkpoint import (
+    atomic_torch_save,
+    atomic_write_text,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from .masks import (
+    add_input_masks,
+    add_weight_masks,
+    clamp_input_masks,
+    effective_weights,
+    input_masks,
+    load_masked_state_dict,
+    project_input_masks,
+    release_weight_masks,
+    round_input_masks,
+    set_weight_masks,
+)
+from .projection import InfeasibleBudgetError, LayerCost, layer_energy, project
+
+__all__ = [
+    "METHODS",
+    "BudgetNotMetError",
+    "ProjectFn",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "meet_budget",
+    "train",
+]
+
+#: A projection method: ``(weights, costs, budget) -> masks`` with the weights and
+#: bool masks keyed by layer name and ``costs`` the layers' :class:`LayerCost` for the
+#: current input masks. It must never exceed the budget and never keep a zero weight.
+ProjectFn = Callable[[Mapping[str, torch.Tensor], Mapping[str, LayerCost], float], dict[str, torch.Tensor]]
+
+
+def _ecc_masks(
+    weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost], budget: float
+) -> dict[str, torch.Tensor]:
+    """The weighted sparse projection (the paper's method)."""
+    return project(weights, costs, budget).masks
+
+
+#: Projection methods by name: ``ecc`` (the paper's weighted sparse projection) and
+#: the baselines of :mod:`compress.baselines`.
+METHODS: dict[str, ProjectFn] = {"ecc": _ecc_masks, **BASELINES}
+
+_ESTIMATORS = ("systolic", "paper")
+_DEFAULT_PRETRAIN_EPOCHS = 10
+# Re-projections the guarantee may take before giving up (each drops >= 1 weight).
+_MAX_TIGHTEN_STEPS = 25
+_EVAL_BATCH = 1000
+# Weight of the distillation MSE on logits and of the cross-entropy (the paper's 0.5/0.5).
+_DISTILL_WEIGHT = 0.5
+# Config fields that may differ between a run and its resumption (the folder may be named differently).
+_RESUMABLE_CHANGES = ("quiet", "out")
+
+_CHECKPOINT = "checkpoint.pt"
+_CONFIG = "config.json"
+_MODEL = "model.pt"
+_REPORT = "report.json"
+_LOG_CSV = "log.csv"
+_LOG_JSONL = "log.jsonl"
+
+
+class BudgetNotMetError(ValueError):
+    """The simulated energy cannot be brought within the budget by re-projection."""
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite (the learning rate is too high)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (the options of ``ecc train``).
+
+    Parameters
+    ----------
+    model : str
+        Zoo name or ``package.module:factory``.
+    dataset : str
+        A name from :data:`compress.data.DATASET_NAMES`.
+    profile : str
+        Hardware profile name or YAML path.
+    out : str
+        Run folder; must be empty or absent unless resuming.
+    budget : float, optional
+        Energy budget relative to the dense model's proxy energy, > 0.
+    budget_abs : float, optional
+        Absolute energy budget in the profile's unit; exactly one of the two.
+    overrides : tuple of str
+        Profile overrides ``KEY=VALUE``.
+    estimator : {"systolic", "paper"}
+        Estimator of the energy model and of the final verification.
+    method : str
+        Projection method, a key of :data:`METHODS`.
+    input_mask : bool
+        Alternate weight phases with input-mask phases.
+    epochs : int
+        Epochs of each weight phase, >= 1.
+    pretrain_epochs : int, optional
+        Dense epochs first; default 10, or 0 when ``checkpoint`` is given.
+    mask_epochs : int, optional
+        Epochs of each mask phase; default ``epochs``.
+    max_rounds : int
+        Most mask phases, >= 1.
+    mask_keep, mask_keep_step : float
+        Input energy kept by the first mask phase (of the dense input energy of the
+        masked layers) and the decrease per further round.
+    finetune_epochs : int
+        Epochs of fine-tuning after a re-projection by the guarantee.
+    lr, momentum, weight_decay : float
+        SGD of the weight, pretrain and finetune phases.
+    mask_lr : float
+        Adam learning rate of the mask phases.
+    batch_size : int
+    proj_interval : int
+        Batches between projections, >= 1.
+    seed : int
+    checkpoint : str, optional
+        State_dict file or ``ecc train`` run folder to start from.
+    distill : bool
+        Distil from the dense model: 0.5 MSE on logits + 0.5 cross-entropy.
+    regrow : bool
+        Let pruned weights regrow between projections (the paper's behaviour).
+    data_root : str, optional
+    input_shape : tuple of int, optional
+        Per-sample input shape; default the model's.
+    strict : bool
+        Fail on layers the estimators do not model.
+    device : str
+        ``cpu`` (deterministic) or a CUDA device.
+    quiet : bool
+        No progress bars.
+    """
+
+    model: str
+    dataset: str
+    profile: str
+    out: str
+    budget: float | None = None
+    budget_abs: float | None = None
+    overrides: tuple[str, ...] = ()
+    estimator: str = "systolic"
+    method: str = "ecc"
+    input_mask: bool = False
+    epochs: int = 10
+    pretrain_epochs: int | None = None
+    mask_epochs: int | None = None
+    max_rounds: int = 3
+    mask_keep: float = 0.9
+    mask_keep_step: float = 0.1
+    finetune_epochs: int = 1
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    mask_lr: float = 0.01
+    batch_size: int = 32
+    proj_interval: int = 10
+    seed: int = 0
+    checkpoint: str | None = None
+    distill: bool = True
+    regrow: bool = True
+    data_root: str | None = None
+    input_shape: tuple[int, ...] | None = None
+    strict: bool = False
+    device: str = "cpu"
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        problems = _config_problems(self)
+        if problems:
+            raise ValueError("invalid training configuration:\n" + "\n".join(problems))
+
+
+def _config_problems(c: TrainConfig) -> list[str]:
+    """Every invalid field of ``c``, as 'field must be ..., got ...' lines."""
+    from .data import DATASET_NAMES
+
+    problems = []
+
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            problems.append(f"{name} must be {what}, got {getattr(c, name)!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for name in ("model", "profile", "out"):
+        need(isinstance(getattr(c, name), str) and getattr(c, name) != "", name, "a non-empty string")
+    need(c.dataset in DATASET_NAMES, "dataset", f"one of {', '.join(DATASET_NAMES)}")
+    if (c.budget is None) == (c.budget_abs is None):
+        problems.append(f"exactly one of budget and budget_abs must be given, got budget={c.budget!r}, "
+                        f"budget_abs={c.budget_abs!r}")
+    for name in ("budget", "budget_abs"):
+        value = getattr(c, name)
+        need(value is None or (is_num(value) and value > 0), name, "a number > 0")
+    need(c.estimator in _ESTIMATORS, "estimator", f"one of {', '.join(_ESTIMATORS)}")
+    need(c.method in METHODS, "method", f"one of {', '.join(METHODS)}")
+    for name in ("epochs", "max_rounds", "batch_size", "proj_interval"):
+        need(is_int(getattr(c, name)) and getattr(c, name) >= 1, name, "an int >= 1")
+    for name in ("pretrain_epochs", "mask_epochs"):
+        value = getattr(c, name)
+        need(value is None or (is_int(value) and value >= 0), name, "None or an int >= 0")
+    need(is_int(c.finetune_epochs) and c.finetune_epochs >= 0, "finetune_epochs", "an int >= 0")
+    need(is_int(c.seed), "seed", "an int")
+    need(is_num(c.mask_keep) and 0 < c.mask_keep <= 1, "mask_keep", "a number in (0, 1]")
+    need(is_num(c.mask_keep_step) and 0 <= c.mask_keep_step < 1, "mask_keep_step", "a number in [0, 1)")
+    for name in ("lr", "mask_lr"):
+        need(is_num(getattr(c, name)) and getattr(c, name) > 0, name, "a number > 0")
+    need(is_num(c.momentum) and 0 <= c.momentum < 1, "momentum", "a number in [0, 1)")
+    need(is_num(c.weight_decay) and c.weight_decay >= 0, "weight_decay", "a number >= 0")
+    for name in ("input_mask", "distill", "regrow", "strict", "quiet"):
+        need(isinstance(getattr(c, name), bool), name, "True or False")
+    need(all(isinstance(o, str) for o in c.overrides), "overrides", "a tuple of 'KEY=VALUE' strings")
+    try:
+        torch.device(c.device)
+    except (RuntimeError, TypeError):
+        problems.append(f"device must be a torch device such as 'cpu' or 'cuda:0', got {c.device!r}")
+    return problems
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    report : dict
+        The content of ``report.json`` (see :func:`train`).
+    run_dir : pathlib.Path
+    model : torch.nn.Module
+        The final model, with its weight and input masks installed.
+    """
+
+    report: dict[str, Any]
+    run_dir: Path
+    model: nn.Module
+
+
+def meet_budget(
+    model: nn.Module,
+    energy_model: EnergyModel,
+    project_fn: ProjectFn,
+    costs: Mapping[str, LayerCost],
+    budget: float,
+    max_steps: int = _MAX_TIGHTEN_STEPS,
+) -> tuple[Any, float, int]:
+    """Re-project the model's weights until the full estimator says it fits ``budget``.
+
+    Each step projects at ``proxy * budget / simulated``, where ``proxy`` is the
+    proxy energy of the current pattern: a budget below the current pattern's own
+    energy, so every step drops at least one weight, and it aims where the
+    simulation would meet the budget if the ratio simulated/proxy stayed the same.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model with weight masks (see :mod:`compress.masks`); changed in place.
+    energy_model : EnergyModel
+    project_fn : ProjectFn
+    costs : mapping of str to LayerCost
+        The layers' costs for the model's current input masks.
+    budget : float
+        The energy the simulated pattern must not exceed.
+    max_steps : int
+        Re-projections allowed.
+
+    Returns
+    -------
+    report : energysim Report
+        The simulation of the final pattern; ``report.energy <= budget``.
+    proxy_budget : float
+        The budget of the last re-projection, or ``budget`` when none was needed.
+    steps : int
+        Number of re-projections.
+
+    Raises
+    ------
+    BudgetNotMetError
+        If the simulation is still above the budget after ``max_steps``
+        re-projections, or the next proxy budget is below the energy floor.
+    """
+    report = energy_model.simulate(model)
+    proxy_budget = float(budget)
+    steps = 0
+    while report.energy > budget:
+        if steps == max_steps:
+            raise BudgetNotMetError(
+                f"simulated energy {report.energy:.6g} still exceeds the budget {budget:.6g} after {steps} "
+                f"re-projections (proxy budget {proxy_budget:.6g})"
+            )
+        weights = effective_weights(model)
+        proxy = _proxy_energy(weights, costs)
+        proxy_budget = proxy * budget / report.energy
+        try:
+            masks = project_fn(weights, costs, proxy_budget)
+        except InfeasibleBudgetError as exc:
+            raise BudgetNotMetError(
+                f"simulated energy {report.energy:.6g} exceeds the budget {budget:.6g}, and the proxy budget "
+                f"{proxy_budget:.6g} that would meet it is below the minimum achievable energy "
+                f"{exc.min_energy:.6g}: choose a larger budget"
+            ) from None
+        set_weight_masks(model, masks)
+        report = energy_model.simulate(model)
+        steps += 1
+    return report, proxy_budget, steps
+
+
+def _proxy_energy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost]) -> float:
+    """Proxy energy of the nonzero pattern of ``weights`` (layers without weights: dense)."""
+    return math.fsum(layer_energy(cost, int(torch.count_nonzero(weights[name]))) for name, cost in costs.items())
+
+
+@dataclass
+class _State:
+    """Where a run is, saved in every checkpoint (plain values only)."""
+
+    phase: str = "pretrain"
+    epoch: int = 0  # epochs completed in the current phase
+    round: int = 0  # input-mask rounds started
+    epochs_done: int = 0
+    budget_abs: float = 0.0
+    energy_dense: float = 0.0
+    dense_accuracy: float | None = None
+    phase_start_energy: float | None = None  # proxy energy at the start of a weight phase
+    proxy_budget: float | None = None  # budget of the last weight projection
+    mask_budget: float | None = None  # input energy allowed in the current mask phase
+    best_accuracy: float | None = None
+    best_round: int | None = None
+    tighten_steps: int = 0
+    wall_time_s: float = 0.0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train ``config.model`` on ``config.dataset`` under the energy budget.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    resume : bool
+        Continue the run in ``config.out`` from its last checkpoint. The config must
+        equal the one the run started with (``quiet`` and the spelling of ``out`` may
+        differ). The result equals that of an uninterrupted run (bitwise on CPU).
+
+    Returns
+    -------
+    TrainResult
+        ``report`` holds ``accuracy``, ``dense_accuracy``, ``budget`` (relative to
+        ``energy_dense``), ``budget_abs``, ``energy_proxy``, ``energy_simulated``,
+        ``energy_dense`` (proxy, every weight kept, dense inputs),
+        ``energy_dense_simulated``, ``energy_simulated_relative``, ``estimator``,
+        ``profile``, ``layers`` (per layer ``name``, ``density``, ``input_density``,
+        ``energy``, ``energy_proxy``), ``wall_time_s``, ``epochs``, ``seed``,
+        ``method`` and more.
+
+    Raises
+    ------
+    FileExistsError
+        If ``config.out`` is not empty and ``resume`` is False.
+    FileNotFoundError
+        If resuming and the run folder has no checkpoint.
+    compress.checkpoint.CheckpointError
+        If the checkpoint is unreadable (the message names it).
+    compress.projection.InfeasibleBudgetError
+        If the budget is below the minimum achievable energy.
+    BudgetNotMetError
+        If the simulated energy cannot be brought within the budget.
+    TrainingDivergedError
+        If the loss becomes NaN or infinite.
+    ValueError
+        For an invalid configuration, or one that differs from the resumed run's.
+    """
+    run_dir = Path(config.out)
+    saved = None
+    if resume:
+        path = run_dir / _CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no checkpoint to resume from (the run never finished its setup); "
+                "delete the folder and start again without --resume"
+            )
+        saved = load_checkpoint(path)
+        _check_same_config(config, saved["config"], path)
+        for leftover in run_dir.glob(".*.tmp"):  # files of an atomic write that was killed
+            leftover.unlink()
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise FileExistsError(
+            f"{run_dir} is not an empty folder: pass --resume to continue the run there, or choose another --out"
+        )
+    if torch.device(config.device).type == "cpu":
+        # The CPU kernels these models use are deterministic already; the switch would only
+        # cost seconds of imports (torch._inductor) in every process.
+        return _Run(config, run_dir, saved).execute()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _Run(config, run_dir, saved).execute()
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _config_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain values (tuples become lists), for JSON and checkpoints."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def _check_same_config(config: TrainConfig, saved: Mapping[str, Any], path: Path) -> None:
+    """ValueError listing every field where ``config`` differs from the run's saved config."""
+    current = _config_dict(config)
+    diffs = [
+        f"{k}: the run has {saved.get(k)!r}, got {v!r}"
+        for k, v in current.items()
+        if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+    ]
+    if diffs:
+        raise ValueError(f"{path}: cannot resume with a different configuration:\n" + "\n".join(diffs))
+
+
+class _Run:
+    """One run: the model, data, energy model and state, and the phase machine."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, saved: dict[str, Any] | None) -> None:
+        from energysim import load_profile
+        from energysim.workload import extract_workload
+        from energysim.zoo import MODEL_NAMES, build_model, default_input_shape
+
+        from .data import load_dataset
+
+        self.config = config
+        self.run_dir = run_dir
+        self.device = torch.device(config.device)
+        c = config
+        shape = c.input_shape
+        if shape is None:
+            shape = default_input_shape(c.model) if c.model in MODEL_NAMES else build_model(c.model)[1]
+            if shape is None:
+                raise ValueError(f"{c.model} does not say its input shape: pass input_shape (--input-shape C,H,W)")
+        self.input_shape = tuple(shape)
+        self.data = load_dataset(c.dataset, c.data_root, input_shape=self.input_shape if len(shape) == 3 else None)
+        self.flatten = len(shape) == 1
+        if self.flatten and math.prod(self.data.input_shape) != shape[0]:
+            raise ValueError(
+                f"{c.model} takes {shape[0]} input features but {c.dataset} images have "
+                f"{math.prod(self.data.input_shape)} ({'x'.join(map(str, self.data.input_shape))})"
+            )
+        torch.manual_seed(c.seed)
+        self.model, _ = build_model(c.model, num_classes=self.data.num_classes)
+        self.workload = extract_workload(self.model, self.input_shape, name=c.model, strict=c.strict)
+        self.profile = load_profile(c.profile, list(c.overrides))
+        self.energy = EnergyModel(self.workload, self.profile, c.estimator)
+        self.project_fn = METHODS[c.method]
+        self.generator = torch.Generator().manual_seed(c.seed)
+        self.train_loader = DataLoader(self.data.train, batch_size=c.batch_size, shuffle=True, generator=self.generator)
+        self.test_loader = DataLoader(self.data.test, batch_size=_EVAL_BATCH)
+        self.teacher: nn.Module | None = None
+        self.best: dict[str, torch.Tensor] | None = None
+        self.costs: dict[str, LayerCost] | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.simulated = None
+        self.input_costs = self.energy.input_costs() if config.input_mask else {}
+        if saved is None:
+            self._start()
+        else:
+            self._restore(saved)
+
+    # -- setup ----------------------------------------------------------------------
+
+    def _mask_layers(self) -> dict[str, tuple[int, ...]]:
+        """Input-mask shapes of the conv layers."""
+        return {l.name: l.input_shape for l in self.workload.layers if l.kind in ("conv", "depthwise")}
+
+    def _fresh_model(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        """A new instance of the architecture holding ``state`` (masks included)."""
+        from energysim.zoo import build_model
+
+        model, _ = build_model(self.config.model, num_classes=self.data.num_classes)
+        load_masked_state_dict(model, state)
+        return model.to(self.device)
+
+    def _start(self) -> None:
+        """A new run: budget check, starting weights, masks, first checkpoint."""
+        c = self.config
+        dense = self.energy.dense_energy()
+        target = c.budget_abs if c.budget_abs is not None else c.budget * dense
+        floor = self.energy.floor_energy()
+        if target < floor:
+            raise InfeasibleBudgetError(float(target), floor, dense)
+        if c.input_mask and not self._mask_layers():
+            raise ValueError(f"input masks apply to conv layers, and {c.model} has none: drop --input-mask")
+        start_inputs = {}
+        if c.checkpoint is not None:
+            start_inputs = self._load_start(c.checkpoint)
+        add_weight_masks(self.model, self.workload.layer_names)
+        shapes = dict(self._mask_layers()) if c.input_mask else {}
+        shapes.update({n: tuple(m.shape) for n, m in start_inputs.items()})
+        add_input_masks(self.model, {n: shapes[n] for n in self.workload.layer_names if n in shapes})
+        with torch.no_grad():
+            for name, mask in input_masks(self.model).items():
+                if name in start_inputs:
+                    mask.copy_(start_inputs[name])
+        self.model.to(self.device)
+        self.state = _State(budget_abs=float(target), energy_dense=float(dense))
+        self._enter("pretrain")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._save()
+        atomic_write_text(self.run_dir / _CONFIG, json.dumps(_config_dict(c), indent=2) + "\n")
+
+    def _load_start(self, source: str) -> dict[str, torch.Tensor]:
+        """Load starting weights (plain or masked state_dict, or a run folder); return its input masks."""
+        from energysim.sparsity import load_checkpoint_state
+
+        state = load_checkpoint_state(source)
+        plain, inputs = {}, {}
+        for key, value in state.items():
+            if key.endswith(".weight_orig"):
+                base = key[: -len("_orig")]
+                plain[base] = value * state[base + "_mask"]
+            elif key.endswith(".input_mask"):
+                inputs[key[: -len(".input_mask")]] = value
+            elif not key.endswith(".weight_mask"):
+                plain[key] = value
+        try:
+            self.model.load_state_dict(plain)
+        except RuntimeError as exc:
+            raise ValueError(f"{source}: does not fit model {self.config.model}: {str(exc).splitlines()[0]}") from None
+        return inputs
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """Rebuild everything from a checkpoint."""
+        load_masked_state_dict(self.model, saved["model"])
+        self.model.to(self.device)
+        self.state = _State(**saved["state"])
+        if saved.get("teacher") is not None:
+            self.teacher = self._fresh_model(saved["teacher"]).eval()
+        self.best = saved.get("best")
+        self._setup_phase()
+        if self.optimizer is not None and saved.get("optimizer") is not None:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        restore_rng(saved["rng"], self.generator)
+
+    # -- phases ---------------------------------------------------------------------
+
+    def _phase_epochs(self, phase: str) -> int:
+        c = self.config
+        if phase == "pretrain":
+            if c.pretrain_epochs is not None:
+                return c.pretrain_epochs
+            return 0 if c.checkpoint is not None else _DEFAULT_PRETRAIN_EPOCHS
+        if phase == "weights":
+            return c.epochs
+        if phase == "mask":
+            return c.epochs if c.mask_epochs is None else c.mask_epochs
+        if phase == "finetune":
+            return c.finetune_epochs
+        return 0
+
+    def _input_mask_arrays(self) -> dict[str, np.ndarray]:
+        return {n: (m.detach() != 0).cpu().numpy() for n, m in input_masks(self.model).items()}
+
+    def _enter(self, phase: str) -> None:
+        """Start ``phase``: its optimizer and costs, then its budgets."""
+        s = self.state
+        s.phase, s.epoch = phase, 0
+        self._setup_phase()
+        if phase == "weights":
+            s.phase_start_energy = _proxy_energy(effective_weights(self.model), self.costs)
+        elif phase == "mask":
+            dense_inputs = math.fsum(self.input_costs[n] * m.numel() for n, m in input_masks(self.model).items())
+            s.mask_budget = self._mask_keep(s.round) * dense_inputs
+
+    def _mask_keep(self, round_: int) -> float:
+        """Share of the dense input energy that mask round ``round_`` (from 1) keeps."""
+        return self.config.mask_keep - self.config.mask_keep_step * (round_ - 1)
+
+    def _setup_phase(self) -> None:
+        """Optimizer, trainable parameters and costs of the current phase (no state change)."""
+        c, phase = self.config, self.state.phase
+        masks = set(map(id, input_masks(self.model).values()))
+        for p in self.model.parameters():
+            p.requires_grad_((id(p) in masks) == (phase == "mask"))
+        fixed_inputs = phase in ("weights", "finetune", "finish")
+        self.costs = self.energy.costs(self._input_mask_arrays()) if fixed_inputs else None
+        if phase == "mask":
+            self.optimizer = torch.optim.Adam(list(input_masks(self.model).values()), lr=c.mask_lr)
+        elif phase in ("pretrain", "weights", "finetune"):
+            params = [p for p in self.model.parameters() if id(p) not in masks]
+            self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        else:
+            self.optimizer = None
+
+    def _budgets(self) -> list[float]:
+        """The projection budgets of the current weight phase, one per projection."""
+        per_epoch = math.ceil(len(self.train_loader) / self.config.proj_interval)
+        steps = per_epoch * self._phase_epochs("weights")
+        start, target = self.state.phase_start_energy, self.state.budget_abs
+        if start <= target:
+            return [target] * steps
+        return geometric_budgets(start, target, steps)
+
+    def _advance(self) -> None:
+        """The current phase has run all its epochs: move to the next one."""
+        s, c = self.state, self.config
+        if s.phase == "pretrain":
+            s.dense_accuracy = self._evaluate()
+            if c.distill:
+                self.teacher = copy.deepcopy(self.model).eval()
+                for p in self.teacher.parameters():
+                    p.requires_grad_(False)
+            self._enter("weights")
+        elif s.phase == "mask":
+            round_input_masks(self.model)
+            self._enter("weights")
+        elif s.phase == "weights" and c.input_mask:
+            accuracy = s.log[-1]["val_accuracy"]
+            improved = s.best_accuracy is None or accuracy > s.best_accuracy
+            if improved:
+                s.best_accuracy, s.best_round = accuracy, s.round
+                self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if improved and s.round < c.max_rounds and self._mask_keep(s.round + 1) > 0:
+                s.round += 1
+                self._enter("mask")
+            else:
+                self.model.load_state_dict(self.best)
+                self._verify(after_finetune=False)
+        else:
+            self._verify(after_finetune=s.phase == "finetune")
+
+    def _verify(self, after_finetune: bool) -> None:
+        """The guarantee: re-project until the simulation fits, then fine-tune or finish."""
+        s = self.state
+        costs = self.energy.costs(self._input_mask_arrays())
+        self.simulated, proxy_budget, steps = meet_budget(
+            self.model, self.energy, self.project_fn, costs, s.budget_abs
+        )
+        if steps:
+            s.tighten_steps += steps
+            s.proxy_budget = proxy_budget
+        if steps and not after_finetune and self.config.finetune_epochs > 0:
+            self._enter("finetune")
+        else:
+            self._enter("finish")
+
+    # -- epochs ---------------------------------------------------------------------
+
+    def execute(self) -> TrainResult:
+        s = self.state
+        while s.phase != "done":
+            if s.phase == "finish":
+                self._finish()
+            elif s.epoch >= self._phase_epochs(s.phase):
+                begin = time.perf_counter()
+                self._advance()
+                s.wall_time_s += time.perf_counter() - begin
+                self._save()
+            else:
+                self._epoch()
+                self._save()
+        return TrainResult(report=s.report, run_dir=self.run_dir, model=self.model)
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        return x.reshape(len(x), -1) if self.flatten else x
+
+    def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, y)
+        if self.teacher is None or self.state.phase == "pretrain":
+            return loss
+        with torch.no_grad():
+            target = self.teacher(x)
+        return _DISTILL_WEIGHT * F.mse_loss(logits, target) + (1 - _DISTILL_WEIGHT) * loss
+
+    def _epoch(self) -> None:
+        """One epoch of the current phase, then evaluation and a log row."""
+        s, c, model = self.state, self.config, self.model
+        begin = time.perf_counter()
+        phase = s.phase
+        if phase == "weights" and c.regrow:
+            release_weight_masks(model)
+        budgets = self._budgets() if phase == "weights" else None
+        per_epoch = math.ceil(len(self.train_loader) / c.proj_interval)
+        last = len(self.train_loader) - 1
+        projections = 0
+        loss_sum, correct, seen = 0.0, 0, 0
+        model.train()
+        bar = tqdm(
+            self.train_loader,
+            desc=f"{phase} {s.epoch + 1}/{self._phase_epochs(phase)}",
+            leave=False,
+            disable=c.quiet or not sys.stderr.isatty(),
+        )
+        for b, (x, y) in enumerate(bar):
+            x, y = self._inputs(x), y.to(self.device)
+            logits = model(x)
+            loss = self._loss(logits, x, y)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"training diverged: the loss is {loss.item()} in batch {b + 1} of {phase} epoch {s.epoch + 1}; "
+                    f"lower the learning rate (lr={self.optimizer.param_groups[0]['lr']:g})"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if phase == "mask":
+                clamp_input_masks(model)
+            if (b + 1) % c.proj_interval == 0 or b == last:
+                if phase == "weights":
+                    s.proxy_budget = budgets[s.epoch * per_epoch + projections]
+                    set_weight_masks(model, self.project_fn(effective_weights(model), self.costs, s.proxy_budget))
+                    if c.regrow and b != last:
+                        release_weight_masks(model)
+                elif phase == "mask":
+                    project_input_masks(model, self.input_costs, s.mask_budget)
+                projections += 1
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        s.epoch += 1
+        s.epochs_done += 1
+        row = {
+            "epoch": s.epochs_done,
+            "phase": phase,
+            "phase_epoch": s.epoch,
+            "round": s.round,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "val_accuracy": self._evaluate(),
+        }
+        row.update(self._energy_row())
+        s.wall_time_s += time.perf_counter() - begin
+        row["wall_s"] = time.perf_counter() - begin
+        s.log.append(row)
+
+    def _energy_row(self) -> dict[str, Any]:
+        """Budget, proxy energy and densities of the model as it is now."""
+        s = self.state
+        weights = effective_weights(self.model)
+        costs = self.costs if self.costs is not None else self.energy.costs(self._input_mask_arrays())
+        proxy = _proxy_energy(weights, costs)
+        budget = s.proxy_budget if s.phase in ("weights", "finetune") else None
+        return {
+            "budget": budget,
+            "budget_relative": None if budget is None else budget / s.energy_dense,
+            "energy_proxy": proxy,
+            "energy_proxy_relative": proxy / s.energy_dense,
+            "density": {n: float(torch.count_nonzero(w)) / w.numel() for n, w in weights.items()},
+            "input_density": {
+                n: float(torch.count_nonzero(m)) / m.numel() for n, m in input_masks(self.model).items()
+            },
+        }
+
+    @torch.no_grad()
+    def _evaluate(self) -> float:
+        """Top-1 accuracy on the test split."""
+        was_training = self.model.training
+        self.model.eval()
+        correct = total = 0
+        for x, y in self.test_loader:
+            correct += int((self.model(self._inputs(x)).argmax(1) == y.to(self.device)).sum())
+            total += len(y)
+        self.model.train(was_training)
+        return correct / total
+
+    # -- files ----------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Checkpoint (atomically), then the logs rewritten from the checkpointed state."""
+        save_checkpoint(
+            self.run_dir / _CHECKPOINT,
+            {
+                "config": _config_dict(self.config),
+                "state": dataclasses.asdict(self.state),
+                "model": _cpu(self.model.state_dict()),
+                "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+                "teacher": None if self.teacher is None else _cpu(self.teacher.state_dict()),
+                "best": self.best,
+                "rng": capture_rng(self.generator),
+            },
+        )
+        _write_logs(self.run_dir, self.state.log)
+
+    def _finish(self) -> None:
+        """Final simulation, model.pt and report.json; then the run is done."""
+        from energysim import Sparsity, simulate
+
+        s, c = self.state, self.config
+        begin = time.perf_counter()
+        simulated = self.simulated if self.simulated is not None else self.energy.simulate(self.model)
+        dense_simulated = simulate(self.workload, self.profile, c.estimator, Sparsity()).energy
+        weights = effective_weights(self.model)
+        costs = self.costs
+        masks_in = input_masks(self.model)
+        layers = []
+        for layer in simulated.layers:
+            w = weights[layer.name]
+            m = masks_in.get(layer.name)
+            layers.append(
+                {
+                    "name": layer.name,
+                    "density": float(torch.count_nonzero(w)) / w.numel(),
+                    "input_density": 1.0 if m is None else float(torch.count_nonzero(m)) / m.numel(),
+                    "energy": layer.energy,
+                    "energy_proxy": layer_energy(costs[layer.name], int(torch.count_nonzero(w))),
+                }
+            )
+        proxy = _proxy_energy(weights, costs)
+        atomic_torch_save(
+            self.run_dir / _MODEL,
+            {
+                "state_dict": _cpu(self.model.state_dict()),
+                "model": c.model,
+                "input_shape": list(self.input_shape),
+                "num_classes": self.data.num_classes,
+            },
+        )
+        s.wall_time_s += time.perf_counter() - begin
+        epochs_by_phase: dict[str, int] = {}
+        for row in s.log:
+            epochs_by_phase[row["phase"]] = epochs_by_phase.get(row["phase"], 0) + 1
+        kept = sum(int(torch.count_nonzero(w)) for w in weights.values())
+        s.report = {
+            "model": c.model,
+            "dataset": c.dataset,
+            "method": c.method,
+            "estimator": c.estimator,
+            "profile": self.profile.name,
+            "units": self.profile.units,
+            "seed": c.seed,
+            "input_mask": c.input_mask,
+            "accuracy": self._evaluate(),
+            "dense_accuracy": s.dense_accuracy,
+            "budget": s.budget_abs / s.energy_dense,
+            "budget_abs": s.budget_abs,
+            "energy_dense": s.energy_dense,
+            "energy_dense_simulated": dense_simulated,
+            "energy_proxy": proxy,
+            "energy_proxy_relative": proxy / s.energy_dense,
+            "energy_simulated": simulated.energy,
+            "energy_simulated_relative": simulated.energy / s.energy_dense,
+            "proxy_budget": s.budget_abs if s.tighten_steps == 0 else s.proxy_budget,
+            "tighten_steps": s.tighten_steps,
+            "weights_kept": kept,
+            "weights_total": sum(w.numel() for w in weights.values()),
+            "input_mask_rounds": s.round,
+            "best_round": s.best_round,
+            "layers": layers,
+            "epochs": s.epochs_done,
+            "epochs_by_phase": epochs_by_phase,
+            "wall_time_s": s.wall_time_s,
+            "wall_time_per_epoch_s": (
+                math.fsum(r["wall_s"] for r in s.log) / len(s.log) if s.log else None
+            ),
+        }
+        atomic_write_text(self.run_dir / _REPORT, json.dumps(s.report, indent=2) + "\n")
+        s.phase = "done"
+        self.optimizer = None
+        self._save()
+
+
+def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A log row with its per-layer dicts spread into ``density.<layer>`` columns."""
+    flat = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": v for name, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _write_logs(run_dir: Path, log: list[dict[str, Any]]) -> None:
+    """``log.jsonl`` (one JSON object per epoch) and ``log.csv`` (flattened), atomically."""
+    atomic_write_text(run_dir / _LOG_JSONL, "".join(json.dumps(row) + "\n" for row in log))
+    rows = [_flat_row(r) for r in log]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+    atomic_write_text(run_dir / _LOG_CSV, text.getvalue())

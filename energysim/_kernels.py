@@ -1,0 +1,273 @@
+"""Every numba kernel of energysim. Arrays and scalars in, arrays out; no globals.
+
+Kernels also run as plain Python (``NUMBA_DISABLE_JIT=1``), which the test suite
+checks on a small subset. Parallel variants are built here, once, at import time;
+they write disjoint slices of their outputs, so their results are identical to the
+serial ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "block_sums_2d",
+    "fold_trace",
+    "fold_trace_parallel",
+    "schedule_folds",
+    "slice_unique_counts",
+]
+
+
+@njit(cache=True)
+def _stationary_row(effective, start, stationary_row, stream_row, prefix):
+    """Add one array row of a stationary-operand fold: PE c of the row adds ``stream_row[t]``
+    to cycle ``start + c + t`` when ``stationary_row[c]`` is nonzero.
+
+    A run of consecutive nonzero PEs ``[c1, c2)`` adds, at offset ``u``, the stream
+    values ``t`` in ``(u - c2, u - c1]``: a difference of prefix sums, so a run costs
+    O(length + stream) instead of O(length * stream). Isolated nonzeros go direct.
+    """
+    cols = stationary_row.size
+    stream = stream_row.size
+    nnz = 0
+    runs = 0
+    previous = False
+    for c in range(cols):
+        on = stationary_row[c] != 0
+        nnz += on
+        runs += on and not previous
+        previous = on
+    if nnz == 0:
+        return
+    if runs * (stream + cols) < nnz * stream:
+        prefix[0] = 0
+        for t in range(stream):
+            prefix[t + 1] = prefix[t] + stream_row[t]
+        c = 0
+        while c < cols:
+            if stationary_row[c] == 0:
+                c += 1
+                continue
+            c1 = c
+            while c < cols and stationary_row[c] != 0:
+                c += 1
+            for u in range(c1, c + stream - 1):
+                effective[start + u] += prefix[min(u - c1 + 1, stream)] - prefix[max(u - c + 1, 0)]
+    elif stream < cols:
+        for t in range(stream):
+            if stream_row[t] != 0:
+                for c in range(cols):
+                    effective[start + t + c] += stationary_row[c]
+    else:
+        for c in range(cols):
+            if stationary_row[c] != 0:
+                for t in range(stream):
+                    effective[start + c + t] += stream_row[t]
+
+
+@njit(cache=True)
+def _trace_one_fold(
+    f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
+    group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+):  # fmt: skip
+    """Step fold ``f`` cycle by cycle: effective MACs and busy PEs per cycle into its slice."""
+    g = group[f]
+    r0 = row_start[f]
+    c0 = col_start[f]
+    ru = rows_used[f]
+    cu = cols_used[f]
+    base = fold_start[f] + preload
+    # Busy PEs: the PEs on anti-diagonal d = r + c work in cycles [base + d, base + d + stream);
+    # a difference array over the fold makes that O(R + C + T) instead of O(R*C*T).
+    span = ru + cu - 1 + stream
+    diff = np.zeros(span + 1, np.int32)
+    for d in range(ru + cu - 1):
+        on_diagonal = min(d, ru - 1) - max(0, d - cu + 1) + 1
+        diff[d] += on_diagonal
+        diff[d + stream] -= on_diagonal
+    running = 0
+    for i in range(span):
+        running += diff[i]
+        active[base + i] += running
+        if dense[f]:
+            # Every operand of the fold is nonzero: every busy PE does an effective MAC.
+            effective[base + i] += running
+    if dense[f]:
+        return
+    if has_stationary and has_row and not has_col:
+        prefix = np.empty(stream + 1, np.int64)
+        for r in range(ru):
+            _stationary_row(effective, base + r, stationary[g, r0 + r, c0 : c0 + cu], row_stream[g, r0 + r], prefix)
+        return
+    # PE (r, c) at stream step t lands in cycle base + r + c + t.
+    for r in range(ru):
+        for c in range(cu):
+            if has_stationary and stationary[g, r0 + r, c0 + c] == 0:
+                continue
+            start = base + r + c
+            if has_row and has_col:
+                for t in range(stream):
+                    effective[start + t] += row_stream[g, r0 + r, t] & col_stream[g, c0 + c, t]
+            elif has_row:
+                for t in range(stream):
+                    effective[start + t] += row_stream[g, r0 + r, t]
+            elif has_col:
+                for t in range(stream):
+                    effective[start + t] += col_stream[g, c0 + c, t]
+            else:
+                for t in range(stream):
+                    effective[start + t] += 1
+
+
+@njit(cache=True)
+def fold_trace(
+    stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
+    group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+):  # fmt: skip
+    """Per-cycle effective MACs and busy PEs of every fold (serial).
+
+    PE ``(r, c)`` of fold ``f`` does stream step ``t`` in cycle
+    ``fold_start[f] + preload + r + c + t``; the MAC is effective when the present
+    operands among ``stationary[g, r, c]``, ``row_stream[g, r, t]`` and
+    ``col_stream[g, c, t]`` (uint8, 0/1) are all nonzero. ``dense[f]`` (bool) says
+    that every operand of fold ``f`` is nonzero (then effective = busy, exactly).
+    ``effective`` and ``active`` (int32, one entry per layer cycle) are accumulated
+    in place.
+    """
+    for f in range(group.size):
+        _trace_one_fold(
+            f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
+            group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+        )  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def fold_trace_parallel(
+    stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
+    group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+):  # fmt: skip
+    """:func:`fold_trace` with folds spread over threads (folds own disjoint cycle ranges)."""
+    for f in prange(group.size):
+        _trace_one_fold(
+            f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
+            group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+        )  # fmt: skip
+
+
+@njit(cache=True)
+def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_key, executed, n_elements, n_keys):
+    """Distinct input elements of each fold's X slice, and how many are touched for the first time.
+
+    Parameters
+    ----------
+    index : int32 array (G, M, K)
+        Flat input index of every X entry, -1 for padding.
+    group, m_start, m_stop, k_start, k_stop, slice_key : int64 arrays (F,)
+        The fold's X slice ``index[group, m_start:m_stop, k_start:k_stop]`` and its key
+        (equal keys are equal slices).
+    executed : bool array (F,)
+        Skipped folds read nothing.
+    n_elements, n_keys : int
+        Size of the flat input and number of distinct keys.
+
+    Returns
+    -------
+    unique, first : int64 arrays (F,)
+        Distinct valid elements in the slice; of those, the ones no earlier executed
+        fold touched (in fold order).
+    """
+    folds = group.size
+    unique = np.zeros(folds, np.int64)
+    first = np.zeros(folds, np.int64)
+    stamp = np.full(n_elements, -1, np.int64)
+    seen = np.zeros(n_elements, np.bool_)
+    cached = np.full(n_keys, -1, np.int64)
+    for f in range(folds):
+        if not executed[f]:
+            continue
+        key = slice_key[f]
+        if cached[key] >= 0:
+            unique[f] = cached[key]
+            continue
+        g = group[f]
+        u = 0
+        fresh = 0
+        for m in range(m_start[f], m_stop[f]):
+            for k in range(k_start[f], k_stop[f]):
+                i = index[g, m, k]
+                if i < 0 or stamp[i] == key:
+                    continue
+                stamp[i] = key
+                u += 1
+                if not seen[i]:
+                    seen[i] = True
+                    fresh += 1
+        cached[key] = u
+        unique[f] = u
+        first[f] = fresh
+    return unique, first
+
+
+@njit(cache=True)
+def schedule_folds(fold_cycles, read_cycles, write_cycles, final_write_cycles):
+    """Start cycle of every fold under double buffering and one shared DRAM channel.
+
+    Fold ``f``'s operands (``read_cycles[f]`` cycles of DRAM transfer) are fetched
+    into the free half of the double buffer, which frees when fold ``f-1`` starts;
+    the fold starts when fold ``f-1`` has ended and its operands have arrived. Its
+    outputs (``write_cycles[f]``) are written back after it ends, on the same channel,
+    queued behind the fetch of fold ``f+1``. ``final_write_cycles`` more (outputs no
+    fold produced) go last.
+
+    Returns
+    -------
+    start : int64 array (F,)
+    total : int
+        Cycle at which the last fold has ended and every write has completed.
+    """
+    folds = fold_cycles.size
+    start = np.zeros(folds, np.int64)
+    channel = 0
+    prev_start = 0
+    prev_end = 0
+    for f in range(folds):
+        fetch_end = max(channel, prev_start) + read_cycles[f]
+        channel = fetch_end
+        if f > 0:
+            channel = max(channel, prev_end) + write_cycles[f - 1]
+        begin = max(prev_end, fetch_end)
+        start[f] = begin
+        prev_start = begin
+        prev_end = begin + fold_cycles[f]
+    pending = final_write_cycles
+    if folds > 0:
+        pending += write_cycles[folds - 1]
+    if pending > 0:
+        channel = max(channel, prev_end) + pending
+    return start, max(prev_end, channel)
+
+
+@njit(cache=True)
+def block_sums_2d(array, block1, block2, weight1, weight2):
+    """Weighted sums of ``array`` (G, A, B) over blocks of ``block1`` x ``block2``.
+
+    ``out[g, i // block1, j // block2] += array[g, i, j] * weight1[g, i] * weight2[g, j]``
+    for nonzero entries, with the last axis innermost (pass a view whose last axis
+    is the contiguous one). Returns int64 (G, ceil(A/block1), ceil(B/block2)).
+    """
+    groups, size1, size2 = array.shape
+    out = np.zeros((groups, (size1 + block1 - 1) // block1, (size2 + block2 - 1) // block2), np.int64)
+    for g in range(groups):
+        for i in range(size1):
+            w1 = weight1[g, i]
+            if w1 == 0:
+                continue
+            b1 = i // block1
+            for b2 in range(out.shape[2]):
+                total = 0
+                for j in range(b2 * block2, min(size2, (b2 + 1) * block2)):
+                    total += np.int64(array[g, i, j]) * weight2[g, j]
+                out[g, b1, b2] += total * w1
+    return out

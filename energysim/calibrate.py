@@ -1,0 +1,926 @@
+"""Calibrate a profile's per-access energies against measured layer energies.
+
+Energy is linear in the nine per-access parameters of a profile (:data:`PARAMETERS`):
+for a layer, ``E = sum(count_p * value_p)`` where the counts (reads and writes per
+memory level, effective and gated MACs, and the leakage time) depend only on the
+workload, the sparsity and the profile's sizes. The BASE profile's simulation gives the
+counts of every measured layer; the fit finds the non-negative values that best explain
+the measured energies, and writes them into a copy of BASE.
+
+The design matrix has one row per measurement (a layer, a model ``total``, or one level
+of a measured per-level split) and one column per parameter. The columns come from the
+estimator's reported access counts; the leakage column from its reported leakage energy
+divided by the probed leakage power. The estimator runs once per (model, input shape,
+density) with distinct probe values for the nine parameters, and every layer's energy
+and per-level split must equal the counts times the probe values (relative 1e-9): an
+estimator whose energy is not the counts times the per-access energies is refused
+rather than fitted wrongly.
+
+Weighting: each row is divided by its measured energy, so the fit minimises relative
+errors: a 1 % miss on a small layer (or a small level of a split) counts as much as a
+1 % miss on a large one, which is right for measurements whose noise is a percentage.
+A level measured as 0 is weighted by its layer's energy instead. ``compute.gated_mac <=
+compute.mac``, which every profile must satisfy, is a constraint of the fit.
+
+Identifiability: a parameter is held at its BASE value and named, instead of being given
+an arbitrary value, when its column is zero (no measured layer exercises it), when it
+takes part in a null direction of the column-scaled weighted design matrix (singular
+value below ``rcond`` times the largest: collinear counts, e.g. RF reads that always
+equal the MACs), or when its fitted value's standard error (from the residual scatter)
+exceeds ``max_relative_stderr`` of its size (the data cannot tell it from half or twice
+its value). Held parameters are removed one at a time, weakest first, and the fit rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from .report import LEVELS, MEMORY_LEVELS, OPERANDS, LayerReport
+from .sparsity import Sparsity
+from .spec import Profile
+from .spec.schema import validate_tree
+from .workload import UnmodelledLayerWarning, Workload, extract_workload
+
+__all__ = [
+    "CSV_COLUMNS",
+    "GROUPS",
+    "MAX_RELATIVE_STDERR",
+    "PARAMETERS",
+    "RCOND",
+    "Calibration",
+    "Design",
+    "Measurement",
+    "ParameterFit",
+    "Residual",
+    "Run",
+    "calibrate",
+    "design_matrix",
+    "fit_design",
+    "parse_fix",
+    "read_measurements",
+]
+
+PARAMETERS: tuple[str, ...] = (
+    "compute.mac",
+    "compute.gated_mac",
+    "memory.rf.read",
+    "memory.rf.write",
+    "memory.buffer.read",
+    "memory.buffer.write",
+    "memory.dram.read",
+    "memory.dram.write",
+    "leakage_mw",
+)
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "mac": ("compute.mac",),
+    "gated_mac": ("compute.gated_mac",),
+    "rf": ("memory.rf.read", "memory.rf.write"),
+    "buffer": ("memory.buffer.read", "memory.buffer.write"),
+    "dram": ("memory.dram.read", "memory.dram.write"),
+    "leakage": ("leakage_mw",),
+}
+
+# Distinct values for the one estimator run per workload: a wrong count-to-parameter
+# mapping (e.g. RF writes charged at the read energy) cannot cancel out with them.
+_PROBE = dict(zip(PARAMETERS, (1.3, 0.7, 1.1, 1.7, 2.3, 2.9, 3.1, 3.7, 1.9)))
+
+# A column-scaled singular value below RCOND x the largest is a null direction: numerically
+# collinear counts (exact collinearity leaves ~1e-16; noise-free data cannot separate them).
+RCOND = 1e-3
+
+# A fitted value whose standard error exceeds this fraction of max(|value|, |base|) is
+# not determined by the measurements (it could be half or twice as large).
+MAX_RELATIVE_STDERR = 0.5
+
+# A null vector's component above this names the parameter as part of the collinearity.
+_NULL_COMPONENT = 0.1
+
+_REQUIRED_COLUMNS = ("model", "layer", "energy", "unit")
+_SPLIT_COLUMNS = tuple(f"energy_{level}" for level in LEVELS)
+_RUN_COLUMNS = ("input_shape", "weight_density", "input_density")
+CSV_COLUMNS: tuple[str, ...] = _REQUIRED_COLUMNS + _SPLIT_COLUMNS + _RUN_COLUMNS
+
+# Accepted measurement units per profile unit, and their factor to the profile's unit.
+_UNITS = {
+    "pJ": {"pJ": 1.0, "nJ": 1e3, "uJ": 1e6, "µJ": 1e6, "mJ": 1e9, "J": 1e12},
+    "normalized": {"normalized": 1.0},
+}
+
+_SIGNIFICANT_DIGITS = 6  # of the calibrated values written to the profile
+
+
+@dataclass(frozen=True)
+class Run:
+    """One simulation the measurements refer to: a model, its input shape and densities.
+
+    ``input_shape`` None means the model's default; densities below 1 simulate a random
+    pattern (seed 0) with that fraction of nonzero weights or inputs in every layer.
+    """
+
+    model: str
+    input_shape: tuple[int, ...] | None = None
+    weight_density: float = 1.0
+    input_density: float = 1.0
+
+    def describe(self) -> str:
+        parts = [self.model]
+        if self.input_shape is not None:
+            parts.append("x".join(map(str, self.input_shape)))
+        if self.weight_density != 1 or self.input_density != 1:
+            parts.append(f"w={self.weight_density:g} x={self.input_density:g}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured energy, in the profile's unit.
+
+    Attributes
+    ----------
+    run : Run
+    layer : str
+        A compute layer name, or ``"total"`` for the sum of the model's layers.
+    energy : float
+        Measured energy of the layer (> 0).
+    levels : dict of str to float
+        Measured per-level split where given (keys from ``energysim.report.LEVELS``).
+    where : str
+        Origin for messages, e.g. ``"meas.csv row 4"``.
+    macs : int or None
+        MAC count stated by the source (a JSON report), checked against the workload.
+    """
+
+    run: Run
+    layer: str
+    energy: float
+    levels: dict[str, float] = field(default_factory=dict)
+    where: str = ""
+    macs: int | None = None
+
+
+@dataclass(frozen=True)
+class Design:
+    """The weighted least-squares problem: ``measured ~ matrix @ values``.
+
+    Attributes
+    ----------
+    matrix : numpy.ndarray, shape (rows, len(PARAMETERS))
+        Energy per unit of each parameter, in the profile's unit.
+    measured : numpy.ndarray, shape (rows,)
+    weight : numpy.ndarray, shape (rows,)
+        1 / the row's measured energy (1 / its layer's energy for a level measured as 0).
+    labels : tuple of (Measurement, str or None)
+        The measurement of each row and its level (None for the whole energy).
+    notes : tuple of str
+        Caveats found while building it (e.g. a ``total`` of a model with unmodelled modules).
+    """
+
+    matrix: np.ndarray
+    measured: np.ndarray
+    weight: np.ndarray
+    labels: tuple[tuple[Measurement, str | None], ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParameterFit:
+    """One parameter's outcome.
+
+    ``status`` is ``fitted``, ``fixed`` (held by the caller) or ``unidentifiable``
+    (held at BASE because the measurements cannot determine it). ``stderr`` is the
+    standard error of a fitted value from the residual scatter (None when not fitted
+    or when there are no spare rows).
+    """
+
+    key: str
+    base: float
+    value: float
+    status: str
+    stderr: float | None = None
+
+    @property
+    def change_pct(self) -> float | None:
+        """Change from BASE in percent (None when BASE is 0)."""
+        return 100.0 * (self.value - self.base) / self.base if self.base else None
+
+
+@dataclass(frozen=True)
+class Residual:
+    """Measured and predicted energy of one row; ``error`` is relative to ``reference``, the
+    measured energy (the layer's energy for a level measured as 0).
+
+    ``run`` is the model name, with the input shape and densities when they are not the defaults.
+    """
+
+    run: str
+    layer: str
+    level: str | None
+    where: str
+    measured: float
+    predicted: float
+    base_predicted: float
+    reference: float
+
+    @property
+    def error(self) -> float:
+        return (self.predicted - self.measured) / self.reference
+
+    @property
+    def base_error(self) -> float:
+        return (self.base_predicted - self.measured) / self.reference
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Result of :func:`calibrate`: the fitted parameters, the fit quality and the new profile."""
+
+    base: Profile
+    profile: Profile
+    estimator: str
+    measurements: str
+    date: str
+    parameters: tuple[ParameterFit, ...]
+    unidentifiable: tuple[tuple[tuple[str, ...], str], ...]
+    residuals: tuple[Residual, ...]
+    r2: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rms_error(self) -> float:
+        """Root-mean-square relative error of the calibrated profile over all rows."""
+        return float(np.sqrt(np.mean([r.error**2 for r in self.residuals])))
+
+    @property
+    def max_error(self) -> float:
+        """Largest absolute relative error of the calibrated profile."""
+        return max(abs(r.error) for r in self.residuals)
+
+    @property
+    def base_rms_error(self) -> float:
+        """Root-mean-square relative error of BASE over the same rows."""
+        return float(np.sqrt(np.mean([r.base_error**2 for r in self.residuals])))
+
+    def warnings(self) -> list[str]:
+        """One line per group of parameters held at BASE because the data cannot determine them."""
+        return [
+            f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} not identifiable ({reason}); "
+            f"held at the {self.base.name} value{'s' if len(keys) > 1 else ''}"
+            for keys, reason in self.unidentifiable
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of everything above."""
+        return {
+            "base_profile": self.base.name,
+            "base_digest": self.base.digest,
+            "profile": self.profile.name,
+            "profile_digest": self.profile.digest,
+            "estimator": self.estimator,
+            "units": self.profile.units,
+            "measurements": self.measurements,
+            "date": self.date,
+            "parameters": [
+                {"key": p.key, "base": p.base, "value": p.value, "change_pct": p.change_pct,
+                 "stderr": p.stderr, "status": p.status}
+                for p in self.parameters
+            ],
+            "unidentifiable": [{"parameters": list(keys), "reason": reason} for keys, reason in self.unidentifiable],
+            "warnings": self.warnings(),
+            "notes": list(self.notes),
+            "fit": {
+                "rows": len(self.residuals),
+                "free_parameters": sum(p.status == "fitted" for p in self.parameters),
+                "r2": self.r2,
+                "rms_relative_error": self.rms_error,
+                "max_relative_error": self.max_error,
+                "base_rms_relative_error": self.base_rms_error,
+            },
+            "residuals": [
+                {"run": r.run, "layer": r.layer, "level": r.level, "where": r.where, "measured": r.measured,
+                 "predicted": r.predicted, "base_predicted": r.base_predicted, "relative_error": r.error}
+                for r in self.residuals
+            ],
+        }
+
+
+# -- reading measurements ---------------------------------------------------------
+
+
+def read_measurements(path: str | Path, units: str) -> list[Measurement]:
+    """Read measured energies from a CSV file or an ``ecc simulate --json`` report.
+
+    CSV: a header row, then one measurement per line (no line breaks inside cells); ``#``
+    lines are comments.
+    Columns ``model`` (a zoo name or ``package.module:factory``), ``layer`` (a compute
+    layer name or ``total``), ``energy`` (> 0) and ``unit`` are required; optional are
+    ``energy_dram``, ``energy_buffer``, ``energy_rf``, ``energy_mac``, ``energy_leakage``
+    (a per-level split, in the row's unit; empty cells are not measured),
+    ``input_shape`` (``3x64x64``; default: the model's own), ``weight_density`` and
+    ``input_density`` (in (0, 1]; default 1, dense). Row numbers in messages count the
+    header as row 1.
+
+    JSON: one report as ``ecc simulate --json`` writes it (or a list of them): its
+    ``model``, ``units`` and per-layer ``energy`` (and ``energy_by_level`` when present);
+    the layers are taken as dense runs of the model's default input shape, and each
+    layer's ``macs``, when present, must match that.
+
+    Parameters
+    ----------
+    path : str or Path
+    units : {"pJ", "normalized"}
+        The profile's unit. With ``pJ``, rows may be in pJ, nJ, uJ (µJ), mJ or J and are
+        converted; with ``normalized`` only ``normalized`` is accepted.
+
+    Returns
+    -------
+    list of Measurement
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, the row and the column: empty file, missing or
+        unknown columns, non-numeric, negative or zero energies, a unit that does not
+        match the profile, a bad input shape or density.
+    OSError
+        The file does not exist or cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such measurements file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file; expected a CSV or JSON file of measurements") from None
+    if not text.strip():
+        raise ValueError(f"{path}: file is empty; expected a CSV with columns {', '.join(_REQUIRED_COLUMNS)}")
+    if path.suffix.lower() == ".json" or text.lstrip()[0] in "[{":
+        return _read_json(path, text, units)
+    return _read_csv(path, text, units)
+
+
+def _read_csv(path: Path, text: str, units: str) -> list[Measurement]:
+    lines = [
+        (i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        raise ValueError(
+            f"{path}: file holds only comments; expected a CSV with columns {', '.join(_REQUIRED_COLUMNS)}"
+        )
+    rows = [next(csv.reader([line])) for _, line in lines]
+    header_line, header = lines[0][0], [h.strip() for h in rows[0]]
+    unknown = [h for h in header if h not in CSV_COLUMNS]
+    if unknown:
+        raise ValueError(
+            f"{path}: row {header_line}: unknown column{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}; known columns: {', '.join(CSV_COLUMNS)}"
+        )
+    missing = [c for c in _REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(
+            f"{path}: row {header_line}: missing column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))}; "
+            f"required: {', '.join(_REQUIRED_COLUMNS)}"
+        )
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise ValueError(f"{path}: row {header_line}: column {duplicated[0]!r} appears twice")
+    if len(rows) == 1:
+        raise ValueError(f"{path}: has a header but no measurements")
+    measurements = []
+    for (line_no, _), cells in zip(lines[1:], rows[1:]):
+        where = f"{path} row {line_no}"
+        if len(cells) != len(header):
+            raise ValueError(f"{where}: has {len(cells)} cells, the header has {len(header)} columns")
+        measurements.append(_csv_measurement(dict(zip(header, (c.strip() for c in cells))), where, units))
+    return measurements
+
+
+def _csv_measurement(row: dict[str, str], where: str, units: str) -> Measurement:
+    """One validated CSV row."""
+    for column in ("model", "layer"):
+        if not row[column]:
+            raise ValueError(f"{where}: column {column!r} is empty")
+    scale = _unit_scale(row["unit"], units, f"{where}: column 'unit'")
+    energy = _number(row["energy"], f"{where}: column 'energy'", positive=True) * scale
+    levels = {
+        level: _number(row[f"energy_{level}"], f"{where}: column 'energy_{level}'") * scale
+        for level in LEVELS
+        if row.get(f"energy_{level}")
+    }
+    shape = _shape(row["input_shape"], f"{where}: column 'input_shape'") if row.get("input_shape") else None
+    densities = [
+        _density(row[c], f"{where}: column {c!r}") if row.get(c) else 1.0 for c in ("weight_density", "input_density")
+    ]
+    return Measurement(Run(row["model"], shape, *densities), row["layer"], energy, levels, where)
+
+
+def _read_json(path: Path, text: str, units: str) -> list[Measurement]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    reports = data if isinstance(data, list) else [data]
+    if not reports:
+        raise ValueError(f"{path}: an empty list; expected `ecc simulate --json` reports")
+    measurements = []
+    for i, report in enumerate(reports):
+        where = f"{path} report {i}" if isinstance(data, list) else str(path)
+        if not isinstance(report, dict):
+            raise ValueError(
+                f"{where}: expected a report object (as `ecc simulate --json` writes), got {type(report).__name__}"
+            )
+        missing = [k for k in ("model", "units", "layers") if k not in report]
+        if missing:
+            raise ValueError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                             "of an `ecc simulate --json` report")
+        if not isinstance(report["model"], str) or not report["model"]:
+            raise ValueError(f"{where}: field 'model' must be a model name, got {report['model']!r}")
+        scale = _unit_scale(report["units"], units, f"{where}: field 'units'")
+        if not isinstance(report["layers"], list) or not report["layers"]:
+            raise ValueError(f"{where}: field 'layers' must be a non-empty list of layer reports")
+        for j, layer in enumerate(report["layers"]):
+            measurements.append(_json_measurement(report["model"], layer, f"{where} layers[{j}]", scale))
+    return measurements
+
+
+def _json_measurement(model: str, layer: Any, where: str, scale: float) -> Measurement:
+    """One validated layer of a JSON report."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("name"), str) or "energy" not in layer:
+        raise ValueError(f"{where}: expected a layer report with fields 'name' and 'energy'")
+    where = f"{where} ({layer['name']})"
+    energy = _number(layer["energy"], f"{where}: field 'energy'", positive=True) * scale
+    split = layer.get("energy_by_level") or {}
+    if not isinstance(split, dict) or set(split) - set(LEVELS):
+        raise ValueError(f"{where}: field 'energy_by_level' must map levels among {', '.join(LEVELS)} to energies, "
+                         f"got {split!r}")
+    levels = {k: _number(v, f"{where}: field 'energy_by_level.{k}'") * scale for k, v in split.items()}
+    macs = layer.get("macs")
+    if macs is not None and (not isinstance(macs, int) or isinstance(macs, bool) or macs < 0):
+        raise ValueError(f"{where}: field 'macs' must be a non-negative integer, got {macs!r}")
+    return Measurement(Run(model), layer["name"], energy, levels, where, macs)
+
+
+def _unit_scale(unit: Any, units: str, where: str) -> float:
+    accepted = _UNITS[units]
+    if unit not in accepted:
+        raise ValueError(
+            f"{where}: {unit!r} does not match the profile's units ({units}); expected one of {', '.join(accepted)}"
+        )
+    return accepted[unit]
+
+
+def _number(raw: Any, where: str, positive: bool = False) -> float:
+    """A finite number >= 0 (> 0 with ``positive``) from a CSV cell or a JSON value."""
+    expected = "a number > 0" if positive else "a number >= 0"
+    try:
+        value = float(raw) if not isinstance(raw, bool) else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{where}: expected {expected}, got {raw!r}")
+    return value
+
+
+def _shape(raw: str, where: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(p) for p in raw.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(s <= 0 for s in shape):
+        raise ValueError(f"{where}: expected positive integers like 3x64x64, got {raw!r}")
+    return shape
+
+
+def _density(raw: str, where: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise ValueError(f"{where}: expected a density in (0, 1], got {raw!r}")
+    return value
+
+
+# -- design matrix ------------------------------------------------------------------
+
+
+def _resolve_run(run: Run, where: str) -> Workload:
+    """The workload of ``run`` (errors name the measurement's origin)."""
+    from .zoo import build_model
+
+    try:
+        model, default_shape = build_model(run.model)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: column 'model': {str(exc).splitlines()[0]}") from None
+    shape = run.input_shape or default_shape
+    if shape is None:
+        raise ValueError(f"{where}: column 'input_shape' is needed: the factory of {run.model} returns no input shape")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnmodelledLayerWarning)
+        try:
+            return extract_workload(model, shape, name=run.model)
+        except ValueError as exc:
+            raise ValueError(f"{where}: column 'input_shape': {str(exc).splitlines()[0]}") from None
+
+
+def _probe_profile(profile: Profile) -> Profile:
+    """``profile`` with the probe values; built unvalidated, since they need not satisfy gated <= mac."""
+    return Profile.from_flat(profile.to_flat() | _PROBE)
+
+
+def _level_columns(layer: LayerReport, probe_leakage_mw: float) -> dict[str, np.ndarray]:
+    """Per energy level, the layer's energy per unit of each parameter."""
+    columns = {level: np.zeros(len(PARAMETERS)) for level in LEVELS}
+    index = {p: i for i, p in enumerate(PARAMETERS)}
+    for level in MEMORY_LEVELS:
+        for rw in ("read", "write"):
+            columns[level][index[f"memory.{level}.{rw}"]] = sum(layer.accesses[level][op][rw + "s"] for op in OPERANDS)
+    columns["mac"][index["compute.mac"]] = layer.effective_macs
+    columns["mac"][index["compute.gated_mac"]] = layer.gated_macs or 0
+    columns["leakage"][index["leakage_mw"]] = layer.energy_by_level.get("leakage", 0.0) / probe_leakage_mw
+    return columns
+
+
+def _check_linear(layer: LayerReport, columns: dict[str, np.ndarray], probe: np.ndarray, estimator: str) -> None:
+    """Raise when the estimator's energy is not its counts times the per-access energies."""
+    for what, expected, got in [
+        *((f"its {level} energy", columns[level] @ probe, layer.energy_by_level.get(level, 0.0)) for level in LEVELS),
+        ("its energy", sum(columns.values()) @ probe, layer.energy),
+    ]:
+        if abs(expected - got) > 1e-9 * abs(layer.energy) + 1e-12:
+            raise RuntimeError(
+                f"estimator {estimator!r}, layer {layer.name}: {what} ({got:.9g}) is not its access counts times "
+                f"the per-access energies ({expected:.9g}); calibration needs energy linear in {', '.join(PARAMETERS)}"
+            )
+
+
+def _run_columns(workload: Workload, run: Run, profile: Profile, estimator: str) -> dict[str, dict[str, np.ndarray]]:
+    """layer name -> level -> design vector, from one probed estimator run."""
+    from .simulate import simulate
+
+    dense = run.weight_density == 1 and run.input_density == 1
+    sparsity = Sparsity() if dense else Sparsity.synthetic(workload, run.weight_density, run.input_density, "random", 0)
+    probe = _probe_profile(profile)
+    probe_values = np.array([_PROBE[p] for p in PARAMETERS])
+    out = {}
+    for layer in simulate(workload, probe, estimator, sparsity).layers:
+        columns = _level_columns(layer, _PROBE["leakage_mw"])
+        _check_linear(layer, columns, probe_values, estimator)
+        out[layer.name] = columns
+    return out
+
+
+def design_matrix(
+    measurements: Sequence[Measurement],
+    profile: Profile,
+    estimator: str = "systolic",
+    workloads: Mapping[Run, Workload] | None = None,
+) -> Design:
+    """Build the weighted least-squares problem of :func:`calibrate`.
+
+    Parameters
+    ----------
+    measurements : sequence of Measurement
+        From :func:`read_measurements`; energies in ``profile``'s unit.
+    profile : Profile
+        The BASE profile: its sizes decide the access counts (its energies do not matter).
+    estimator : {"systolic", "paper"}
+    workloads : mapping of Run to Workload, optional
+        Ready workloads (to reuse extractions); others are built from the zoo.
+
+    Returns
+    -------
+    Design
+        One row per measurement, plus one per measured level of a per-level split.
+
+    Raises
+    ------
+    ValueError
+        Unknown model, layer or input shape, or a report's MAC count that does not
+        match the model, naming the measurement's file and row.
+    RuntimeError
+        The estimator's energy is not linear in the per-access energies.
+    """
+    if not measurements:
+        raise ValueError("no measurements to calibrate against")
+    workloads = dict(workloads or {})
+    columns: dict[Run, dict[str, dict[str, np.ndarray]]] = {}
+    rows, measured, weight, labels, notes = [], [], [], [], []
+    for m in measurements:
+        if m.run not in columns:
+            if m.run not in workloads:
+                workloads[m.run] = _resolve_run(m.run, m.where)
+            columns[m.run] = _run_columns(workloads[m.run], m.run, profile, estimator)
+        workload, per_layer = workloads[m.run], columns[m.run]
+        if m.layer == "total":
+            levels = {level: sum(c[level] for c in per_layer.values()) for level in LEVELS}
+            if workload.unmodelled:
+                note = (f"{m.run.describe()}: the total covers only the {len(workload.layers)} conv and linear layers; "
+                        f"the {len(workload.unmodelled)} unmodelled modules (pooling, activations, ...) are not in it")
+                if note not in notes:
+                    notes.append(note)
+        elif m.layer in per_layer:
+            levels = per_layer[m.layer]
+            if m.macs is not None and m.macs != workload.layer(m.layer).macs:
+                raise ValueError(
+                    f"{m.where}: field 'macs': {m.macs} MACs, but layer {m.layer} of {m.run.model} at input shape "
+                    f"{'x'.join(map(str, workload.input_shape))} has {workload.layer(m.layer).macs}; "
+                    "the report was made for another input shape"
+                )
+        else:
+            raise ValueError(
+                f"{m.where}: column 'layer': {m.run.model} has no compute layer {m.layer!r}; "
+                f"expected 'total' or one of {', '.join(workload.layer_names)}"
+            )
+        for level, value in [(None, m.energy), *m.levels.items()]:
+            rows.append(sum(levels.values()) if level is None else levels[level])
+            measured.append(value)
+            weight.append(1.0 / (value if value > 0 else m.energy))
+            labels.append((m, level))
+    return Design(np.array(rows), np.array(measured), np.array(weight), tuple(labels), tuple(notes))
+
+
+# -- the fit ---------------------------------------------------------------------------
+
+
+def parse_fix(items: str | Iterable[str] | None) -> frozenset[str]:
+    """Parameters named by ``--fix``: groups (``mac,rf``) or full keys (``memory.rf.write``).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, listing the groups and keys.
+    """
+    if items is None:
+        return frozenset()
+    names = [n.strip() for item in ([items] if isinstance(items, str) else items) for n in item.split(",") if n.strip()]
+    fixed = set()
+    for name in names:
+        if name in GROUPS:
+            fixed.update(GROUPS[name])
+        elif name in PARAMETERS:
+            fixed.add(name)
+        else:
+            raise ValueError(
+                f"--fix {name!r}: expected a group ({', '.join(GROUPS)}) or a key ({', '.join(PARAMETERS)})"
+            )
+    return frozenset(fixed)
+
+
+def _weakest_direction(a: np.ndarray, free: list[int], rcond: float) -> list[int]:
+    """Columns of ``free`` taking part in the weakest direction of the column-scaled
+    matrix, or [] when its singular value is at least ``rcond`` times the largest."""
+    scaled = a[:, free] / np.linalg.norm(a[:, free], axis=0)
+    _, singular, vt = np.linalg.svd(scaled, full_matrices=True)
+    singular = np.concatenate([singular, np.zeros(len(free) - len(singular))])
+    if singular[-1] >= rcond * singular[0]:
+        return []
+    return [free[k] for k in np.flatnonzero(np.abs(vt[-1]) > _NULL_COMPONENT)]
+
+
+def _identify(a: np.ndarray, free: list[int], rcond: float) -> tuple[list[int], list[tuple[tuple[str, ...], str]]]:
+    """Split ``free`` into identifiable columns and named groups held at BASE.
+
+    Null directions are removed weakest first, one at a time: holding the parameters
+    of an exact collinearity often makes the next-weakest direction well determined.
+    """
+    held = []
+    unexercised = [j for j in free if not np.any(a[:, j])]
+    if unexercised:
+        held.append((tuple(PARAMETERS[j] for j in unexercised), "zero counts in every measured row"))
+    free = [j for j in free if j not in unexercised]
+    while free:
+        group = _weakest_direction(a, free, rcond)
+        if not group:
+            break
+        keys = tuple(PARAMETERS[j] for j in group)
+        reason = ("its counts are proportional to those of held parameters" if len(keys) == 1 else
+                  "their counts are collinear in these measurements, so only a combination is determined")
+        held.append((keys, reason))
+        free = [j for j in free if j not in group]
+    return free, held
+
+
+def _bounded_fit(
+    a: np.ndarray, b: np.ndarray, free: list[int], values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Non-negative least squares on the ``free`` columns with ``gated_mac <= mac``.
+
+    When both MAC parameters are free the fit runs on (mac - gated_mac, gated_mac), both
+    >= 0; when one is held, the other is bounded by it. Returns the free values and
+    their standard errors (None without spare rows).
+    """
+    mac, gated = PARAMETERS.index("compute.mac"), PARAMETERS.index("compute.gated_mac")
+    n = len(free)
+    transform = np.eye(n)
+    lower, upper = np.zeros(n), np.full(n, np.inf)
+    if mac in free and gated in free:
+        transform[free.index(mac), free.index(gated)] = 1.0
+    elif mac in free:
+        lower[free.index(mac)] = values[gated]
+    elif gated in free:
+        upper[free.index(gated)] = values[mac]
+    matrix = a[:, free] @ transform
+    norms = np.linalg.norm(matrix, axis=0)
+    scaled = matrix / norms
+    solution = lsq_linear(scaled, b, bounds=(lower * norms, upper * norms), method="bvls")
+    theta = transform @ (solution.x / norms)
+    dof = len(b) - n
+    if dof <= 0:
+        return theta, None
+    residual = scaled @ solution.x - b
+    covariance = (residual @ residual / dof) * np.linalg.pinv(scaled.T @ scaled)
+    covariance = transform @ (covariance / np.outer(norms, norms)) @ transform.T
+    return theta, np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+
+
+def fit_design(
+    design: Design,
+    base: Profile,
+    fixed: Iterable[str] = (),
+    rcond: float = RCOND,
+    max_relative_stderr: float = MAX_RELATIVE_STDERR,
+    where: str = "measurements",
+) -> tuple[tuple[ParameterFit, ...], tuple[tuple[tuple[str, ...], str], ...]]:
+    """Fit the per-access energies of ``design``, holding ``fixed`` and unidentifiable ones at BASE.
+
+    Parameters
+    ----------
+    design : Design
+    base : Profile
+        Supplies the values of held parameters.
+    fixed : iterable of str
+        Keys of :data:`PARAMETERS` to hold (see :func:`parse_fix`).
+    rcond : float, default RCOND
+        Relative singular-value threshold below which a direction is collinear.
+    max_relative_stderr : float, default MAX_RELATIVE_STDERR
+        Largest standard error, as a fraction of max(|value|, |base|), of a fitted value.
+    where : str
+        Name of the measurements for messages.
+
+    Returns
+    -------
+    parameters : tuple of ParameterFit
+        In :data:`PARAMETERS` order.
+    unidentifiable : tuple of (tuple of str, str)
+        Groups of parameters held at BASE and why.
+
+    Raises
+    ------
+    ValueError
+        Every parameter fixed, or fewer rows than exercised free parameters.
+    """
+    fixed = set(fixed)
+    base_values = np.array([base.to_flat()[p] for p in PARAMETERS], dtype=float)
+    free = [j for j, p in enumerate(PARAMETERS) if p not in fixed]
+    if not free:
+        raise ValueError("--fix holds every parameter: nothing left to calibrate")
+    a = design.matrix * design.weight[:, None]
+    b = design.measured * design.weight
+    exercised = [j for j in free if np.any(a[:, j])]
+    if len(b) < len(exercised):
+        raise ValueError(
+            f"{where}: {len(b)} measurement rows cannot determine {len(exercised)} free parameters "
+            f"({', '.join(PARAMETERS[j] for j in exercised)}); add measurements or hold some with --fix"
+        )
+    free, held = _identify(a, free, rcond)
+    values, stderr = base_values.copy(), np.full(len(PARAMETERS), np.nan)
+    while free:
+        rest = [j for j in range(len(PARAMETERS)) if j not in free]
+        theta, errors = _bounded_fit(a, b - a[:, rest] @ base_values[rest], free, base_values)
+        values = base_values.copy()
+        values[free] = theta
+        stderr = np.full(len(PARAMETERS), np.nan)
+        if errors is None:
+            break
+        stderr[free] = errors
+        scale = np.maximum(np.abs(theta), np.abs(base_values[free]))
+        relative = np.divide(errors, scale, out=np.where(errors > 0, np.inf, 0.0), where=scale > 0)
+        worst = int(np.argmax(relative))
+        if relative[worst] <= max_relative_stderr:
+            break
+        spread = "an unbounded" if np.isinf(relative[worst]) else f"a +-{100 * relative[worst]:.0f} %"
+        held.append(((PARAMETERS[free[worst]],), f"these measurements leave it {spread} uncertainty"))
+        free = free[:worst] + free[worst + 1:]
+    held_keys = {k for keys, _ in held for k in keys}
+    parameters = tuple(
+        ParameterFit(
+            key=p,
+            base=float(base_values[j]),
+            value=float(values[j]),
+            status="fixed" if p in fixed else "unidentifiable" if p in held_keys else "fitted",
+            stderr=None if np.isnan(stderr[j]) else float(stderr[j]),
+        )
+        for j, p in enumerate(PARAMETERS)
+    )
+    return parameters, tuple(held)
+
+
+# -- the calibrated profile -------------------------------------------------------------
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{_SIGNIFICANT_DIGITS}g}")
+
+
+def _calibrated_profile(base: Profile, parameters: Sequence[ParameterFit], name: str, source: str) -> Profile:
+    """BASE with the calibrated values, validated through the profile schema."""
+    flat = base.to_flat() | {p.key: _round(p.value) for p in parameters} | {"name": name, "source": source}
+    tree = Profile.from_flat(flat).to_dict()
+    return Profile.from_flat(validate_tree(tree, f"calibrated profile {name}"))
+
+
+def calibrate(
+    measurements: Sequence[Measurement],
+    base: Profile,
+    estimator: str = "systolic",
+    fixed: Iterable[str] = (),
+    *,
+    name: str | None = None,
+    source: str = "measurements",
+    date: str | None = None,
+    rcond: float = RCOND,
+    max_relative_stderr: float = MAX_RELATIVE_STDERR,
+    workloads: Mapping[Run, Workload] | None = None,
+) -> Calibration:
+    """Fit ``base``'s per-access energies to measured energies.
+
+    Parameters
+    ----------
+    measurements : sequence of Measurement
+        From :func:`read_measurements` (energies in ``base``'s unit).
+    base : Profile
+        The profile to calibrate: its sizes give the access counts, its energies are
+        the starting point and the values of held parameters.
+    estimator : {"systolic", "paper"}
+    fixed : iterable of str
+        Parameter keys to hold at BASE (see :func:`parse_fix`).
+    name : str, optional
+        Name of the calibrated profile; default ``<base>-calibrated``.
+    source : str
+        What the measurements are (the file name), recorded in the profile's ``source``.
+    date : str, optional
+        ISO date recorded in ``source``; default today.
+    rcond, max_relative_stderr : float
+        Identifiability thresholds, see :func:`fit_design`.
+    workloads : mapping of Run to Workload, optional
+        Ready workloads, see :func:`design_matrix`.
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    ValueError
+        Bad measurements (naming file, row and column), too few rows, or ``fixed`` covering every parameter.
+
+    Examples
+    --------
+    >>> from energysim import load_profile
+    >>> from energysim.calibrate import Measurement, Run, calibrate
+    >>> truth = [("conv1", 1.2e6), ("conv2", 2.4e6), ("fc1", 9.8e6), ("fc2", 2.6e6), ("fc3", 2.2e5)]
+    >>> rows = [Measurement(Run("lenet5"), layer, energy) for layer, energy in truth]
+    >>> result = calibrate(rows, load_profile("eyeriss-iclr19"), "paper", fixed=["mac", "rf"], date="2025-01-01")
+    >>> result.profile.name
+    'eyeriss-iclr19-calibrated'
+    """
+    design = design_matrix(measurements, base, estimator, workloads)
+    parameters, held = fit_design(design, base, fixed, rcond, max_relative_stderr, where=source)
+    date = date or datetime.date.today().isoformat()
+    values = np.array([p.value for p in parameters])
+    base_values = np.array([p.base for p in parameters])
+    predicted = design.matrix @ values
+    base_predicted = design.matrix @ base_values
+    residuals = tuple(
+        Residual(m.run.describe(), m.layer, level, m.where, float(y), float(p), float(q), float(1 / w))
+        for (m, level), y, p, q, w in zip(design.labels, design.measured, predicted, base_predicted, design.weight)
+    )
+    spread = float(np.sum((design.measured - design.measured.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((design.measured - predicted) ** 2)) / spread if spread > 0 else math.nan
+    rms = float(np.sqrt(np.mean([r.error**2 for r in residuals])))
+    name = name or f"{base.name}-calibrated"
+    held_text = ", ".join(k for keys, _ in held for k in keys)
+    fixed_text = ", ".join(p.key for p in parameters if p.status == "fixed")
+    record = (
+        f"Calibrated on {date} from {base.name} (digest {base.digest}) against {source} with the {estimator} "
+        f"estimator: {len(residuals)} rows, R^2 {r2:.4f}, RMS relative error {100 * rms:.2f} % "
+        f"(base: {100 * float(np.sqrt(np.mean([r.base_error**2 for r in residuals]))):.2f} %)"
+        + (f"; fixed: {fixed_text}" if fixed_text else "")
+        + (f"; held at base (not identifiable): {held_text}" if held_text else "")
+        + f". Base source: {base.source}"
+    )
+    profile = _calibrated_profile(base, parameters, name, record)
+    return Calibration(base, profile, estimator, source, date, parameters, held, residuals, r2, design.notes)

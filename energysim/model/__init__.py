@@ -1,0 +1,34 @@
+"""Pure systolic-array model: (profile, layer, dataflow, masks) -> fold-level counts.
+
+See ``docs/systolic-model.md`` for the mapping, fold timing, loop order and refetch,
+partial sums, stalls, sparsity and energy.
+"""
+
+from .energy import energy_breakdown, leakage_energy
+from .folds import FoldPlan, plan_folds
+from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
+from .layer import LayerCounts, cycle_trace, simulate_layer
+from .macs import block_sums, fold_effective_macs, fold_slice_sums
+from .memory import WEIGHT_FORMATS, Capacities, MemoryTraffic, buffer_capacities, weight_words
+
+__all__ = [
+    "WEIGHT_FORMATS",
+    "Capacities",
+    "FoldPlan",
+    "GemmOperands",
+    "LayerCounts",
+    "MemoryTraffic",
+    "block_sums",
+    "buffer_capacities",
+    "cycle_trace",
+    "energy_breakdown",
+    "fold_effective_macs",
+    "fold_slice_sums",
+    "gemm_operands",
+    "input_footprint",
+    "input_index",
+    "leakage_energy",
+    "plan_folds",
+    "simulate_layer",
+    "weight_words",
+]

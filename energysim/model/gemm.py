@@ -1,0 +1,134 @@
+"""A layer's operands in the GEMM view, per group: X (G, M, K) and W (G, K, N).
+
+Convolutions are lowered by im2col: row ``m`` of X is output pixel ``(ho, wo)`` and
+column ``k`` is the window position ``(c, i, j)`` with ``c`` the channel inside the
+group, in the order of the torch weight ``(out, in/groups, kh, kw)``, so that
+``W[g] = weight[g*N:(g+1)*N].reshape(N, K).T``. Padding positions are zeros: they are
+never effective and never read from memory. A linear layer applied to input shape
+``(..., F)`` is one GEMM with M = prod(...), K = F.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from ..workload import LayerSpec
+
+__all__ = ["GemmOperands", "gemm_operands", "input_footprint", "input_index"]
+
+
+@lru_cache(maxsize=256)
+def input_index(layer: LayerSpec) -> np.ndarray:
+    """Flat index into the per-sample input of every X entry, -1 for padding.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape (G, M, K)
+        Read-only; cached per layer (it does not depend on any mask).
+    """
+    if layer.kind == "linear":
+        m, k, _ = layer.gemm
+        index = np.arange(m * k, dtype=np.int32).reshape(1, m, k)
+    else:
+        c_in, h, w = layer.input_shape
+        _, h_out, w_out = layer.output_shape
+        groups = layer.groups
+        cg = c_in // groups
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
+        rows = (np.arange(h_out) * sh - ph)[:, None] + np.arange(kh)[None, :] * dh  # (Ho, kh)
+        cols = (np.arange(w_out) * sw - pw)[:, None] + np.arange(kw)[None, :] * dw  # (Wo, kw)
+        channel = np.arange(groups)[:, None] * cg + np.arange(cg)[None, :]  # (G, Cg)
+        flat = (
+            channel[:, None, None, :, None, None] * (h * w)
+            + rows[None, :, None, None, :, None] * w
+            + cols[None, None, :, None, None, :]
+        )  # (G, Ho, Wo, Cg, kh, kw)
+        valid = ((rows >= 0) & (rows < h))[None, :, None, None, :, None] & ((cols >= 0) & (cols < w))[
+            None, None, :, None, None, :
+        ]
+        index = np.where(valid, flat, -1).astype(np.int32).reshape(groups, h_out * w_out, cg * kh * kw)
+    index.setflags(write=False)
+    return index
+
+
+class GemmOperands:
+    """Nonzero masks of X (G, M, K) and W (G, K, N) as uint8, and X's input index.
+
+    Attributes
+    ----------
+    x, w : numpy.ndarray of uint8
+        1 where the operand is nonzero. Padding entries of X are 0. ``w`` may be a
+        non-contiguous view of the torch-shaped mask.
+    index : numpy.ndarray of int32, shape (G, M, K)
+        See :func:`input_index`.
+    dense_inputs, dense_weights : bool
+        Whether no input mask or no weight mask was given.
+    """
+
+    def __init__(self, x: np.ndarray, w: np.ndarray, index: np.ndarray, dense_inputs: bool, dense_weights: bool):
+        self.x = x
+        self.w = w
+        self.index = index
+        self.dense_inputs = dense_inputs
+        self.dense_weights = dense_weights
+
+    @property
+    def gemm(self) -> tuple[int, int, int]:
+        """(M, K, N) of one group."""
+        return self.x.shape[1], self.x.shape[2], self.w.shape[2]
+
+    @property
+    def groups(self) -> int:
+        return self.x.shape[0]
+
+
+def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: np.ndarray | None) -> GemmOperands:
+    """Lower a layer and its masks to the per-group GEMM operands.
+
+    Parameters
+    ----------
+    layer : LayerSpec
+    weight_mask : numpy.ndarray of bool or None
+        Shaped like the torch weight; None means dense.
+    input_mask : numpy.ndarray of bool or None
+        Shaped like one input sample ``layer.input_shape``; None means dense.
+
+    Raises
+    ------
+    ValueError
+        If a mask's shape does not match the layer.
+    """
+    for what, mask, shape in (("weight", weight_mask, layer.weight_shape), ("input", input_mask, layer.input_shape)):
+        if mask is not None and tuple(np.shape(mask)) != tuple(shape):
+            raise ValueError(f"layer {layer.name!r}: {what} mask has shape {tuple(np.shape(mask))}, expected {tuple(shape)}")
+    index = input_index(layer)
+    valid = index >= 0
+    if input_mask is None:
+        x = valid.view(np.uint8) if valid.dtype == np.bool_ else valid.astype(np.uint8)
+    else:
+        flat = np.asarray(input_mask, dtype=bool).reshape(-1)
+        x = (flat[np.maximum(index, 0)] & valid).view(np.uint8)
+    groups = index.shape[0]
+    _, k, n = layer.gemm
+    if weight_mask is None:
+        w = np.ones((groups, k, n), np.uint8)
+    else:
+        # A transposed view: copying a large weight tensor costs more than every later pass.
+        w = np.asarray(weight_mask, dtype=bool).reshape(groups, n, k).transpose(0, 2, 1).view(np.uint8)
+    return GemmOperands(x, w, index, input_mask is None, weight_mask is None)
+
+
+@lru_cache(maxsize=256)
+def input_footprint(layer: LayerSpec) -> np.ndarray:
+    """Distinct input elements each group reads (padding excluded), int64 array (G,).
+
+    Elements that no window touches (e.g. with stride > kernel) are not counted.
+    """
+    index = input_index(layer)
+    touched = np.zeros(int(np.prod(layer.input_shape)), bool)
+    touched[index[index >= 0]] = True
+    footprint = touched.reshape(index.shape[0], -1).sum(axis=1).astype(np.int64)
+    footprint.setflags(write=False)
+    return footprint

@@ -1,0 +1,286 @@
+"""One layer on one array: folds, MACs, memory traffic, stalls and (optionally) the cycle trace.
+
+Pure: (profile, layer, dataflow, masks) in, :class:`LayerCounts` out. Groups of a
+grouped convolution run one after the other (their folds are concatenated in group
+order).
+
+Cycle convention (SCALE-Sim's): ``compute_cycles`` is the sum of the executed folds'
+lengths minus one, because SCALE-Sim reports the 0-based index of the last cycle;
+likewise ``cycles = compute_cycles + stall_cycles``, and the per-cycle trace has
+``cycles + 1`` entries (cycles 0 to ``cycles``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from .. import _kernels
+from ..dataflow import Dataflow
+from ..spec import Profile
+from ..workload import LayerSpec
+from .folds import FoldPlan, plan_folds
+from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
+from .macs import fold_effective_macs, fold_slice_sums
+from .memory import MemoryTraffic, first_occurrence_words, rf_accesses, weight_words
+
+__all__ = ["LayerCounts", "cycle_trace", "simulate_layer"]
+
+# Above this many MAC slots the parallel trace kernel pays for its thread start-up.
+_PARALLEL_SLOTS = 2_000_000
+
+
+@dataclass
+class LayerCounts:
+    """Everything the systolic model counts for one layer.
+
+    Attributes
+    ----------
+    plan : FoldPlan
+    executed : numpy.ndarray of bool (F,)
+        False for folds skipped as all-zero (``skip_zero_tiles``).
+    effective : numpy.ndarray of int64 (F,)
+        Effective MACs per fold (0 for skipped folds).
+    fold_start : numpy.ndarray of int64 (F,)
+        Start cycle of each executed fold after stalls (-1 for skipped folds).
+    macs : int
+        Nominal MACs, M*K*N*groups.
+    effective_macs, gated_macs : int
+        MAC slots of executed folds with both operands nonzero / with a zero operand.
+    compute_cycles, stall_cycles, cycles : int
+        See the module docstring for the convention.
+    accesses : dict
+        ``accesses[level][operand] = {"reads", "writes"}`` for dram, buffer, rf.
+    traffic : MemoryTraffic
+    trace : numpy.ndarray of int64 (cycles + 1, 3) or None
+        Per cycle: effective, gated and idle PEs (only when simulated at cycle level).
+    """
+
+    plan: FoldPlan
+    executed: np.ndarray
+    effective: np.ndarray
+    fold_start: np.ndarray
+    macs: int
+    effective_macs: int
+    gated_macs: int
+    compute_cycles: int
+    stall_cycles: int
+    cycles: int
+    accesses: dict
+    traffic: MemoryTraffic
+    trace: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def utilization(self) -> float:
+        """MAC slots executed / (PEs x cycles): SCALE-Sim's overall utilization when dense."""
+        pes = self.plan.array_rows * self.plan.array_cols
+        return (self.effective_macs + self.gated_macs) / (pes * self.cycles) if self.cycles else 0.0
+
+
+@lru_cache(maxsize=256)
+def _dense_input_slices(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) -> tuple[np.ndarray, ...]:
+    """Mask-independent input-slice counts: keys, valid words, distinct and first-touch elements (all folds executed)."""
+    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols)
+    index = input_index(layer)
+    keys = plan.slice_key(("M", "K"))
+    valid_words = fold_slice_sums(plan, (index >= 0).view(np.uint8), ("M", "K"))
+    unique, first = _input_slice_unique(layer, plan, keys, np.ones(plan.count, bool))
+    for array in (keys, valid_words, unique, first):
+        array.setflags(write=False)
+    return keys, valid_words, unique, first
+
+
+def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, executed: np.ndarray):
+    """Distinct and first-touched input elements of each fold's X slice (numba kernel)."""
+    m_start, k_start = plan.start_of("M"), plan.start_of("K")
+    return _kernels.slice_unique_counts(
+        input_index(layer),
+        plan.group,
+        m_start,
+        m_start + plan.extent_of("M"),
+        k_start,
+        k_start + plan.extent_of("K"),
+        keys,
+        executed,
+        int(np.prod(layer.input_shape)),
+        int(keys.max(initial=-1)) + 1,
+    )
+
+
+def _weight_slices(plan: FoldPlan, ops: GemmOperands, profile: Profile, executed: np.ndarray) -> tuple[dict, int]:
+    """Per-fold weight slice words (stored format) and the largest per-group footprint."""
+    keys = plan.slice_key(("K", "N"))
+    nnz = fold_slice_sums(plan, ops.w, ("K", "N"))
+    words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
+    _, at = np.unique(keys, return_index=True)
+    footprint = int(np.bincount(plan.group[at], weights=words[at], minlength=plan.groups).max(initial=0))
+    info = {
+        "keys": keys,
+        "nnz": nnz,
+        "buffer_words": words,
+        "slice_words": words,
+        "first_words": first_occurrence_words(keys, words, executed),
+    }
+    return info, footprint
+
+
+def _transfer_cycles(words: np.ndarray | int, bandwidth: float) -> np.ndarray:
+    """Whole cycles to move ``words`` over DRAM at ``bandwidth`` words/cycle (0 when unlimited)."""
+    words = np.asarray(words, dtype=np.float64)
+    if math.isinf(bandwidth):
+        return np.zeros(words.shape, np.int64)
+    return np.ceil(words / bandwidth).astype(np.int64)
+
+
+def _arranged(plan: FoldPlan, ops: GemmOperands) -> dict[str, np.ndarray]:
+    return plan.dataflow.arrange(ops.x, ops.w)
+
+
+def cycle_trace(
+    plan: FoldPlan,
+    arranged: dict[str, np.ndarray],
+    executed: np.ndarray,
+    fold_start: np.ndarray,
+    length: int,
+    dense: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step every executed fold cycle by cycle (numba): effective MACs and busy PEs per cycle.
+
+    ``dense`` (bool per fold, optional) marks folds whose operand slices have no zero:
+    their effective MACs equal their busy PEs, which the kernel then uses directly.
+
+    Returns
+    -------
+    effective, active : numpy.ndarray of int32 (length,)
+    """
+    dummy = np.zeros((1, 1, 1), np.uint8)
+    effective = np.zeros(length, np.int32)
+    active = np.zeros(length, np.int32)
+    run = np.flatnonzero(executed)
+    dense = np.zeros(plan.count, bool) if dense is None else dense
+    # Dense folds cost O(R + C + T) in the kernel; only the others are worth threads.
+    slots = int(plan.mac_slots[run][~dense[run]].sum())
+    kernel = _kernels.fold_trace_parallel if slots > _PARALLEL_SLOTS and run.size > 1 else _kernels.fold_trace
+    kernel(
+        arranged.get("stationary", dummy),
+        arranged.get("row_stream", dummy),
+        arranged.get("col_stream", dummy),
+        "stationary" in arranged,
+        "row_stream" in arranged,
+        "col_stream" in arranged,
+        dense[run],
+        plan.group[run],
+        plan.row_start[run],
+        plan.rows_used[run],
+        plan.col_start[run],
+        plan.cols_used[run],
+        fold_start[run],
+        int(plan.dataflow.preload) * plan.array_rows,
+        plan.stream,
+        effective,
+        active,
+    )
+    return effective, active
+
+
+def simulate_layer(
+    profile: Profile,
+    layer: LayerSpec,
+    dataflow: Dataflow,
+    weight_mask: np.ndarray | None = None,
+    input_mask: np.ndarray | None = None,
+    *,
+    cycle_level: bool = True,
+) -> LayerCounts:
+    """Simulate one layer on ``profile``'s array with ``dataflow``.
+
+    Parameters
+    ----------
+    profile : Profile
+        Array size, buffers, DRAM bandwidth, weight format and ``skip_zero_tiles``.
+    layer : LayerSpec
+    dataflow : Dataflow
+    weight_mask, input_mask : numpy.ndarray of bool, optional
+        Nonzero patterns shaped like the torch weight and one input sample; None is dense.
+    cycle_level : bool, default True
+        Step the array cycle by cycle (numba) and take the MAC counts and the trace
+        from it; False counts the same MACs per fold in closed form (no trace).
+
+    Returns
+    -------
+    LayerCounts
+    """
+    rows, cols = profile.array.rows, profile.array.cols
+    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols)
+    ops = gemm_operands(layer, weight_mask, input_mask)
+    arranged = _arranged(plan, ops)
+
+    executed = np.ones(plan.count, bool)
+    if profile.sparsity.skip_zero_tiles:
+        skip_source = ops.w if dataflow.skip_operand == "weights" else ops.x
+        skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
+        executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
+
+    keys, valid_words, unique, first = _dense_input_slices(layer, dataflow, rows, cols)
+    if not executed.all():
+        unique, first = _input_slice_unique(layer, plan, keys, executed)
+    inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first}
+    weights, weight_footprint = _weight_slices(plan, ops, profile, executed)
+    traffic = MemoryTraffic.build(
+        plan, executed, inputs, weights, int(input_footprint(layer).max()), weight_footprint, profile.memory.buffer
+    )
+
+    bandwidth = profile.memory.dram.bandwidth_words_per_cycle
+    run = np.flatnonzero(executed)
+    fold_cycles = np.full(run.size, plan.fold_cycles, np.int64)
+    start_run, total = _kernels.schedule_folds(
+        fold_cycles,
+        _transfer_cycles(traffic.fold_dram_reads[run], bandwidth),
+        _transfer_cycles(traffic.fold_dram_writes[run], bandwidth),
+        int(_transfer_cycles(traffic.final_dram_writes, bandwidth)),
+    )
+    fold_start = np.full(plan.count, -1, np.int64)
+    fold_start[run] = start_run
+    busy = int(fold_cycles.sum())
+    compute_cycles = max(busy - 1, 0)
+    cycles = max(int(total) - 1, 0)
+
+    trace = None
+    if cycle_level:
+        x_size = plan.extent_of("M") * plan.extent_of("K")
+        x_nnz = valid_words if ops.dense_inputs else fold_slice_sums(plan, ops.x, ("M", "K"))
+        w_size = plan.extent_of("K") * plan.extent_of("N")
+        dense = (x_nnz == x_size) & (weights["nnz"] == w_size)
+        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense)
+        effective = np.zeros(plan.count, np.int64)
+        if run.size:
+            effective[run] = np.add.reduceat(eff_cycle.astype(np.int64), start_run)[: run.size]
+            # reduceat sums up to the next fold's start; stall cycles in between are idle (0).
+        pes = rows * cols
+        trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
+    else:
+        effective = np.where(executed, fold_effective_macs(plan, arranged), 0)
+
+    slots = int(plan.mac_slots[executed].sum())
+    effective_macs = int(effective.sum())
+    accesses = traffic.accesses
+    accesses["rf"] = rf_accesses(plan, executed, effective)
+    return LayerCounts(
+        plan=plan,
+        executed=executed,
+        effective=effective,
+        fold_start=fold_start,
+        macs=int(np.prod(layer.gemm)) * layer.groups,
+        effective_macs=effective_macs,
+        gated_macs=slots - effective_macs,
+        compute_cycles=compute_cycles,
+        stall_cycles=cycles - compute_cycles,
+        cycles=cycles,
+        accesses=accesses,
+        traffic=traffic,
+        trace=trace,
+    )

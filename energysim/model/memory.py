@@ -1,0 +1,269 @@
+"""Memory traffic of a layer: DRAM, global buffer and register-file accesses per operand.
+
+The model (docs/systolic-model.md has the worked version):
+
+- **Slices.** Each fold reads a slice of every operand: the fold's block along each
+  array-mapped dimension and all of the streamed one (WS: ``X[:, Kb]`` and
+  ``W[Kb, Nb]``; OS: ``X[Mb, :]`` and ``W[:, Nb]``; IS: ``X[Mb, Kb]`` and ``W[Kb, :]``).
+- **Buffer reads** are the words streamed into the array: the slice's valid input
+  words (padding is generated, not read) and the slice's stored weight words. Dense,
+  these are SCALE-Sim's ifmap and filter SRAM reads.
+- **Weight storage.** ``dense``: every word; ``bitmask``: nonzeros plus one bit per
+  position (``ceil(size / word_bits)`` words); ``csr``: nonzeros plus one column
+  index each plus ``rows + 1`` row pointers, per fold slice (rows along K).
+- **DRAM reads (refetch by loop order).** An operand whose per-group footprint fits
+  its buffer capacity is *resident*: each word comes from DRAM once (the first fold
+  that touches it). Otherwise each fold fetches its slice, except that a slice equal
+  to the previous fold's stays when it fits half the buffer (the other half is being
+  filled: double buffering). Input slices overlap (im2col), so their DRAM words are
+  the slice's distinct input elements.
+- **Outputs.** Folds that differ only in K accumulate partial sums into the same
+  output tile (WS: ``O[:, Nb]``, IS: ``O[Mb, :]``; OS has no partial sums: each fold
+  finishes its ``O[Mb, Nb]``). If the tile fits half the output buffer, partial sums
+  stay in the buffer (a write per fold, a read back per later fold, a read to drain)
+  and DRAM sees the final outputs once; otherwise every fold writes its partial sums
+  to DRAM and every later fold reads them back. Output tiles with no executed fold are
+  still written (zeros).
+- **Register files** (per PE): the stationary operand is written once per mapped PE
+  per fold; a moving operand (and the partial sums moving down the columns in WS/IS)
+  is latched once per MAC slot, gated or not; an effective MAC reads its weight, its
+  input and its partial sum (OS also writes its accumulator; it is read once more to
+  drain at the end of the fold). Gated MACs read nothing.
+- **Shared buffer.** The output tiles (two, double-buffered) are reserved first, if
+  they fit in half the buffer; the rest is divided between inputs and weights in
+  proportion to their footprints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..report import OPERANDS, empty_accesses
+from .folds import FoldPlan
+
+__all__ = [
+    "WEIGHT_FORMATS",
+    "Capacities",
+    "MemoryTraffic",
+    "buffer_capacities",
+    "fetch_words",
+    "first_occurrence_words",
+    "output_traffic",
+    "rf_accesses",
+    "weight_words",
+]
+
+WEIGHT_FORMATS = ("dense", "bitmask", "csr")
+
+
+def weight_words(nnz: np.ndarray, k_extent: np.ndarray, n_extent: np.ndarray, weight_format: str, word_bits: int) -> np.ndarray:
+    """Stored words of weight slices with ``nnz`` nonzeros and shape ``k_extent x n_extent``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weight_words(np.array([3]), np.array([4]), np.array([4]), "bitmask", 8)
+    array([5])
+    """
+    size = k_extent * n_extent
+    if weight_format == "dense":
+        return size.astype(np.int64)
+    if weight_format == "bitmask":
+        return (nnz + -(-size // word_bits)).astype(np.int64)
+    if weight_format == "csr":
+        return (2 * nnz + k_extent + 1).astype(np.int64)
+    raise ValueError(f"weight_format must be one of {', '.join(WEIGHT_FORMATS)}, got {weight_format!r}")
+
+
+@dataclass(frozen=True)
+class Capacities:
+    """Buffer words available to each operand."""
+
+    inputs: float
+    weights: float
+    outputs: float
+
+
+def buffer_capacities(buffer, input_footprint: int, weight_footprint: int, output_tile_words: int) -> Capacities:
+    """Per-operand capacities of the global buffer (``profile.memory.buffer``).
+
+    A shared buffer first reserves two output tiles when they fit in half of it, then
+    splits the rest between inputs and weights in proportion to their footprints.
+    """
+    if not buffer.is_shared:
+        return Capacities(buffer.ifmap_words, buffer.filter_words, buffer.ofmap_words)
+    total = buffer.shared_words
+    outputs = 2 * output_tile_words if 2 * output_tile_words <= total / 2 else 0
+    rest = total - outputs
+    share = input_footprint / max(1, input_footprint + weight_footprint)
+    return Capacities(rest * share, rest * (1 - share), outputs)
+
+
+def fetch_words(
+    keys: np.ndarray,
+    slice_words: np.ndarray,
+    first_words: np.ndarray,
+    executed: np.ndarray,
+    resident: bool,
+    capacity: float,
+) -> np.ndarray:
+    """DRAM words each fold fetches for one operand (see the module docstring).
+
+    Parameters
+    ----------
+    keys : int array (F,)
+        Slice identity per fold.
+    slice_words : int array (F,)
+        Words of the fold's slice.
+    first_words : int array (F,)
+        Words of the slice no earlier executed fold fetched.
+    executed : bool array (F,)
+    resident : bool
+        Whether the operand's per-group footprint fits ``capacity``.
+    capacity : float
+        Buffer words of this operand.
+    """
+    if resident:
+        return np.where(executed, first_words, 0)
+    words = np.where(executed, slice_words, 0)
+    order = np.flatnonzero(executed)
+    if order.size > 1:
+        kept = order[1:][(keys[order[1:]] == keys[order[:-1]]) & (slice_words[order[1:]] <= capacity / 2)]
+        words[kept] = 0
+    return words
+
+
+def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: np.ndarray) -> np.ndarray:
+    """``slice_words`` at the first executed fold of each key, 0 elsewhere (disjoint slices)."""
+    words = np.zeros_like(slice_words)
+    order = np.flatnonzero(executed)
+    _, first = np.unique(keys[order], return_index=True)
+    words[order[first]] = slice_words[order[first]]
+    return words
+
+
+def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dict[str, np.ndarray | int]:
+    """Partial-sum and output traffic per fold (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``buffer_reads``, ``buffer_writes``, ``dram_reads`` (needed before the fold),
+        ``dram_writes`` (after the fold): int64 arrays (F,); ``final_dram_writes``:
+        words of output tiles no executed fold produced; ``tile_words``: largest tile.
+    """
+    keys = plan.slice_key(("M", "N"))
+    tile = plan.extent_of("M") * plan.extent_of("N")
+    order = np.flatnonzero(executed)
+    first = np.zeros(plan.count, bool)
+    last = np.zeros(plan.count, bool)
+    if order.size:
+        k = keys[order]
+        first[order] = np.r_[True, k[1:] != k[:-1]]
+        last[order] = np.r_[k[1:] != k[:-1], True]
+    zero = np.zeros(plan.count, np.int64)
+    fits = capacity > 0 and int(tile.max(initial=0)) <= capacity / 2
+    if fits:
+        buffer_writes = np.where(executed, tile, 0)
+        buffer_reads = np.where(executed & ~first, tile, 0) + np.where(last, tile, 0)
+        dram_reads = zero
+        dram_writes = np.where(last, tile, 0)
+    else:
+        buffer_writes = buffer_reads = zero
+        dram_reads = np.where(executed & ~first, tile, 0)
+        dram_writes = np.where(executed, tile, 0)
+    produced = np.zeros(int(keys.max(initial=-1)) + 1, bool)
+    produced[keys[order]] = True
+    all_keys, at = np.unique(keys, return_index=True)
+    final = int(tile[at][~produced[all_keys]].sum())
+    return {
+        "buffer_reads": buffer_reads,
+        "buffer_writes": buffer_writes,
+        "dram_reads": dram_reads,
+        "dram_writes": dram_writes,
+        "final_dram_writes": final,
+        "tile_words": int(tile.max(initial=0)),
+    }
+
+
+def rf_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, int]]:
+    """Register-file reads and writes per operand (see the module docstring)."""
+    slots = int(plan.mac_slots[executed].sum())
+    mapped = int((plan.rows_used * plan.cols_used)[executed].sum())
+    eff = int(effective[executed].sum())
+    dataflow = plan.dataflow
+    counts = {}
+    for operand in OPERANDS:
+        stationary = dataflow.role(operand) == "stationary"
+        if operand == "outputs":
+            counts[operand] = {"reads": eff + mapped, "writes": eff} if stationary else {"reads": eff, "writes": slots}
+        else:
+            counts[operand] = {"reads": eff, "writes": mapped if stationary else slots}
+    return counts
+
+
+@dataclass
+class MemoryTraffic:
+    """Access counts of a layer and the DRAM words each fold moves.
+
+    Attributes
+    ----------
+    accesses : dict
+        ``accesses[level][operand] = {"reads": int, "writes": int}``.
+    fold_dram_reads, fold_dram_writes : numpy.ndarray of int64 (F,)
+        DRAM words fetched before each fold / written back after it (all operands).
+    final_dram_writes : int
+        Output words written at the end (tiles no executed fold produced).
+    resident : dict
+        Per operand (inputs, weights), whether its footprint fits its buffer.
+    capacities : Capacities
+    """
+
+    accesses: dict
+    fold_dram_reads: np.ndarray
+    fold_dram_writes: np.ndarray
+    final_dram_writes: int
+    resident: dict
+    capacities: Capacities
+
+    @classmethod
+    def build(
+        cls,
+        plan: FoldPlan,
+        executed: np.ndarray,
+        inputs: dict[str, np.ndarray],
+        weights: dict[str, np.ndarray],
+        input_footprint: int,
+        weight_footprint: int,
+        buffer,
+    ) -> "MemoryTraffic":
+        """Assemble the DRAM and buffer counts (the caller adds ``rf_accesses``).
+
+        ``inputs`` and ``weights`` hold per-fold ``keys``, ``buffer_words`` (streamed
+        into the array), ``slice_words`` (DRAM words of the slice) and ``first_words``.
+        The footprints are the largest per-group ones.
+        """
+        out_tile = int((plan.extent_of("M") * plan.extent_of("N")).max(initial=0))
+        caps = buffer_capacities(buffer, input_footprint, weight_footprint, out_tile)
+        resident = {"inputs": input_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
+        accesses = empty_accesses()
+        fold_reads = np.zeros(plan.count, np.int64)
+        for operand, info, cap in (("inputs", inputs, caps.inputs), ("weights", weights, caps.weights)):
+            dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, resident[operand], cap)
+            fold_reads += dram
+            accesses["dram"][operand]["reads"] = int(dram.sum())
+            accesses["buffer"][operand]["writes"] = int(dram.sum())
+            accesses["buffer"][operand]["reads"] = int(info["buffer_words"][executed].sum())
+        outputs = output_traffic(plan, executed, caps.outputs)
+        fold_reads += outputs["dram_reads"]
+        accesses["dram"]["outputs"] = {
+            "reads": int(outputs["dram_reads"].sum()),
+            "writes": int(outputs["dram_writes"].sum()) + outputs["final_dram_writes"],
+        }
+        accesses["buffer"]["outputs"] = {
+            "reads": int(outputs["buffer_reads"].sum()),
+            "writes": int(outputs["buffer_writes"].sum()),
+        }
+        return cls(accesses, fold_reads, outputs["dram_writes"], outputs["final_dram_writes"], resident, caps)
