@@ -37,6 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="input sparsity from the real activations of one sample of this dataset (e.g. digits)",
     )
     parser.add_argument("--data-root", default=None, help="dataset location for --inputs-from")
+    parser.add_argument(
+        "--trace", metavar="LAYER", default=None,
+        help="also print the per-cycle utilization trace summary of LAYER (systolic) and, with --plot, draw it",
+    )
+    parser.add_argument(
+        "--plot", metavar="PATH", default=None,
+        help="write the per-layer energy figure stacked by memory level (PATH.png and PATH.svg)",
+    )
     add_json_arg(parser, "the report")
     parser.set_defaults(run=run)
 
@@ -97,12 +105,42 @@ def run(args: argparse.Namespace) -> int:
     model, shape, workload = model_from_args(args)
     sparsity = sparsity_from_args(args, model, shape, workload)
     report = simulate(workload, profile, args.estimator, sparsity)
+    trace = _trace(args, workload, profile, sparsity) if args.trace else None
     if args.json:
-        write_json(report.to_dict(), args.json)
+        write_json(report.to_dict() | ({"trace": {"layer": args.trace, "cycles": trace.tolist()}} if trace is not None else {}),
+                   args.json)
+    written = []
+    if args.plot:
+        from compress import plot
+
+        written += plot.layer_energy({"model": report.to_dict()}, args.plot)
+        if trace is not None:
+            written += plot.utilization_timeline(
+                trace, f"{args.plot}_timeline_{args.trace}", pes=profile.array.rows * profile.array.cols,
+                title=f"{args.trace} of {workload.model} on {profile.name}: PE activity per cycle",
+            )
     if args.json == "-":
         return 0
     print(render(report))
+    if trace is not None:
+        pes = profile.array.rows * profile.array.cols
+        busy = trace.sum(axis=0)
+        print(
+            f"trace of {args.trace}: {len(trace)} cycles x {pes} PEs: effective {100 * busy[0] / busy.sum():.1f}%, "
+            f"gated {100 * busy[1] / busy.sum():.1f}%, idle {100 * busy[2] / busy.sum():.1f}% of PE-cycles"
+        )
+    for path in written:
+        print(f"figure: {path}")
     return 0
+
+
+def _trace(args, workload, profile, sparsity):
+    """The (cycles, 3) effective/gated/idle PE counts of ``--trace LAYER``."""
+    if args.estimator != "systolic":
+        raise ValueError("--trace needs --estimator systolic (the paper model has no notion of time)")
+    from energysim.estimators.systolic import utilization_trace
+
+    return utilization_trace(workload.layer(args.trace), profile, sparsity[args.trace])
 
 
 def render(report) -> str:

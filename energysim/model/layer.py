@@ -136,10 +136,6 @@ def _transfer_cycles(words: np.ndarray | int, bandwidth: float) -> np.ndarray:
     return np.ceil(words / bandwidth).astype(np.int64)
 
 
-def _arranged(plan: FoldPlan, ops: GemmOperands) -> dict[str, np.ndarray]:
-    return plan.dataflow.arrange(ops.x, ops.w)
-
-
 def cycle_trace(
     plan: FoldPlan,
     arranged: dict[str, np.ndarray],
@@ -217,7 +213,7 @@ def simulate_layer(
     rows, cols = profile.array.rows, profile.array.cols
     plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols)
     ops = gemm_operands(layer, weight_mask, input_mask)
-    arranged = _arranged(plan, ops)
+    arranged = dataflow.arrange(ops.x, ops.w)
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
@@ -258,8 +254,8 @@ def simulate_layer(
         eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense)
         effective = np.zeros(plan.count, np.int64)
         if run.size:
-            effective[run] = np.add.reduceat(eff_cycle.astype(np.int64), start_run)[: run.size]
-            # reduceat sums up to the next fold's start; stall cycles in between are idle (0).
+            # Each fold's sum runs to the next fold's start; stall cycles in between add 0.
+            effective[run] = np.add.reduceat(eff_cycle, start_run, dtype=np.int64)
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
