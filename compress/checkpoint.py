@@ -32,6 +32,10 @@ __all__ = [
 #: Value of the ``"format"`` key of every checkpoint ``ecc train`` writes.
 CHECKPOINT_FORMAT = "ecc-train-checkpoint/1"
 
+# The process umask, read once (reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable, truncated or not an ``ecc train`` checkpoint."""
@@ -49,6 +53,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file owner-only; give it the permissions open() would.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

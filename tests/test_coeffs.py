@@ -93,3 +93,28 @@ def test_cli_writes_table_and_verifies(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "15.23% of dense" in text and "+0.00e+00" in text
     assert CoefficientTable.load(out, PAPER).layer("conv2").per_weight == 654
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "mobilenet_v2"])
+def test_systolic_table_within_one_percent_without_tile_skipping(name):
+    model, shape = build_model(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        workload = extract_workload(model, shape, name=name)
+    # Bitmask weights and finite bandwidth (stalls) on, tile skipping off.
+    profile = load_profile("edge-16x16", ["sparsity.skip_zero_tiles=false"])
+    table = coefficient_table(workload, profile, "systolic")
+    assert not any(l.upper_bound for l in table.layers)
+    rows = verify_table(table, workload, profile, densities=(0.05, 0.3, 1.0), seed=2)
+    assert len(rows) == len(workload.layers)
+    for row in rows:
+        assert abs(row["max_rel_error"]) < 0.01, row
+
+
+def test_systolic_table_with_tile_skipping_never_underestimates(lenet5):
+    profile = load_profile("edge-16x16")
+    assert profile.sparsity.skip_zero_tiles
+    table = coefficient_table(lenet5[1], profile, "systolic")
+    assert all(l.upper_bound for l in table.layers)
+    for row in verify_table(table, lenet5[1], profile, densities=(0.05, 0.2, 0.6, 1.0), seed=3):
+        assert row["min_rel_error"] >= 0, row

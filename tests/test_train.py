@@ -134,6 +134,9 @@ def test_checkpoint_round_trip_and_atomic_write_leaves_no_temporary(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded["state"] == {"epoch": 4} and torch.equal(loaded["model"]["w"], torch.arange(5.0))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600
 
 
 def test_truncated_or_foreign_checkpoint_is_a_clear_error(tmp_path):
