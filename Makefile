@@ -24,5 +24,13 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m ''
 
+# Benchmarks (not part of the tests): speed ratios measured in one run.
+# bench_scalesim.py needs `bash benchmarks/setup_scalesim_env.sh` once (SCALE-Sim in its own venv).
+bench: $(STAMP)
+	$(PY) benchmarks/bench_projection.py
+	$(PY) benchmarks/bench_alexnet_sparse.py
+	if [ -x .bench_venv/bin/python ]; then $(PY) benchmarks/bench_scalesim.py; \
+	else echo "skipping bench_scalesim.py: run 'bash benchmarks/setup_scalesim_env.sh' first"; fi
+
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
