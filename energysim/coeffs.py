@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ._naming import find_named
 from .estimators import get_estimator
 from .estimators.paper import paper_constants, pattern_counts
 from .sparsity import LayerSparsity, Sparsity
@@ -208,10 +209,7 @@ class CoefficientTable:
     layers: list[LayerCoefficients]
 
     def layer(self, name: str) -> LayerCoefficients:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"no layer {name!r} in the coefficient table; layers: {', '.join(l.name for l in self.layers)}")
+        return find_named(self.layers, name, f"the coefficient table of {self.model!r}")
 
     @property
     def dense_energy(self) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ._naming import find_named
+
 __all__ = ["LEVELS", "MEMORY_LEVELS", "OPERANDS", "LayerReport", "Report", "empty_accesses"]
 
 LEVELS = ("dram", "buffer", "rf", "mac", "leakage")
@@ -73,10 +75,7 @@ class Report:
     unmodelled: list[str] = field(default_factory=list)
 
     def layer(self, name: str) -> LayerReport:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"no layer {name!r} in report; layers: {', '.join(l.name for l in self.layers)}")
+        return find_named(self.layers, name, f"the report of {self.model!r}")
 
     @property
     def energy(self) -> float:

@@ -17,6 +17,8 @@ from numbers import Integral
 import torch
 from torch import nn
 
+from ._naming import find_named
+
 __all__ = [
     "LAYER_KINDS",
     "LayerSpec",
@@ -251,10 +253,7 @@ class Workload:
         ValueError
             If no layer has that name; the message lists the known names.
         """
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"workload {self.model!r} has no layer {name!r}; layers: {', '.join(self.layer_names)}")
+        return find_named(self.layers, name, f"workload {self.model!r}")
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict (lists instead of tuples); inverse of :meth:`from_dict`."""
