@@ -41,7 +41,8 @@ schedule position, log), ``log.jsonl`` and ``log.csv`` (one row per epoch:
 objective), ``train_accuracy`` (on the batches as they were trained),
 ``val_accuracy``, ``budget`` (of the last projection), ``energy_proxy``, per-layer
 ``density`` and ``input_density``, ``wall_s``), ``model.pt`` (the final state_dict
-with its masks, read by ``ecc simulate --checkpoint RUN_DIR``) and ``report.json``.
+with its masks, read by ``ecc simulate --checkpoint RUN_DIR``), ``simulated.json`` (the
+full estimator's per-layer report of the final pattern) and ``report.json``.
 
 Validation accuracy is the test split's, as in the paper's code. The run is
 deterministic for a seed on CPU: the data order comes from a generator seeded with
@@ -137,6 +138,7 @@ _CHECKPOINT = "checkpoint.pt"
 _CONFIG = "config.json"
 _MODEL = "model.pt"
 _REPORT = "report.json"
+_SIMULATED = "simulated.json"  # the full estimator's report of the final pattern (energysim.Report)
 _LOG_CSV = "log.csv"
 _LOG_JSONL = "log.jsonl"
 
@@ -435,8 +437,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     TrainResult
         ``report`` holds ``accuracy``, ``dense_accuracy``, ``budget`` (relative to
         ``energy_dense``), ``budget_abs``, ``energy_proxy``, ``energy_simulated``,
-        ``energy_dense`` (proxy, every weight kept, dense inputs),
-        ``energy_dense_simulated``, ``energy_simulated_relative``, ``estimator``,
+        ``energy_dense`` (simulated, every weight kept, dense inputs),
+        ``energy_simulated_relative``, ``estimator``,
         ``profile``, ``layers`` (per layer ``name``, ``density``, ``input_density``,
         ``energy``, ``energy_proxy``), ``wall_time_s``, ``epochs``, ``seed``,
         ``method`` and more.
@@ -568,10 +570,15 @@ class _Run:
 
     def _start(self) -> None:
         """A new run: budget check, starting weights, masks, first checkpoint."""
+        from energysim import Sparsity, simulate
+
         c = self.config
-        dense = self.energy.dense_energy()
+        # A relative budget is relative to the dense model's energy on the full estimator: the
+        # quantity the final pattern is verified against (the proxy table may be an upper bound).
+        costs = self.energy.costs()
+        dense = simulate(self.workload, self.profile, c.estimator, Sparsity()).energy
+        floor = math.fsum(cost.constant for cost in costs.values())
         target = c.budget_abs if c.budget_abs is not None else c.budget * dense
-        floor = self.energy.floor_energy()
         if target < floor:
             raise InfeasibleBudgetError(float(target), floor, dense)
         if c.input_mask and not self._mask_layers():
@@ -870,12 +877,9 @@ class _Run:
 
     def _finish(self) -> None:
         """Final simulation, model.pt and report.json; then the run is done."""
-        from energysim import Sparsity, simulate
-
         s, c = self.state, self.config
         begin = time.perf_counter()
         simulated = self.simulated if self.simulated is not None else self.energy.simulate(self.model)
-        dense_simulated = simulate(self.workload, self.profile, c.estimator, Sparsity()).energy
         weights = effective_weights(self.model)
         costs = self.costs
         masks_in = input_masks(self.model)
@@ -921,7 +925,6 @@ class _Run:
             "budget": s.budget_abs / s.energy_dense,
             "budget_abs": s.budget_abs,
             "energy_dense": s.energy_dense,
-            "energy_dense_simulated": dense_simulated,
             "energy_proxy": proxy,
             "energy_proxy_relative": proxy / s.energy_dense,
             "energy_simulated": simulated.energy,
@@ -940,6 +943,7 @@ class _Run:
                 math.fsum(r["wall_s"] for r in s.log) / len(s.log) if s.log else None
             ),
         }
+        atomic_write_text(self.run_dir / _SIMULATED, json.dumps(simulated.to_dict(), indent=2) + "\n")
         atomic_write_text(self.run_dir / _REPORT, json.dumps(s.report, indent=2) + "\n")
         s.phase = "done"
         self.optimizer = None

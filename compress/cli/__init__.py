@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 
-from . import calibrate, coeffs, profiles, simulate
+from . import calibrate, coeffs, profiles, simulate, train
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (profiles, simulate, coeffs, calibrate)
+_COMMANDS = (profiles, simulate, coeffs, calibrate, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
