@@ -30,12 +30,14 @@ _TIMELINE_POINTS = 2000  # at most this many points are drawn; longer traces are
 
 def save(fig: plt.Figure, path: str | Path) -> list[Path]:
     """Write ``fig`` as PNG and SVG next to each other (``path`` without or with a suffix)."""
-    base = Path(path).with_suffix("")
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix in (".png", ".svg") else path
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix in (".png", ".svg"):
-        fig.savefig(base.with_suffix(suffix), dpi=150, bbox_inches="tight")
-        written.append(base.with_suffix(suffix))
+        target = base.parent / f"{base.name}{suffix}"  # names like density_b0.2 keep their dot
+        fig.savefig(target, dpi=150, bbox_inches="tight")
+        written.append(target)
     plt.close(fig)
     return written
 

@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import multiprocessing
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from energysim.workload import UnmodelledLayerWarning
 
 from .train import TrainConfig, train
 
@@ -72,7 +75,8 @@ class Cell:
 
 
 def _dense_config(config: SweepConfig, root: Path, seed: int) -> TrainConfig:
-    return replace(config.base, seed=seed, budget=1.0, budget_abs=None, epochs=0, input_mask=False,
+    """The shared starting point of a seed: dense pretraining, then one epoch at the full budget."""
+    return replace(config.base, seed=seed, budget=1.0, budget_abs=None, epochs=1, input_mask=False,
                    method="ecc", checkpoint=None, out=str(root / "dense" / f"seed{seed}"), quiet=True)
 
 
@@ -97,9 +101,12 @@ def _run(config: TrainConfig) -> dict[str, Any]:
     report_path = Path(config.out) / "report.json"
     if report_path.is_file():
         return json.loads(report_path.read_text())
-    resume = Path(config.out).is_dir() and any(Path(config.out).iterdir())
+    resume = (Path(config.out) / "config.json").is_file()
     try:
-        train(replace(config, resume=resume))
+        with warnings.catch_warnings():
+            # The unmodelled layers (pooling, activations) are the same in every cell: not news.
+            warnings.simplefilter("ignore", UnmodelledLayerWarning)
+            train(config, resume=resume)
     except ValueError as exc:  # an infeasible budget or other bad setting of this one cell
         return {"error": str(exc).splitlines()[0]}
     return json.loads(report_path.read_text())
@@ -107,9 +114,10 @@ def _run(config: TrainConfig) -> dict[str, Any]:
 
 def _settings(config: SweepConfig) -> dict[str, Any]:
     base = asdict(config.base)
-    for key in ("out", "resume", "quiet", "seed", "budget", "budget_abs", "method", "input_mask", "checkpoint"):
+    for key in ("out", "quiet", "seed", "budget", "budget_abs", "method", "input_mask", "checkpoint"):
         base.pop(key, None)
-    return {"base": base, "budgets": list(config.budgets), "methods": list(config.methods), "seeds": list(config.seeds)}
+    settings = {"base": base, "budgets": list(config.budgets), "methods": list(config.methods), "seeds": list(config.seeds)}
+    return json.loads(json.dumps(settings))  # tuples become lists, as in the saved file
 
 
 def run_sweep(config: SweepConfig, out: str | Path) -> list[dict[str, Any]]:

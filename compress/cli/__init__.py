@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 
-from . import calibrate, coeffs, profiles, simulate, train
+from . import calibrate, coeffs, plot, profiles, simulate, sweep, train
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (profiles, simulate, coeffs, calibrate, train)
+_COMMANDS = (profiles, simulate, coeffs, calibrate, train, sweep, plot)
 
 
 def build_parser() -> argparse.ArgumentParser:

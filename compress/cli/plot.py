@@ -81,7 +81,7 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
 
 def _timeline(run_dir: Path, layer: str, out: Path) -> list[Path]:
     from compress import plot
-    from compress.train import load_run
+    from compress.rundir import load_run
 
     run = load_run(run_dir)
     from energysim.estimators.systolic import utilization_trace

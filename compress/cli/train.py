@@ -7,7 +7,7 @@ import dataclasses
 
 from ._common import add_model_args, add_profile_args
 
-__all__ = ["config_from_args", "register", "run"]
+__all__ = ["add_training_options", "config_from_args", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,16 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "report.json. Options left out take the defaults of compress.train.TrainConfig."
         ),
     )
-    add_model_args(parser)
-    parser.add_argument(
-        "--dataset", required=True, metavar="NAME", help="digits, fashion-mnist, mnist, cifar10 or imagefolder"
-    )
-    parser.add_argument("--data-root", default=None, metavar="PATH", help="folder holding the dataset files")
-    add_profile_args(parser)
-    parser.add_argument(
-        "--estimator", choices=("systolic", "paper"), default=None,
-        help="energy model behind the projection and the final check (default: systolic)",
-    )
+    add_training_options(parser)
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument(
         "--budget", type=float, default=None, metavar="R", help="energy budget relative to dense, e.g. 0.2"
@@ -44,6 +35,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--input-mask", action="store_true", default=None, help="alternate weight and input-mask phases"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of initialisation and data order (default 0)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH", help="start from this state_dict or run folder")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must be empty unless --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``ecc train`` and ``ecc sweep``: model, data, profile, schedule."""
+    add_model_args(parser)
+    parser.add_argument(
+        "--dataset", required=True, metavar="NAME", help="digits, fashion-mnist, mnist, cifar10 or imagefolder"
+    )
+    parser.add_argument("--data-root", default=None, metavar="PATH", help="folder holding the dataset files")
+    add_profile_args(parser)
+    parser.add_argument(
+        "--estimator", choices=("systolic", "paper"), default=None,
+        help="energy model behind the projection and the final check (default: systolic)",
     )
     option = _int_option(parser)
     option("--epochs", "epochs per weight phase (default 10)")
@@ -59,8 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
     parser.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay (default 5e-4)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of initialisation and data order (default 0)")
-    parser.add_argument("--checkpoint", default=None, metavar="PATH", help="start from this state_dict or run folder")
     parser.add_argument(
         "--no-distill", dest="distill", action="store_false", default=None,
         help="plain cross-entropy instead of distilling from the dense model",
@@ -70,10 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep pruned weights at zero between projections",
     )
     parser.add_argument("--device", default=None, help="cpu (default; deterministic) or cuda")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must be empty unless --resume)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
-    parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
-    parser.set_defaults(run=run)
 
 
 def _int_option(parser: argparse.ArgumentParser):
