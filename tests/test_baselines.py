@@ -1,6 +1,5 @@
 """Baselines stop at the budget: never above it, and one more weight would not fit."""
 
-import math
 
 import pytest
 import torch

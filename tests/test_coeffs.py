@@ -10,7 +10,7 @@ import torch
 from compress.budget import EnergyModel, geometric_budgets
 from compress.cli import main
 from energysim import LayerSparsity, Sparsity, build_model, extract_workload, load_profile, simulate
-from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features, verify_table
+from energysim.coeffs import CoefficientTable, coefficient_table, verify_table
 
 PAPER = load_profile("eyeriss-iclr19")
 
