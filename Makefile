@@ -28,6 +28,7 @@ test-all: $(STAMP)
 # bench_scalesim.py needs `bash benchmarks/setup_scalesim_env.sh` once (SCALE-Sim in its own venv).
 bench: $(STAMP)
 	$(PY) benchmarks/bench_projection.py
+	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_alexnet_sparse.py
 	if [ -x .bench_venv/bin/python ]; then $(PY) benchmarks/bench_scalesim.py; \
 	else echo "skipping bench_scalesim.py: run 'bash benchmarks/setup_scalesim_env.sh' first"; fi
