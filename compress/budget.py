@@ -96,10 +96,19 @@ class EnergyModel:
         return sum(c.constant for c in self.costs(input_masks).values())
 
     def input_costs(self) -> dict[str, float]:
-        """Energy per nonzero input of each layer (dense pattern), for input-mask budgets."""
-        return {
-            c.name: c.input_energy_per_nonzero(self._features(c.name, None)) for c in self.table.layers
-        }
+        """Energy per nonzero input of each layer (dense pattern), for input-mask budgets.
+
+        Traffic and buffer/RF uses of the input, plus the MACs it makes effective (with
+        dense weights): on an array that moves inputs dense, zeroing an input saves only
+        the difference between an effective and a clock-gated MAC.
+        """
+        costs = {}
+        for c in self.table.layers:
+            features = self._features(c.name, None)
+            macs_per_input = features["effective_macs"] / features["inputs"] if features["inputs"] else 0.0
+            per_input = c.input_energy_per_nonzero(features) + c.per_effective_mac * macs_per_input
+            costs[c.name] = max(per_input, _FREE_WEIGHT * c.dense_energy)
+        return costs
 
     def simulate(self, model: torch.nn.Module) -> Report:
         """The full estimator on the model's real weight pattern and input masks."""

@@ -48,6 +48,16 @@ Validation accuracy is the test split's, as in the paper's code. The run is
 deterministic for a seed on CPU: the data order comes from a generator seeded with
 ``seed`` whose state, with torch's, is in every checkpoint, so a resumed run ends
 bitwise equal to an uninterrupted one.
+
+Devices and processes: ``device`` is ``cpu``, ``cuda`` or ``auto`` (CUDA when
+available); ``amp`` adds float16 autocast with gradient scaling, on CUDA only (asking
+for it on the CPU is an error rather than a silent no-op). Started by ``torchrun
+--nproc_per_node N``, the same call trains data-parallel with one process per device
+(:mod:`compress.distributed`): ``batch_size`` is per process, rank 0 simulates, writes
+the run folder and shows progress, every rank computes the same projections, and the
+ranks' model states are compared at every checkpoint. A distributed run is
+reproducible for a seed and world size on CPU; its data order differs from a single
+process's.
 """
 
 from __future__ import annotations
@@ -73,6 +83,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .baselines import BASELINES
+from .distributed import DEVICES, Context, session
 from .budget import EnergyModel, geometric_budgets
 from .checkpoint import (
     atomic_torch_save,
@@ -93,6 +104,7 @@ from .masks import (
     release_weight_masks,
     round_input_masks,
     set_weight_masks,
+    weight_masks,
 )
 from .projection import InfeasibleBudgetError, LayerCost, layer_energy, project
 
@@ -131,8 +143,10 @@ _MAX_TIGHTEN_STEPS = 25
 _EVAL_BATCH = 1000
 # Weight of the distillation MSE on logits and of the cross-entropy (the paper's 0.5/0.5).
 _DISTILL_WEIGHT = 0.5
-# Config fields that may differ between a run and its resumption (the folder may be named differently).
-_RESUMABLE_CHANGES = ("quiet", "out")
+# Config fields that may differ between a run and its resumption: the folder's name, and what
+# decides where and how fast it runs (the checkpoint is device-independent).
+_RESUMABLE_CHANGES = ("quiet", "out", "device", "workers")
+_TRAINING_PHASES = ("pretrain", "weights", "mask", "finetune")
 
 _CHECKPOINT = "checkpoint.pt"
 _CONFIG = "config.json"
@@ -210,7 +224,13 @@ class TrainConfig:
     strict : bool
         Fail on layers the estimators do not model.
     device : str
-        ``cpu`` (deterministic) or a CUDA device.
+        ``cpu`` (deterministic), ``cuda`` (under torchrun: ``cuda:LOCAL_RANK``),
+        ``auto`` (CUDA when available) or an explicit device such as ``cuda:1``.
+    amp : bool
+        Mixed precision (float16 autocast and gradient scaling); CUDA only.
+    workers : int
+        Data-loading worker processes per training process, >= 0 (0: load in the
+        training process; image folders want 8 or more).
     quiet : bool
         No progress bars.
     """
@@ -246,6 +266,8 @@ class TrainConfig:
     input_shape: tuple[int, ...] | None = None
     strict: bool = False
     device: str = "cpu"
+    amp: bool = False
+    workers: int = 0
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -289,7 +311,8 @@ def _config_problems(c: TrainConfig) -> list[str]:
     for name in ("pretrain_epochs", "mask_epochs"):
         value = getattr(c, name)
         need(value is None or (is_int(value) and value >= 0), name, "None or an int >= 0")
-    need(is_int(c.finetune_epochs) and c.finetune_epochs >= 0, "finetune_epochs", "an int >= 0")
+    for name in ("finetune_epochs", "workers"):
+        need(is_int(getattr(c, name)) and getattr(c, name) >= 0, name, "an int >= 0")
     need(is_int(c.seed), "seed", "an int")
     need(is_num(c.mask_keep) and 0 < c.mask_keep <= 1, "mask_keep", "a number in (0, 1]")
     need(is_num(c.mask_keep_step) and 0 <= c.mask_keep_step < 1, "mask_keep_step", "a number in [0, 1)")
@@ -297,14 +320,27 @@ def _config_problems(c: TrainConfig) -> list[str]:
         need(is_num(getattr(c, name)) and getattr(c, name) > 0, name, "a number > 0")
     need(is_num(c.momentum) and 0 <= c.momentum < 1, "momentum", "a number in [0, 1)")
     need(is_num(c.weight_decay) and c.weight_decay >= 0, "weight_decay", "a number >= 0")
-    for name in ("input_mask", "distill", "regrow", "strict", "quiet"):
+    for name in ("input_mask", "distill", "regrow", "strict", "amp", "quiet"):
         need(isinstance(getattr(c, name), bool), name, "True or False")
     need(all(isinstance(o, str) for o in c.overrides), "overrides", "a tuple of 'KEY=VALUE' strings")
-    try:
-        torch.device(c.device)
-    except (RuntimeError, TypeError):
-        problems.append(f"device must be a torch device such as 'cpu' or 'cuda:0', got {c.device!r}")
+    device_type = _device_type(c.device)
+    if device_type is None:
+        problems.append(f"device must be one of {', '.join(DEVICES)} or a torch device such as 'cuda:0', "
+                        f"got {c.device!r}")
+    elif c.amp is True and device_type not in ("cuda", "auto"):
+        problems.append(f"amp must be False on device {c.device!r}: mixed precision runs on CUDA only "
+                        "(use device 'cuda' or 'auto')")
     return problems
+
+
+def _device_type(device: Any) -> str | None:
+    """``auto`` or the torch device type of ``device``; None if it names no device."""
+    if device == "auto":
+        return "auto"
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -458,36 +494,56 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     TrainingDivergedError
         If the loss becomes NaN or infinite.
     ValueError
-        For an invalid configuration, or one that differs from the resumed run's.
+        For an invalid configuration, or one that differs from the resumed run's; for
+        CUDA (or ``amp``) asked for on a machine without it.
+    compress.distributed.RankMismatchError
+        If the ranks of a distributed run ever hold different model states.
+
+    Notes
+    -----
+    Under ``torchrun`` every process calls this function; each returns the same report
+    and its own copy of the model. See :mod:`compress.distributed`.
     """
     run_dir = Path(config.out)
-    saved = None
-    if resume:
-        path = run_dir / _CHECKPOINT
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: no checkpoint to resume from (the run never finished its setup); "
-                "delete the folder and start again without --resume"
+    with session(config.device) as ctx:
+        if config.amp and ctx.device.type != "cuda":
+            raise ValueError(
+                f"amp needs a CUDA device, but device {config.device!r} resolved to {ctx.device} "
+                "(torch.cuda.is_available() is False): drop --amp or run on a GPU"
             )
-        saved = load_checkpoint(path)
-        _check_same_config(config, saved["config"], path)
-        for leftover in run_dir.glob(".*.tmp"):  # files of an atomic write that was killed
-            leftover.unlink()
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise FileExistsError(
-            f"{run_dir} is not an empty folder: pass --resume to continue the run there, or choose another --out"
+        saved = ctx.on_main(_open_run_dir, config, run_dir, resume)
+        if ctx.device.type == "cpu":
+            # The CPU kernels these models use are deterministic already; the switch would only
+            # cost seconds of imports (torch._inductor) in every process.
+            return _Run(config, run_dir, saved, ctx).execute()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return _Run(config, run_dir, saved, ctx).execute()
+        finally:
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _open_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from (None for a new run), after checking the folder."""
+    if not resume:
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise FileExistsError(
+                f"{run_dir} is not an empty folder: pass --resume to continue the run there, or choose another --out"
+            )
+        return None
+    path = run_dir / _CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no checkpoint to resume from (the run never finished its setup); "
+            "delete the folder and start again without --resume"
         )
-    if torch.device(config.device).type == "cpu":
-        # The CPU kernels these models use are deterministic already; the switch would only
-        # cost seconds of imports (torch._inductor) in every process.
-        return _Run(config, run_dir, saved).execute()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        return _Run(config, run_dir, saved).execute()
-    finally:
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    saved = load_checkpoint(path)
+    _check_same_config(config, saved["config"], path)
+    for leftover in run_dir.glob(".*.tmp"):  # files of an atomic write that was killed
+        leftover.unlink()
+    return saved
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:
@@ -510,7 +566,7 @@ def _check_same_config(config: TrainConfig, saved: Mapping[str, Any], path: Path
 class _Run:
     """One run: the model, data, energy model and state, and the phase machine."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, saved: dict[str, Any] | None) -> None:
+    def __init__(self, config: TrainConfig, run_dir: Path, saved: dict[str, Any] | None, ctx: Context) -> None:
         from energysim import load_profile
         from energysim.workload import extract_workload
         from energysim.zoo import MODEL_NAMES, build_model, default_input_shape
@@ -519,7 +575,8 @@ class _Run:
 
         self.config = config
         self.run_dir = run_dir
-        self.device = torch.device(config.device)
+        self.ctx = ctx
+        self.device = ctx.device
         c = config
         shape = c.input_shape
         if shape is None:
@@ -538,11 +595,19 @@ class _Run:
         self.model, _ = build_model(c.model, num_classes=self.data.num_classes)
         self.workload = extract_workload(self.model, self.input_shape, name=c.model, strict=c.strict)
         self.profile = load_profile(c.profile, list(c.overrides))
-        self.energy = EnergyModel(self.workload, self.profile, c.estimator)
+        # The coefficient table comes from the simulator: built on rank 0 only.
+        self.energy = ctx.on_main(EnergyModel, self.workload, self.profile, c.estimator)
         self.project_fn = METHODS[c.method]
         self.generator = torch.Generator().manual_seed(c.seed)
-        self.train_loader = DataLoader(self.data.train, batch_size=c.batch_size, shuffle=True, generator=self.generator)
-        self.test_loader = DataLoader(self.data.test, batch_size=_EVAL_BATCH)
+        self.sampler = ctx.train_sampler(self.data.train, c.seed)
+        loading = dict(num_workers=c.workers, persistent_workers=c.workers > 0, pin_memory=self.device.type == "cuda")
+        self.train_loader = DataLoader(
+            self.data.train, batch_size=c.batch_size, shuffle=self.sampler is None, sampler=self.sampler,
+            generator=self.generator, **loading,
+        )
+        self.test_loader = DataLoader(ctx.eval_share(self.data.test), batch_size=_EVAL_BATCH, **loading)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=c.amp)
+        self.net: nn.Module = self.model  # the model as trained: in DistributedDataParallel across ranks
         self.teacher: nn.Module | None = None
         self.best: dict[str, torch.Tensor] | None = None
         self.costs: dict[str, LayerCost] | None = None
@@ -576,7 +641,7 @@ class _Run:
         # A relative budget is relative to the dense model's energy on the full estimator: the
         # quantity the final pattern is verified against (the proxy table may be an upper bound).
         costs = self.energy.costs()
-        dense = simulate(self.workload, self.profile, c.estimator, Sparsity()).energy
+        dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
         floor = math.fsum(cost.constant for cost in costs.values())
         target = c.budget_abs if c.budget_abs is not None else c.budget * dense
         if target < floor:
@@ -597,15 +662,17 @@ class _Run:
         self.model.to(self.device)
         self.state = _State(budget_abs=float(target), energy_dense=float(dense))
         self._enter("pretrain")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self._save()
-        atomic_write_text(self.run_dir / _CONFIG, json.dumps(_config_dict(c), indent=2) + "\n")
+        if self.ctx.is_main:
+            atomic_write_text(self.run_dir / _CONFIG, json.dumps(_config_dict(c), indent=2) + "\n")
 
     def _load_start(self, source: str) -> dict[str, torch.Tensor]:
         """Load starting weights (plain or masked state_dict, or a run folder); return its input masks."""
         from energysim.sparsity import load_checkpoint_state
 
-        state = load_checkpoint_state(source)
+        state = self.ctx.on_main(load_checkpoint_state, source)
         plain, inputs = {}, {}
         for key, value in state.items():
             if key.endswith(".weight_orig"):
@@ -632,6 +699,8 @@ class _Run:
         self._setup_phase()
         if self.optimizer is not None and saved.get("optimizer") is not None:
             self.optimizer.load_state_dict(saved["optimizer"])
+        if saved.get("scaler") is not None:
+            self.scaler.load_state_dict(saved["scaler"])
         restore_rng(saved["rng"], self.generator)
 
     # -- phases ---------------------------------------------------------------------
@@ -683,6 +752,8 @@ class _Run:
             self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         else:
             self.optimizer = None
+        self.net = self.model  # release the previous phase's wrapper (and its gradient hooks) first
+        self.net = self.ctx.wrap(self.model) if phase in _TRAINING_PHASES else self.model
 
     def _budgets(self) -> list[float]:
         """The projection budgets of the current weight phase, one per projection."""
@@ -711,7 +782,7 @@ class _Run:
             improved = s.best_accuracy is None or accuracy > s.best_accuracy
             if improved:
                 s.best_accuracy, s.best_round = accuracy, s.round
-                self.best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.best = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             if improved and s.round < c.max_rounds and self._mask_keep(s.round + 1) > 0:
                 s.round += 1
                 self._enter("mask")
@@ -725,9 +796,16 @@ class _Run:
         """The guarantee: re-project until the simulation fits, then fine-tune or finish."""
         s = self.state
         costs = self.energy.costs(self._input_mask_arrays())
-        self.simulated, proxy_budget, steps = meet_budget(
-            self.model, self.energy, self.project_fn, costs, s.budget_abs
-        )
+
+        def tighten() -> tuple[Any, float, int, dict[str, torch.Tensor] | None]:
+            report, proxy_budget, steps = meet_budget(self.model, self.energy, self.project_fn, costs, s.budget_abs)
+            masks = {n: m.cpu() for n, m in weight_masks(self.model).items()} if steps else None
+            return report, proxy_budget, steps, masks
+
+        # The simulation runs on rank 0; the other ranks install the masks it settled on.
+        self.simulated, proxy_budget, steps, masks = self.ctx.on_main(tighten)
+        if masks is not None and not self.ctx.is_main:
+            set_weight_masks(self.model, {n: m.to(self.device) for n, m in masks.items()})
         if steps:
             s.tighten_steps += steps
             s.proxy_budget = proxy_budget
@@ -754,8 +832,12 @@ class _Run:
         return TrainResult(report=s.report, run_dir=self.run_dir, model=self.model)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device)
+        x = x.to(self.device, non_blocking=True)
         return x.reshape(len(x), -1) if self.flatten else x
+
+    def _autocast(self) -> torch.autocast:
+        """float16 autocast on CUDA with ``amp``; a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.config.amp)
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = F.cross_entropy(logits, y)
@@ -767,9 +849,11 @@ class _Run:
 
     def _epoch(self) -> None:
         """One epoch of the current phase, then evaluation and a log row."""
-        s, c, model = self.state, self.config, self.model
+        s, c, model, net = self.state, self.config, self.model, self.net
         begin = time.perf_counter()
         phase = s.phase
+        if self.sampler is not None:
+            self.sampler.set_epoch(s.epochs_done)
         if phase == "weights" and c.regrow:
             release_weight_masks(model)
         budgets = self._budgets() if phase == "weights" else None
@@ -782,20 +866,22 @@ class _Run:
             self.train_loader,
             desc=f"{phase} {s.epoch + 1}/{self._phase_epochs(phase)}",
             leave=False,
-            disable=c.quiet or not sys.stderr.isatty(),
+            disable=c.quiet or not sys.stderr.isatty() or not self.ctx.is_main,
         )
         for b, (x, y) in enumerate(bar):
-            x, y = self._inputs(x), y.to(self.device)
-            logits = model(x)
-            loss = self._loss(logits, x, y)
+            x, y = self._inputs(x), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = net(x)
+                loss = self._loss(logits, x, y)
             if not torch.isfinite(loss):
                 raise TrainingDivergedError(
                     f"training diverged: the loss is {loss.item()} in batch {b + 1} of {phase} epoch {s.epoch + 1}; "
                     f"lower the learning rate (lr={self.optimizer.param_groups[0]['lr']:g})"
                 )
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             if phase == "mask":
                 clamp_input_masks(model)
             if (b + 1) % c.proj_interval == 0 or b == last:
@@ -810,6 +896,7 @@ class _Run:
             loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
+        loss_sum, correct, seen = self.ctx.sum([loss_sum, correct, seen])
         s.epoch += 1
         s.epochs_done += 1
         row = {
@@ -847,20 +934,27 @@ class _Run:
 
     @torch.no_grad()
     def _evaluate(self) -> float:
-        """Top-1 accuracy on the test split."""
+        """Top-1 accuracy on the test split (each rank counts its share; the counts are summed)."""
+        self.ctx.sync_buffers(self.model)
         was_training = self.model.training
         self.model.eval()
         correct = total = 0
         for x, y in self.test_loader:
-            correct += int((self.model(self._inputs(x)).argmax(1) == y.to(self.device)).sum())
+            with self._autocast():
+                logits = self.model(self._inputs(x))
+            correct += int((logits.argmax(1) == y.to(self.device, non_blocking=True)).sum())
             total += len(y)
         self.model.train(was_training)
+        correct, total = self.ctx.sum([correct, total])
         return correct / total
 
     # -- files ----------------------------------------------------------------------
 
     def _save(self) -> None:
-        """Checkpoint (atomically), then the logs rewritten from the checkpointed state."""
+        """Compare the ranks' models; checkpoint (atomically), then the logs rewritten from the state."""
+        self.ctx.check_identical(self.model.state_dict())
+        if not self.ctx.is_main:
+            return
         save_checkpoint(
             self.run_dir / _CHECKPOINT,
             {
@@ -870,6 +964,7 @@ class _Run:
                 "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
                 "teacher": None if self.teacher is None else _cpu(self.teacher.state_dict()),
                 "best": self.best,
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "rng": capture_rng(self.generator),
             },
         )
@@ -879,7 +974,8 @@ class _Run:
         """Final simulation, model.pt and report.json; then the run is done."""
         s, c = self.state, self.config
         begin = time.perf_counter()
-        simulated = self.simulated if self.simulated is not None else self.energy.simulate(self.model)
+        simulated = self.simulated if self.simulated is not None else self.ctx.on_main(self.energy.simulate, self.model)
+        accuracy = self._evaluate()
         weights = effective_weights(self.model)
         costs = self.costs
         masks_in = input_masks(self.model)
@@ -897,15 +993,16 @@ class _Run:
                 }
             )
         proxy = _proxy_energy(weights, costs)
-        atomic_torch_save(
-            self.run_dir / _MODEL,
-            {
-                "state_dict": _cpu(self.model.state_dict()),
-                "model": c.model,
-                "input_shape": list(self.input_shape),
-                "num_classes": self.data.num_classes,
-            },
-        )
+        if self.ctx.is_main:
+            atomic_torch_save(
+                self.run_dir / _MODEL,
+                {
+                    "state_dict": _cpu(self.model.state_dict()),
+                    "model": c.model,
+                    "input_shape": list(self.input_shape),
+                    "num_classes": self.data.num_classes,
+                },
+            )
         s.wall_time_s += time.perf_counter() - begin
         epochs_by_phase: dict[str, int] = {}
         for row in s.log:
@@ -920,7 +1017,7 @@ class _Run:
             "units": self.profile.units,
             "seed": c.seed,
             "input_mask": c.input_mask,
-            "accuracy": self._evaluate(),
+            "accuracy": accuracy,
             "dense_accuracy": s.dense_accuracy,
             "budget": s.budget_abs / s.energy_dense,
             "budget_abs": s.budget_abs,
@@ -942,9 +1039,14 @@ class _Run:
             "wall_time_per_epoch_s": (
                 math.fsum(r["wall_s"] for r in s.log) / len(s.log) if s.log else None
             ),
+            "device": str(self.device),
+            "world_size": self.ctx.world_size,
+            "amp": c.amp,
         }
-        atomic_write_text(self.run_dir / _SIMULATED, json.dumps(simulated.to_dict(), indent=2) + "\n")
-        atomic_write_text(self.run_dir / _REPORT, json.dumps(s.report, indent=2) + "\n")
+        s.report = self.ctx.broadcast(s.report)  # rank 0's, wall times included
+        if self.ctx.is_main:
+            atomic_write_text(self.run_dir / _SIMULATED, json.dumps(simulated.to_dict(), indent=2) + "\n")
+            atomic_write_text(self.run_dir / _REPORT, json.dumps(s.report, indent=2) + "\n")
         s.phase = "done"
         self.optimizer = None
         self._save()

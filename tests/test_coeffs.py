@@ -118,3 +118,17 @@ def test_systolic_table_with_tile_skipping_never_underestimates(lenet5):
     assert all(l.upper_bound for l in table.layers)
     for row in verify_table(table, lenet5[1], profile, densities=(0.05, 0.2, 0.6, 1.0), seed=3):
         assert row["min_rel_error"] >= 0, row
+
+
+def test_input_costs_count_the_macs_an_input_makes_effective(lenet5):
+    """On a dense-storage array an input's traffic does not depend on zeros: it costs what the
+    MACs it makes effective cost beyond gated ones, which the per-input cost must include."""
+    profile = load_profile("eyeriss-65nm")
+    em = EnergyModel(lenet5[1], profile, "systolic")
+    coeffs = em.table.layer("conv2")
+    assert coeffs.per_input == 0  # inputs move dense
+    assert coeffs.per_effective_mac >= profile.compute.mac - profile.compute.gated_mac
+    conv2 = lenet5[1].layer("conv2")  # no padding: every input position takes part in MACs
+    expected = coeffs.per_effective_mac * conv2.macs / (6 * 14 * 14)
+    assert em.input_costs()["conv2"] == pytest.approx(expected, rel=1e-9)
+    assert all(cost > 0 for cost in em.input_costs().values())

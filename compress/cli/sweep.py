@@ -25,7 +25,18 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}")
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4 (shard I of N, from 0), got {text!r}")
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, got {text!r}")
+    return index, count
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from compress.executors import EXECUTORS
     from compress.sweep import METHODS
 
     parser = sub.add_parser(
@@ -35,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run an `ecc train`-style run for every (method, budget, seed) in DIR/cells/, all methods of a seed "
             "starting from the same dense model (DIR/dense/seed<S>) with the same schedule. Finished cells are "
             "skipped, so an interrupted sweep resumes where it stopped. Writes DIR/results.csv (one row per cell) "
-            "and DIR/summary.csv (mean and std over seeds); `ecc plot DIR` draws them."
+            "and DIR/summary.csv (mean and std over seeds); `ecc plot DIR` draws them. Across machines: "
+            "--shard I/N runs every N-th cell (one task of a job array, each with its own --out), "
+            "`ecc sweep --merge DIR... --out DIR` combines the shards, and --executor dask --scheduler ADDRESS runs "
+            "the cells on a Dask cluster."
         ),
     )
     add_training_options(parser)
@@ -45,14 +59,50 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help=f"methods among {', '.join(METHODS)} (default: ecc,magnitude)")
     parser.add_argument("--seeds", type=_ints, default=(0,), metavar="S,S,...", help="seeds (default: 0)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="cells trained in parallel processes (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="N",
+        help="torch threads per cell (default 1); results depend on it, so it is part of the sweep's settings",
+    )
+    parser.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="I/N",
+        help="run only cells I, I+N, I+2N, ... (from 0; e.g. --shard $SLURM_ARRAY_TASK_ID/8), each shard with its "
+             "own --out",
+    )
+    parser.add_argument(
+        "--merge", nargs="+", default=None, metavar="DIR",
+        help="combine these finished sweep (shard) directories into --out instead of training",
+    )
+    parser.add_argument(
+        "--executor", choices=EXECUTORS, default="local",
+        help="local worker processes (default) or dask: the cells are tasks on a running Dask cluster",
+    )
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786")
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory (resumed if it exists)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)
+    # Required for a sweep, not for --merge: run() checks them.
+    needed = [a for a in parser._actions if a.required and a.dest != "out"]
+    for action in needed:
+        action.required = False
+    parser.set_defaults(run=run, sweep_parser=parser, sweep_needed=[(a.option_strings[0], a.dest) for a in needed])
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.sweep import SweepConfig, run_sweep, summarize
+    from compress.sweep import SweepConfig, merge_sweeps, run_sweep
 
+    given = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is not None]
+    if args.merge is not None:
+        if given:
+            args.sweep_parser.error(
+                f"--merge combines finished sweeps and takes no training options, got {', '.join(given)}"
+            )
+        rows = merge_sweeps(args.merge, args.out)
+        _print_summary(rows)
+        print(f"merged {len(args.merge)} directories into {args.out}: results.csv, summary.csv")
+        return 0
+    missing = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is None]
+    if missing:
+        args.sweep_parser.error(f"the following arguments are required: {', '.join(missing)} (or --merge DIR...)")
     args.budget = 1.0  # placeholders; every cell sets its own budget and run folder
     base = dataclasses.replace(config_from_args(args), quiet=True)
     config = SweepConfig(
@@ -62,8 +112,20 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         jobs=args.jobs,
         quiet=args.quiet,
+        threads=args.threads,
+        shard=args.shard,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
     rows = run_sweep(config, args.out)
+    _print_summary(rows)
+    print(f"results: {args.out}/results.csv, summary: {args.out}/summary.csv")
+    return 0
+
+
+def _print_summary(rows: list[dict]) -> None:
+    from compress.sweep import summarize
+
     for entry in summarize(rows):
         if entry["feasible_seeds"]:
             print(
@@ -73,5 +135,3 @@ def run(args: argparse.Namespace) -> int:
         else:
             reason = next(r["reason"] for r in rows if r["method"] == entry["method"] and r["budget"] == entry["budget"])
             print(f"{entry['method']:>13} @ {entry['budget']:<5g} not reached: {reason}", file=sys.stderr)
-    print(f"results: {args.out}/results.csv, summary: {args.out}/summary.csv")
-    return 0

@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "then projected SGD whose energy budget anneals to the target, optionally alternating with input-mask "
             "phases; the final pattern is verified with the full estimator and re-projected until it fits. "
             "RUN_DIR receives config.json, checkpoint.pt (every epoch), log.csv, log.jsonl, model.pt and "
-            "report.json. Options left out take the defaults of compress.train.TrainConfig."
+            "report.json. Options left out take the defaults of compress.train.TrainConfig. Started by "
+            "`torchrun --nproc_per_node N -m compress train ...` it trains data-parallel, one process per device "
+            "(--batch-size is then per process); rank 0 writes RUN_DIR and prints."
         ),
     )
     add_training_options(parser)
@@ -62,7 +64,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     option("--mask-epochs", "epochs per mask phase (default: --epochs)")
     option("--max-rounds", "most input-mask rounds (default 3)")
     option("--finetune-epochs", "fine-tuning epochs after a re-projection by the final check (default 1)")
-    option("--batch-size", "default 32")
+    option("--batch-size", "samples per step and process (default 32)")
     option("--proj-interval", "batches between projections (default 10)")
     parser.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.01)")
     parser.add_argument(
@@ -78,7 +80,16 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
         "--no-regrow", dest="regrow", action="store_false", default=None,
         help="keep pruned weights at zero between projections",
     )
-    parser.add_argument("--device", default=None, help="cpu (default; deterministic) or cuda")
+    parser.add_argument(
+        "--device", default=None, metavar="cpu|cuda|auto",
+        help="cpu (default; deterministic), cuda (under torchrun: cuda:LOCAL_RANK), auto (cuda when available) "
+             "or an explicit device such as cuda:1",
+    )
+    parser.add_argument(
+        "--amp", action="store_true", default=None,
+        help="mixed precision (float16 autocast, gradient scaling); CUDA only, an error on the CPU",
+    )
+    option("--workers", "data-loading processes per training process (default 0: none; 8+ for image folders)")
 
 
 def _int_option(parser: argparse.ArgumentParser):
@@ -114,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
+    from compress.distributed import is_main_process
     from compress.train import train
     from energysim.workload import UnmodelledLayerWarning
 
@@ -121,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmodelledLayerWarning)
         result = train(config, resume=args.resume)
+    if not is_main_process():  # under torchrun, rank 0 speaks for the run
+        return 0
     for w in caught:
         kind = "note" if issubclass(w.category, UnmodelledLayerWarning) else "warning"
         print(f"{kind}: {w.message}", file=sys.stderr)
