@@ -99,7 +99,7 @@ def layer_energy(reports: Mapping[str, Mapping[str, Any]], path: str | Path, *, 
     first = reports[labels[0]]
     layers = [l["name"] for l in first["layers"]]
     width = 0.8 / len(labels)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(layers) * len(labels) + 2), 4.6))
+    fig, ax = plt.subplots(figsize=(min(12.0, max(6.0, 0.9 * len(layers) * len(labels) + 2)), 4.6))
     x = np.arange(len(layers))
     hatches = ["", "//", "..", "xx"]
     for j, label in enumerate(labels):
@@ -132,7 +132,7 @@ def layer_density(
     methods = list(densities)
     layers = list(densities[methods[0]])
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(layers) * len(methods) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(min(11.0, max(6.0, 0.7 * len(layers) * len(methods) + 2)), 4.2))
     x = np.arange(len(layers))
     for j, method in enumerate(methods):
         ax.bar(x + (j - (len(methods) - 1) / 2) * width, [100 * densities[method][n] for n in layers], width, label=method)

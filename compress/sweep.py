@@ -182,7 +182,8 @@ def _run(config: TrainConfig, threads: int) -> dict[str, Any]:
     return json.loads(report_path.read_text())
 
 
-# Fields of a cell's config that the sweep sets itself, or that do not change its results.
+# Fields of a cell's config that the sweep sets itself, or that say only where and how fast
+# it runs (a resumed cell may change them too).
 _NOT_SETTINGS = ("out", "quiet", "seed", "budget", "budget_abs", "method", "input_mask", "checkpoint", "device",
                  "workers")
 

@@ -49,8 +49,21 @@ def read_rows(path):
         return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in csv.DictReader(fh)]
 
 
-def dense_state(sweep_dir):
-    return torch.load(sweep_dir / "dense" / "seed0" / "model.pt", weights_only=True)["state_dict"]
+def final_state(run_dir):
+    return torch.load(run_dir / "model.pt", weights_only=True)["state_dict"]
+
+
+def assert_same_models(run_dirs, other_dirs):
+    """Bitwise the same final models: stricter than results.csv, whose accuracies and energies
+    would not notice a last-bit difference (such as one from a different number of threads)."""
+    for a, b in zip(run_dirs, other_dirs, strict=True):
+        first, second = final_state(a), final_state(b)
+        assert list(first) == list(second), (a, b)
+        assert all(torch.equal(first[k], second[k]) for k in first), (a, b)
+
+
+def cell_dirs(sweep_dir, cells):
+    return [sweep_dir / "cells" / m / f"b{b:g}_s0" for m, b in cells]
 
 
 def test_each_shard_runs_its_share_and_trains_its_own_dense_model(shards):
@@ -61,8 +74,7 @@ def test_each_shard_runs_its_share_and_trains_its_own_dense_model(shards):
         trained = {(p.parent.name, p.name) for p in d.glob("cells/*/*")}
         assert trained == {(m, f"b{b:g}_s0") for m, b in share}
     # Both shards needed seed 0: each trained it, bitwise the same.
-    first, second = dense_state(dirs[0]), dense_state(dirs[1])
-    assert list(first) == list(second) and all(torch.equal(first[k], second[k]) for k in first)
+    assert_same_models([dirs[0] / "dense" / "seed0"], [dirs[1] / "dense" / "seed0"])
 
 
 def test_merged_shards_equal_the_unsharded_sweep(reference, shards, tmp_path):
@@ -72,6 +84,8 @@ def test_merged_shards_equal_the_unsharded_sweep(reference, shards, tmp_path):
     assert [(r["method"], r["budget"]) for r in rows] == [(m, b) for m in METHODS for b in BUDGETS]
     assert read_rows(merged / "results.csv") == read_rows(reference / "results.csv")
     assert read_rows(merged / "summary.csv") == read_rows(reference / "summary.csv")
+    everything = [(m, b) for m in METHODS for b in BUDGETS]
+    assert_same_models(cell_dirs(merged, everything), cell_dirs(reference, everything))
     # The merged directory links to the shards' run folders, so it reads like any sweep.
     link = merged / "cells" / "magnitude" / "b0.25_s0"
     assert link.is_symlink() and link.resolve() == (dirs[1] / "cells" / "magnitude" / "b0.25_s0").resolve()
@@ -138,7 +152,10 @@ def test_dask_executor_without_dask_is_a_clear_error(monkeypatch):
 def test_dask_executor_equals_the_local_one(reference, tmp_path):
     distributed = pytest.importorskip("distributed", reason="the optional dask extra is not installed")
     out = tmp_path / "dask"
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         run_sweep(sweep_config(out, executor="dask", scheduler=cluster.scheduler_address), out)
     assert read_rows(out / "results.csv") == read_rows(reference / "results.csv")
     assert read_rows(out / "summary.csv") == read_rows(reference / "summary.csv")
+    everything = [(m, b) for m in METHODS for b in BUDGETS]
+    assert_same_models(cell_dirs(out, everything) + [out / "dense" / "seed0"],
+                       cell_dirs(reference, everything) + [reference / "dense" / "seed0"])
