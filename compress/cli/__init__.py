@@ -43,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, ImportError) as exc:
         if os.environ.get("ECC_DEBUG"):
             raise
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        print(f"ecc {args.command}: error: {lines[0]}", file=sys.stderr)
-        for line in lines[1:]:
-            print(f"  {line}", file=sys.stderr)
+        from compress.distributed import is_main_process
+
+        if is_main_process():  # under torchrun every rank fails alike; one says so
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            print(f"ecc {args.command}: error: {lines[0]}", file=sys.stderr)
+            for line in lines[1:]:
+                print(f"  {line}", file=sys.stderr)
         return 2
 
 
