@@ -363,5 +363,7 @@ def session(device: str) -> Iterator[Context]:
     dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
     try:
         yield Context(rank, world, local, resolved)
+        # Leave together: a rank tearing gloo down while another still talks to it aborts.
+        dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -5,7 +5,6 @@
 set -euo pipefail
 out=${ECC_DEMO_OUT:-demo_output}
 mkdir -p "$out"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per training process; the sweep runs two
 
 echo "== 1. Hardware profiles shipped with the package"
 ecc profiles

@@ -4,7 +4,6 @@
 # has created .venv. Figures land in each sweep directory's figures/.
 set -euo pipefail
 out=${1:-results}
-export OMP_NUM_THREADS=1   # one thread per training process; --jobs 2 uses both cores
 ecc=".venv/bin/ecc"
 $ecc sweep --model lenet5 --dataset digits --profile eyeriss-iclr19 --estimator paper \
   --budgets 0.5,0.3,0.2,0.15,0.1 --methods ecc,ecc-mask,magnitude,uniform,energy-aware --seeds 0,1,2 \

@@ -175,6 +175,7 @@ def _collectives_worker(rank: int, world: int, init_file: str, out_dir: str) -> 
         net(torch.full((4, 3), float(rank))).sum().backward()  # rank 0's own gradient is zero
         seen["grad"] = linear.weight.grad.tolist()
     seen["group_left_open"] = dist.is_initialized()
+    dist.barrier()  # leave together: tearing gloo down while the peer still talks aborts
     dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(seen))
 
@@ -238,6 +239,7 @@ def _resume_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         "report": _without_time(resumed.report),
         "whole_report": _without_time(whole.report),
     }
+    dist.barrier()  # leave together: tearing gloo down while the peer still talks aborts
     dist.destroy_process_group()
     (out / f"rank{rank}.json").write_text(json.dumps(seen))
 
