@@ -451,6 +451,10 @@ class _State:
     mask_budget: float | None = None  # input energy allowed in the current mask phase
     best_accuracy: float | None = None
     best_round: int | None = None
+    # Energy left for weights when the target is below the weight floor at dense inputs and only
+    # input masks can reach it (None otherwise): each weight phase then aims at the current floor
+    # plus this, which is the target once the masks have lowered the floor far enough.
+    weight_allowance: float | None = None
     tighten_steps: int = 0
     wall_time_s: float = 0.0
     log: list[dict[str, Any]] = field(default_factory=list)
@@ -644,10 +648,18 @@ class _Run:
         dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
         floor = math.fsum(cost.constant for cost in costs.values())
         target = c.budget_abs if c.budget_abs is not None else c.budget * dense
-        if target < floor:
-            raise InfeasibleBudgetError(float(target), floor, dense)
         if c.input_mask and not self._mask_layers():
             raise ValueError(f"input masks apply to conv layers, and {c.model} has none: drop --input-mask")
+        allowance = None
+        if target < floor:
+            reachable = floor
+            if c.input_mask:
+                # The last mask round keeps the least input energy: the lowest floor masks reach.
+                dense_inputs = math.fsum(self.input_costs[n] * math.prod(shape) for n, shape in self._mask_layers().items())
+                reachable = floor - (1 - max(self._mask_keep(c.max_rounds), 0.0)) * dense_inputs
+            if target < reachable:
+                raise InfeasibleBudgetError(float(target), reachable, dense)
+            allowance = target - reachable
         start_inputs = {}
         if c.checkpoint is not None:
             start_inputs = self._load_start(c.checkpoint)
@@ -660,7 +672,7 @@ class _Run:
                 if name in start_inputs:
                     mask.copy_(start_inputs[name])
         self.model.to(self.device)
-        self.state = _State(budget_abs=float(target), energy_dense=float(dense))
+        self.state = _State(budget_abs=float(target), energy_dense=float(dense), weight_allowance=allowance)
         self._enter("pretrain")
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -755,11 +767,27 @@ class _Run:
         self.net = self.model  # release the previous phase's wrapper (and its gradient hooks) first
         self.net = self.ctx.wrap(self.model) if phase in _TRAINING_PHASES else self.model
 
+    def _weight_target(self) -> float:
+        """Where the current weight phase ends: the budget, unless the input masks have not yet
+        lowered the floor enough (see ``_State.weight_allowance``)."""
+        s = self.state
+        if s.weight_allowance is None:
+            return s.budget_abs
+        floor_now = math.fsum(cost.constant for cost in self.costs.values())
+        if not self._more_rounds() and floor_now <= s.budget_abs:
+            return s.budget_abs  # the last chance: whatever the masks left for the weights
+        return max(s.budget_abs, floor_now + s.weight_allowance)
+
+    def _more_rounds(self) -> bool:
+        """Whether another input-mask round may follow the current weight phase."""
+        s, c = self.state, self.config
+        return c.input_mask and s.round < c.max_rounds and self._mask_keep(s.round + 1) > 0
+
     def _budgets(self) -> list[float]:
         """The projection budgets of the current weight phase, one per projection."""
         per_epoch = math.ceil(len(self.train_loader) / self.config.proj_interval)
         steps = per_epoch * self._phase_epochs("weights")
-        start, target = self.state.phase_start_energy, self.state.budget_abs
+        start, target = self.state.phase_start_energy, self._weight_target()
         if start <= target:
             return [target] * steps
         return geometric_budgets(start, target, steps)
@@ -779,13 +807,17 @@ class _Run:
             self._enter("weights")
         elif s.phase == "weights" and c.input_mask:
             accuracy = s.log[-1]["val_accuracy"]
-            improved = s.best_accuracy is None or accuracy > s.best_accuracy
+            met = self._weight_target() <= s.budget_abs
+            improved = met and (s.best_accuracy is None or accuracy > s.best_accuracy)
             if improved:
                 s.best_accuracy, s.best_round = accuracy, s.round
                 self.best = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            if improved and s.round < c.max_rounds and self._mask_keep(s.round + 1) > 0:
+            if (improved or not met) and self._more_rounds():
                 s.round += 1
                 self._enter("mask")
+            elif s.best_accuracy is None:
+                floor_now = math.fsum(cost.constant for cost in self.costs.values())
+                raise InfeasibleBudgetError(s.budget_abs, floor_now, s.energy_dense)
             else:
                 self.model.load_state_dict(self.best)
                 self._verify(after_finetune=False)

@@ -19,7 +19,7 @@ from compress.budget import EnergyModel
 from compress.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from compress.cli import main
 from compress.masks import add_weight_masks, effective_weights, input_masks
-from compress.projection import LayerCost, layer_energy, project
+from compress.projection import InfeasibleBudgetError, LayerCost, layer_energy, project
 from compress.train import (
     METHODS,
     BudgetNotMetError,
@@ -407,3 +407,16 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     _assert_same_state(_state(tmp_path / "whole"), _state(out))
     report = json.loads((out / "report.json").read_text())
     assert _report_without_time(report) == _report_without_time(whole.report)
+
+
+def test_input_masks_reach_budgets_below_the_weight_floor(tmp_path):
+    """lenet5 on eyeriss-iclr19: pruning every weight leaves 15.23 % of the dense energy; masking
+    conv inputs (down to 70 % of their energy in the third round) lowers the floor to 13.31 %."""
+    with pytest.raises(InfeasibleBudgetError, match="15.23%"):
+        train(_config(tmp_path / "weights-only", budget=0.15, epochs=1, pretrain_epochs=1))
+    with pytest.raises(InfeasibleBudgetError, match="13.31%"):
+        train(_config(tmp_path / "too-low", budget=0.1, input_mask=True, epochs=1, pretrain_epochs=1))
+    report = train(_config(tmp_path / "masked", budget=0.15, input_mask=True, epochs=1, pretrain_epochs=1)).report
+    assert report["energy_simulated"] <= report["budget_abs"]
+    assert report["best_round"] == report["input_mask_rounds"] == 3  # every round was needed to get there
+    assert any(l["input_density"] < 1 for l in report["layers"] if l["name"] in ("conv1", "conv2"))
