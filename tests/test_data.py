@@ -450,3 +450,29 @@ def test_imagefolder_in_this_environment_needs_torchvision(tmp_path):
     make_image_folder(tmp_path)
     with pytest.raises(ImportError, match="needs torchvision"):
         load_dataset("imagefolder", tmp_path)
+
+
+@pytest.mark.skipif(data.find_spec("torchvision") is None, reason="torchvision is not installed here")
+def test_imagefolder_with_torchvision_reads_the_train_val_layout(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 2)):
+        for label in ("cat", "dog"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    pair = load_dataset("imagefolder", tmp_path, input_shape=(3, 32, 32))
+    assert (pair.num_classes, len(pair.train), len(pair.test)) == (2, 6, 4)
+    image, label = pair.test[3]
+    assert tuple(image.shape) == (3, 32, 32) and label == 1 and image.dtype == torch.float32
+    # Random crops differ from call to call in training; validation is deterministic.
+    assert torch.equal(pair.test[0][0], pair.test[0][0])
+    assert tuple(pair.train[0][0].shape) == (3, 32, 32)
+    sampler = torch.utils.data.distributed.DistributedSampler(pair.train, num_replicas=2, rank=1, shuffle=True, seed=0)
+    assert len(list(sampler)) == 3
+    (tmp_path / "val" / "dog").rename(tmp_path / "val" / "bird")
+    with pytest.raises(DataFileError, match="same class folders"):
+        load_dataset("imagefolder", tmp_path, input_shape=(3, 32, 32))
