@@ -76,9 +76,11 @@ def energy_accuracy(
     if dense_accuracy is not None:
         ax.scatter([1.0], [100 * dense_accuracy], marker="*", s=160, color="black", zorder=5, label="dense")
     ax.set_xscale("log")
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    # Ticks where the points are (budgets like 0.15 fall between the default log ticks).
+    ticks = sorted({float(f"{r['energy_mean']:.2g}") for r in rows if r["energy_mean"] > 0} | {1.0})
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("simulated energy, relative to the dense model (log scale)" + (f" [{energy_unit}]" if energy_unit else ""))
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
