@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Energy-constrained training (Yang, Zhu and Liu, ICLR 2019): dense pretraining (or --checkpoint), "
             "then projected SGD whose energy budget anneals to the target, optionally alternating with input-mask "
             "phases; the final pattern is verified with the full estimator and re-projected until it fits. "
-            "RUN_DIR receives config.json, checkpoint.pt (every epoch), log.csv, log.jsonl, model.pt and "
+            "RUN_DIR receives config.json, checkpoint.pt (every epoch), log.csv, log.jsonl, model.pt, simulated.json and "
             "report.json. Options left out take the defaults of compress.train.TrainConfig. Started by "
             "`torchrun --nproc_per_node N -m compress train ...` it trains data-parallel, one process per device "
             "(--batch-size is then per process); rank 0 writes RUN_DIR and prints."
