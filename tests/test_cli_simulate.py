@@ -83,3 +83,20 @@ def test_checkpoint_that_does_not_match_the_model(tmp_path, capsys):
     assert main(["simulate", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper",
                  "--checkpoint", str(tmp_path / "corrupt.pt")]) == 2
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_activations_of_a_pruned_checkpoint_use_its_weights(tmp_path, capsys):
+    """A checkpoint saved the torch.nn.utils.prune way (weight_orig + weight_mask) drives the
+    activations too: with conv1 pruned entirely and a negative bias, conv2's input is all zero."""
+    from compress.masks import add_weight_masks, set_weight_masks
+
+    model, _ = build_model("lenet5")
+    add_weight_masks(model, ["conv1"])
+    with torch.no_grad():
+        model.conv1.bias.fill_(-1.0)
+    set_weight_masks(model, {"conv1": torch.zeros(6, 1, 5, 5, dtype=torch.bool)})
+    torch.save(model.state_dict(), tmp_path / "pruned.pt")
+    data = run_json(capsys, "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper",
+                    "--checkpoint", str(tmp_path / "pruned.pt"), "--inputs-from", "digits")
+    conv2 = next(l for l in data["layers"] if l["name"] == "conv2")
+    assert conv2["extra"]["input_nnz"] == 0  # conv1 outputs ReLU(-1) = 0 everywhere

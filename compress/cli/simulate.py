@@ -61,15 +61,22 @@ def si(value: float | None) -> str:
 
 def sparsity_from_args(args, model, shape, workload):
     """The sparsity pattern the options ask for (see ``ecc simulate --help``)."""
-    import torch
-
-    from energysim.sparsity import Sparsity
+    from energysim.sparsity import Sparsity, load_checkpoint_state
 
     synthetic = args.weight_density is not None or args.input_density is not None
     if synthetic and args.checkpoint:
         raise ValueError("--checkpoint and synthetic densities are exclusive: choose one source of weights")
     if args.checkpoint:
-        sparsity = Sparsity.from_checkpoint(args.checkpoint, workload)
+        state = load_checkpoint_state(args.checkpoint)
+        sparsity = Sparsity.from_state_dict(state, workload, source=str(args.checkpoint))
+        if args.inputs_from:
+            # The activations must come from the checkpoint's weights (masks included), not the fresh model's.
+            from compress.masks import load_masked_state_dict
+
+            try:
+                load_masked_state_dict(model, state)
+            except RuntimeError as exc:
+                raise ValueError(f"{args.checkpoint}: does not fit {args.model}: {str(exc).splitlines()[0]}") from None
     elif synthetic:
         sparsity = Sparsity.synthetic(
             workload,
@@ -85,13 +92,7 @@ def sparsity_from_args(args, model, shape, workload):
 
         data = load_dataset(args.inputs_from, args.data_root, input_shape=shape if len(shape) == 3 else None)
         x = data.test[0][0].unsqueeze(0).reshape(1, *shape)
-        if args.checkpoint:
-            from energysim.sparsity import load_checkpoint_state
-
-            state = load_checkpoint_state(args.checkpoint)
-            model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()}, strict=False)
-        with torch.no_grad():
-            sparsity = sparsity.with_inputs_from(Sparsity.from_activations(model, workload, x))
+        sparsity = sparsity.with_inputs_from(Sparsity.from_activations(model, workload, x))
     return sparsity
 
 
