@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -288,28 +288,28 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
     get_estimator(estimator)  # validates the name
+    if estimator == "paper":
+        derive = _paper_layer
+    else:
+        from .estimators.systolic import estimate_layer
+
+        def derive(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
+            return _probed_layer(layer, profile, estimate_layer)
+
     layers = []
     for layer in workload.layers:
-        if estimator == "paper":
-            coeffs = _paper_layer(layer, profile)
-        else:
-            from .estimators.systolic import estimate_layer
-
-            coeffs = _probed_layer(layer, profile, estimate_layer)
-        partial = LayerCoefficients(
+        coeffs = LayerCoefficients(
             name=layer.name,
             kind=layer.kind,
             weight_count=layer.weight_count,
             input_count=int(np.prod(layer.input_shape)),
             dense_energy=0.0,
             floor_energy=0.0,
-            **coeffs,
+            **derive(layer, profile),
         )
         dense = pattern_features(layer, LayerSparsity(), profile)
         floor = dense | {"weights": 0, "effective_macs": 0}
-        layers.append(
-            LayerCoefficients(**(asdict(partial) | {"dense_energy": partial.predict(dense), "floor_energy": partial.predict(floor)}))
-        )
+        layers.append(replace(coeffs, dense_energy=coeffs.predict(dense), floor_energy=coeffs.predict(floor)))
     return CoefficientTable(workload.model, profile.name, profile.digest, estimator, profile.units, layers)
 
 
