@@ -7,9 +7,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from energysim import Profile, Sparsity, Workload, build_model, extract_workload, load_profile
+from energysim.sparsity import load_checkpoint_file
 from energysim.workload import UnmodelledLayerWarning
 
 __all__ = ["Run", "load_run"]
@@ -35,13 +34,9 @@ def load_run(path: str | Path) -> Run:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
-    checkpoint = path / "model.pt"
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the run has no model.pt yet (not finished?)") from None
-    except Exception as exc:  # torch raises many kinds for a corrupt file
-        raise ValueError(f"{checkpoint}: not a readable model file ({type(exc).__name__})") from None
+    if not (path / "model.pt").is_file():
+        raise FileNotFoundError(f"{path}: the run has no model.pt yet (not finished?)")
+    checkpoint, saved = load_checkpoint_file(path)
     if not isinstance(saved, dict) or "state_dict" not in saved:
         raise ValueError(f"{checkpoint}: expected the dict `ecc train` writes, with a state_dict")
     model, default_shape = build_model(config["model"], num_classes=saved.get("num_classes"))

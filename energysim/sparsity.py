@@ -16,6 +16,7 @@ __all__ = [
     "PATTERNS",
     "LayerSparsity",
     "Sparsity",
+    "load_checkpoint_file",
     "load_checkpoint_state",
 ]
 
@@ -242,9 +243,9 @@ def _pattern_mask(shape: tuple[int, ...], density: float, pattern: str, rng: np.
     return grid.reshape(shape)
 
 
-def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` in ``path``: a file saved by ``torch.save`` (a state_dict, or a
-    dict holding one under ``"state_dict"``) or an ``ecc train`` run directory."""
+def load_checkpoint_file(path: str | Path) -> tuple[Path, object]:
+    """What ``torch.save`` wrote to ``path`` (an ``ecc train`` run directory means its
+    ``model.pt``), loaded safely on the CPU; returns the file read and its content."""
     path = Path(path)
     if path.is_dir():
         candidate = path / "model.pt"
@@ -254,9 +255,15 @@ def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return path, torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` in ``path``: a file saved by ``torch.save`` (a state_dict, or a
+    dict holding one under ``"state_dict"``) or an ``ecc train`` run directory."""
+    path, obj = load_checkpoint_file(path)
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
