@@ -115,7 +115,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def model_from_args(args: argparse.Namespace, num_classes: int | None = None):
+def model_from_args(args: argparse.Namespace):
     """Build the model named by ``--model`` and extract its workload; unmodelled layers
     are reported as one line on stderr (or an error with ``--strict``).
 
@@ -128,7 +128,7 @@ def model_from_args(args: argparse.Namespace, num_classes: int | None = None):
     from energysim.workload import UnmodelledLayerWarning, extract_workload
     from energysim.zoo import build_model
 
-    model, default_shape = build_model(args.model, num_classes=num_classes)
+    model, default_shape = build_model(args.model)
     shape = args.input_shape or default_shape
     if shape is None:
         raise ValueError(f"{args.model} does not say its input shape: pass --input-shape C,H,W")
