@@ -11,6 +11,7 @@ number of effective MACs a nonzero weight takes part in for those inputs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -20,7 +21,7 @@ from energysim import Profile, Report, Sparsity, Workload, simulate
 from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features
 from energysim.sparsity import LayerSparsity
 
-from .projection import LayerCost
+from .projection import LayerCost, layer_energy
 
 __all__ = ["EnergyModel", "geometric_budgets"]
 
@@ -79,13 +80,13 @@ class EnergyModel:
         self, weight_masks: Mapping[str, torch.Tensor], input_masks: Mapping[str, np.ndarray | None] | None = None
     ) -> float:
         """The table's energy of these weight masks (nonzero = kept) and input masks."""
-        costs = self.costs(input_masks)
-        total = 0.0
-        for name, cost in costs.items():
-            kept = int(torch.count_nonzero(weight_masks[name])) if name in weight_masks else self.table.layer(name).weight_count
-            inside = kept if cost.breakpoint is None else min(kept, cost.breakpoint)
-            total += cost.constant + cost.per_weight * inside + cost.per_weight_overflow * (kept - inside)
-        return total
+        return math.fsum(
+            layer_energy(
+                cost,
+                int(torch.count_nonzero(weight_masks[name])) if name in weight_masks else self.table.layer(name).weight_count,
+            )
+            for name, cost in self.costs(input_masks).items()
+        )
 
     def dense_energy(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> float:
         """Proxy energy with every weight kept."""
