@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from .profile import Profile
-from .schema import FIELDS, SpecError, validate_tree
+from .schema import FIELDS, SpecError, set_dotted, validate_tree
 
 __all__ = [
     "dump_profile",
@@ -103,14 +103,7 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
 def _apply(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     tree = copy.deepcopy(tree)
     for path, value in overrides.items():
-        node = tree
-        *parents, leaf = path.split(".")
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = node[part] = {}
-            node = child
-        node[leaf] = value
+        set_dotted(tree, path, value)
     if "memory.buffer.shared_words" in overrides and overrides["memory.buffer.shared_words"] is not None:
         # Switching to a shared buffer drops the per-operand capacities it replaces.
         for key in ("ifmap_words", "filter_words", "ofmap_words"):

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .schema import FIELDS
+from .schema import FIELDS, set_dotted
 
 __all__ = [
     "ArraySpec",
@@ -148,13 +148,8 @@ class Profile:
         """Nested dict in the YAML key layout (``None`` capacities omitted)."""
         tree: dict[str, Any] = {}
         for path, value in self.to_flat().items():
-            if value is None:
-                continue
-            node = tree
-            *parents, leaf = path.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
+            if value is not None:
+                set_dotted(tree, path, value)
         return tree
 
     @property

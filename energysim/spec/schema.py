@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Field", "FIELDS", "SCHEMA_VERSION", "SpecError", "validate_tree"]
+__all__ = ["Field", "FIELDS", "SCHEMA_VERSION", "SpecError", "set_dotted", "validate_tree"]
 
 SCHEMA_VERSION = 1
 
@@ -128,6 +128,18 @@ FIELDS: dict[str, Field] = {
     ),
     "sparsity.skip_zero_tiles": Field("bool", default=False, doc="skip folds whose stationary tile is all zero"),
 }
+
+
+def set_dotted(tree: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``tree["a"]["b"] = value`` for ``path = "a.b"``, creating (or replacing non-dict) parents."""
+    node = tree
+    *parents, leaf = path.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
 
 
 def _flatten(tree: Any, prefix: str, out: dict[str, Any], problems: list[str], where: str) -> None:
