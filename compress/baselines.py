@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from .projection import InfeasibleBudgetError, LayerCost, floor_energy, layer_energy
+from .projection import InfeasibleBudgetError, LayerCost, floor_energy, layer_energy, proxy_energy
 
 __all__ = ["BASELINES", "energy_aware_masks", "magnitude_masks", "uniform_masks"]
 
@@ -25,14 +25,10 @@ __all__ = ["BASELINES", "energy_aware_masks", "magnitude_masks", "uniform_masks"
 _ENERGY_AWARE_MIN_DENSITY = 0.05
 
 
-def _energy(kept: Mapping[str, int], costs: Mapping[str, LayerCost]) -> float:
-    return sum(layer_energy(cost, kept[name]) for name, cost in costs.items())
-
-
 def _check_feasible(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost], budget: float) -> None:
     floor = floor_energy(costs)
     if budget < floor:
-        dense = _energy({n: w.numel() for n, w in weights.items()}, costs)
+        dense = proxy_energy({n: w.numel() for n, w in weights.items()}, costs)
         raise InfeasibleBudgetError(budget, floor, dense)
 
 
@@ -76,7 +72,7 @@ def magnitude_masks(
         bound = torch.tensor([n])
         return {name: int(torch.searchsorted(positions[i], bound)) for i, name in enumerate(names)}
 
-    n = _largest_fitting(len(order), lambda m: _energy(kept_after(m), costs), budget)
+    n = _largest_fitting(len(order), lambda m: proxy_energy(kept_after(m), costs), budget)
     kept = kept_after(n)
     return {name: _top_k_mask(weights[name], kept[name]) for name in names}
 
@@ -91,7 +87,7 @@ def uniform_masks(
     def kept_at(step: int) -> dict[str, int]:
         return {n: (w.numel() * step) // steps for n, w in weights.items()}
 
-    step = _largest_fitting(steps, lambda s: _energy(kept_at(s), costs), budget)
+    step = _largest_fitting(steps, lambda s: proxy_energy(kept_at(s), costs), budget)
     kept = kept_at(step)
     return {name: _top_k_mask(weights[name], kept[name]) for name in weights}
 
@@ -109,13 +105,13 @@ def energy_aware_masks(
     order = sorted(weights, key=lambda n: layer_energy(costs[n], kept[n]), reverse=True)
     for min_density in (_ENERGY_AWARE_MIN_DENSITY, 0.0):
         for name in order:
-            if _energy(kept, costs) <= budget:
+            if proxy_energy(kept, costs) <= budget:
                 break
             low = int(weights[name].numel() * min_density)
             top = kept[name]
 
             def energy_with(k: int, name: str = name) -> float:
-                return _energy(kept | {name: k}, costs)
+                return proxy_energy(kept | {name: k}, costs)
 
             if energy_with(low) > budget:
                 kept[name] = min(low, top)

@@ -25,14 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .schedule import InfeasibleBudgetError
+
 __all__ = [
     "InfeasibleBudgetError",
     "LayerCost",
     "ProjectionResult",
     "floor_energy",
     "layer_energy",
+    "nonzero_counts",
     "project",
     "project_masks_topk",
+    "proxy_energy",
 ]
 
 # Items in the bracket around the threshold below which they are gathered and
@@ -120,30 +124,6 @@ class ProjectionResult:
     kept: dict[str, int]
 
 
-class InfeasibleBudgetError(ValueError):
-    """The budget is below the energy of the network with every weight pruned.
-
-    Attributes
-    ----------
-    budget : float
-        The budget asked for.
-    min_energy : float
-        The minimum achievable energy (all weights zero).
-    dense_energy : float
-        The energy with every weight kept.
-    """
-
-    def __init__(self, budget: float, min_energy: float, dense_energy: float) -> None:
-        self.budget = budget
-        self.min_energy = min_energy
-        self.dense_energy = dense_energy
-        share = f"{100.0 * min_energy / dense_energy:.4g}%" if dense_energy > 0 else "n/a"
-        super().__init__(
-            f"energy budget {budget:.6g} is below the minimum achievable energy {min_energy:.6g} "
-            f"(every weight pruned; {share} of the dense energy {dense_energy:.6g})"
-        )
-
-
 def layer_energy(cost: LayerCost, kept: int) -> float:
     """Energy of one layer with ``kept`` nonzero weights.
 
@@ -193,6 +173,39 @@ def floor_energy(costs: Mapping[str, LayerCost]) -> float:
     6.5
     """
     return _total_energy(list(costs.values()), [0] * len(costs))
+
+
+def proxy_energy(kept: Mapping[str, int], costs: Mapping[str, LayerCost]) -> float:
+    """Energy of a pattern with ``kept[name]`` nonzero weights in each layer of ``costs``.
+
+    The one place where a pattern's proxy energy is summed (correctly rounded, so it is
+    monotone in every count and agrees with the projection's own bisection).
+
+    Parameters
+    ----------
+    kept : mapping of str to int
+        Kept weights per layer; every layer of ``costs`` must be present.
+    costs : mapping of str to LayerCost
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> proxy_energy({"a": 3}, {"a": LayerCost("a", 1.0, 3.0, 2, 10.0)})
+    15.0
+    """
+    return _total_energy([costs[n] for n in costs], [kept[n] for n in costs])
+
+
+def nonzero_counts(weights: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Number of nonzero entries of each tensor.
+
+    >>> nonzero_counts({"a": torch.tensor([0.0, 2.0, -1.0])})
+    {'a': 2}
+    """
+    return {name: int(torch.count_nonzero(w)) for name, w in weights.items()}
 
 
 def project(
