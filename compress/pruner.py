@@ -1,0 +1,567 @@
+"""``EnergyPruner``: energy-constrained pruning inside any training loop.
+
+The user keeps the loop; the pruner owns the weight masks, the budget schedule and the
+final verification on the simulator (the split of Torch-Pruning's ``pruner.step()``)::
+
+    pruner = EnergyPruner(model, profile="edge-16x16", budget=0.4, input_shape=(1, 32, 32),
+                          interval=10, total_steps=len(loader) * epochs)
+    for x, y in loader:
+        loss = criterion(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+        pruner.step()              # anneals the budget, projects every `interval` steps
+    report = pruner.finalize()     # exact target, verified on the simulator
+
+Masks are stored the way ``torch.nn.utils.prune`` stores them (``weight_orig`` and the
+buffer ``weight_mask``), so they are saved with the model's ``state_dict``; the pruner's
+own position (step, schedule, verification) is :meth:`EnergyPruner.state_dict`. ``ecc
+train`` is a loop around this class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from energysim import Profile, Report, Sparsity, load_profile, simulate
+from energysim.workload import Workload, extract_workload
+
+from .baselines import BASELINES
+from .budget import EnergyModel
+from .masks import (
+    add_weight_masks,
+    effective_weights,
+    input_masks,
+    release_weight_masks,
+    set_weight_masks,
+    weight_masks,
+)
+from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
+from .schedule import BudgetPlan, InfeasibleBudgetError, anneal, plan_budget, projection_index, projections_per_epoch
+
+__all__ = [
+    "ESTIMATORS",
+    "METHODS",
+    "STRUCTURES",
+    "BudgetNotMetError",
+    "EnergyPruner",
+    "ProjectFn",
+    "meet_budget",
+]
+
+#: A projection method: ``(weights, costs, budget) -> masks`` with the weights and
+#: bool masks keyed by layer name and ``costs`` the layers' :class:`LayerCost` for the
+#: current input masks. It must never exceed the budget and never keep a zero weight.
+ProjectFn = Callable[[Mapping[str, torch.Tensor], Mapping[str, LayerCost], float], dict[str, torch.Tensor]]
+
+
+def _ecc_masks(
+    weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost], budget: float
+) -> dict[str, torch.Tensor]:
+    """The weighted sparse projection (the paper's method)."""
+    return project(weights, costs, budget).masks
+
+
+#: Projection methods by name: ``ecc`` (the paper's weighted sparse projection) and
+#: the baselines of :mod:`compress.baselines`.
+METHODS: dict[str, ProjectFn] = {"ecc": _ecc_masks, **BASELINES}
+
+#: Estimators the pruner can build its energy model on.
+ESTIMATORS = ("systolic", "paper")
+
+#: Weight structures the projection supports (unstructured only, so far).
+STRUCTURES = ("none",)
+
+# Re-projections the guarantee may take before giving up (each drops >= 1 weight).
+_MAX_TIGHTEN_STEPS = 25
+_STATE_VERSION = 1
+
+
+class BudgetNotMetError(ValueError):
+    """The simulated energy cannot be brought within the budget by re-projection."""
+
+
+def meet_budget(
+    model: nn.Module,
+    energy_model: EnergyModel,
+    project_fn: ProjectFn,
+    costs: Mapping[str, LayerCost],
+    budget: float,
+    max_steps: int = _MAX_TIGHTEN_STEPS,
+) -> tuple[Any, float, int]:
+    """Re-project the model's weights until the full estimator says it fits ``budget``.
+
+    Each step projects at ``proxy * budget / simulated``, where ``proxy`` is the
+    proxy energy of the current pattern: a budget below the current pattern's own
+    energy, so every step drops at least one weight, and it aims where the
+    simulation would meet the budget if the ratio simulated/proxy stayed the same.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model with weight masks (see :mod:`compress.masks`); changed in place.
+    energy_model : EnergyModel
+    project_fn : ProjectFn
+    costs : mapping of str to LayerCost
+        The layers' costs for the model's current input masks.
+    budget : float
+        The energy the simulated pattern must not exceed.
+    max_steps : int
+        Re-projections allowed.
+
+    Returns
+    -------
+    report : energysim Report
+        The simulation of the final pattern; ``report.energy <= budget``.
+    proxy_budget : float
+        The budget of the last re-projection, or ``budget`` when none was needed.
+    steps : int
+        Number of re-projections.
+
+    Raises
+    ------
+    BudgetNotMetError
+        If the simulation is still above the budget after ``max_steps``
+        re-projections, or the next proxy budget is below the energy floor.
+    """
+    report = energy_model.simulate(model)
+    proxy_budget = float(budget)
+    steps = 0
+    while report.energy > budget:
+        if steps == max_steps:
+            raise BudgetNotMetError(
+                f"simulated energy {report.energy:.6g} still exceeds the budget {budget:.6g} after {steps} "
+                f"re-projections (proxy budget {proxy_budget:.6g})"
+            )
+        weights = effective_weights(model)
+        proxy_budget = proxy_energy(nonzero_counts(weights), costs) * budget / report.energy
+        try:
+            masks = project_fn(weights, costs, proxy_budget)
+        except InfeasibleBudgetError as exc:
+            raise BudgetNotMetError(
+                f"simulated energy {report.energy:.6g} exceeds the budget {budget:.6g}, and the proxy budget "
+                f"{proxy_budget:.6g} that would meet it is below the minimum achievable energy "
+                f"{exc.min_energy:.6g}: choose a larger budget"
+            ) from None
+        set_weight_masks(model, masks)
+        report = energy_model.simulate(model)
+        steps += 1
+    return report, proxy_budget, steps
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+class EnergyPruner:
+    """Prune a model to an energy budget on a simulated accelerator, in your own loop.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to prune (or its DistributedDataParallel wrapper). Every conv and
+        linear layer of its workload gets a weight mask; layers already masked by
+        ``torch.nn.utils.prune`` keep their mask, and weights it pruned stay pruned.
+    profile : str or energysim.Profile
+        Hardware profile: a shipped name, a YAML path, or a loaded profile.
+    budget : float, optional
+        Energy budget relative to the dense model's simulated energy, in (0, 1].
+    budget_abs : float, optional
+        Absolute energy budget in the profile's unit; exactly one of the two.
+    input_shape : sequence of int
+        Shape of one input sample, e.g. ``(1, 32, 32)``.
+    estimator : {"systolic", "paper"}
+        The estimator behind the energy model and the final verification.
+    method : str
+        Projection method, a key of :data:`METHODS` (``ecc``: the weighted sparse
+        projection; the others are the baselines).
+    structure : str
+        Weight structure, one of :data:`STRUCTURES`.
+    interval : int
+        Optimizer steps between projections, >= 1.
+    total_steps : int, optional
+        Steps of the pruning phase; the budget anneals geometrically from the current
+        energy to the target over them. None: every projection is at the target.
+    steps_per_epoch : int, optional
+        With it, each epoch also ends with a projection (as ``ecc train`` does).
+    regrow : bool
+        Let pruned weights regrow between projections (the paper's behaviour): the
+        masks are released after each projection but the last one; pruned weights are
+        set to zero by every projection, so the network computes the pruned function
+        until SGD moves them.
+    overrides : sequence of str, optional
+        Profile overrides ``KEY=VALUE`` (with a profile name or path).
+    input_mask_keep : float, optional
+        For ``ecc train --input-mask``: the share of the dense input energy that the last
+        input-mask round keeps, which lowers the floor a budget may lie above.
+    energy_model : EnergyModel, optional
+        A prebuilt energy model of this model and profile (skips building the table).
+    energy_dense : float, optional
+        The dense model's simulated energy, when already known.
+
+    Attributes
+    ----------
+    energy : EnergyModel
+    plan : compress.schedule.BudgetPlan
+    workload : energysim.Workload
+
+    Raises
+    ------
+    ValueError
+        For a bad argument (the message names it), a model without maskable layers, or
+        an infeasible budget (:class:`~compress.schedule.InfeasibleBudgetError`, which
+        states the minimum achievable energy).
+
+    Examples
+    --------
+    >>> from energysim.zoo import build_model
+    >>> model, shape = build_model("lenet5")
+    >>> pruner = EnergyPruner(model, "eyeriss-iclr19", budget=0.5, input_shape=shape, estimator="paper")
+    >>> report = pruner.finalize()
+    >>> report["energy_simulated_relative"] <= 0.5
+    True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        profile: str | Profile,
+        budget: float | None = None,
+        *,
+        budget_abs: float | None = None,
+        input_shape: Sequence[int] | None = None,
+        estimator: str = "systolic",
+        method: str = "ecc",
+        structure: str = "none",
+        interval: int = 10,
+        total_steps: int | None = None,
+        steps_per_epoch: int | None = None,
+        regrow: bool = True,
+        overrides: Sequence[str] | None = None,
+        input_mask_keep: float | None = None,
+        energy_model: EnergyModel | None = None,
+        energy_dense: float | None = None,
+    ) -> None:
+        _check_arguments(
+            model=model, profile=profile, budget=budget, budget_abs=budget_abs, input_shape=input_shape,
+            estimator=estimator, method=method, structure=structure, interval=interval, total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch, regrow=regrow, overrides=overrides, input_mask_keep=input_mask_keep,
+            energy_dense=energy_dense,
+        )
+        self.model = _unwrap(model)
+        self.method = method
+        self.structure = structure
+        self.interval = int(interval)
+        self.regrow = regrow
+        if energy_model is None:
+            if not isinstance(profile, Profile):
+                profile = load_profile(profile, list(overrides or ()))
+            workload = extract_workload(self.model, tuple(input_shape))
+            energy_model = EnergyModel(workload, profile, estimator)
+        self.energy = energy_model
+        self.workload: Workload = energy_model.workload
+        self.project_fn = METHODS[method]
+        if energy_dense is None:
+            energy_dense = simulate(self.workload, energy_model.profile, energy_model.estimator, Sparsity()).energy
+        target = budget_abs if budget_abs is not None else budget * energy_dense
+        dense_inputs = 0.0
+        if input_mask_keep is not None:
+            costs = energy_model.input_costs()
+            dense_inputs = math.fsum(
+                costs[l.name] * math.prod(l.input_shape) for l in self.workload.layers if l.kind in ("conv", "depthwise")
+            )
+        self.plan: BudgetPlan = plan_budget(
+            float(target), float(energy_dense), floor_energy(self.energy.costs()),
+            dense_input_energy=dense_inputs, last_keep=1.0 if input_mask_keep is None else input_mask_keep,
+        )
+        # Last: every check above leaves the model untouched when it fails.
+        self._base = _install_masks(self.model, self.workload.layer_names)
+        self._costs_key: bytes | None = None
+        self._costs: dict[str, LayerCost] = {}
+        self.step_count = 0
+        self.proxy_budget: float | None = None
+        self.tighten_steps = 0
+        self.simulated: Report | None = None
+        self._schedule = (0.0, self.plan.target, 0, None)  # start, target, projections, steps per epoch
+        self._final = False  # the masks are those of the phase's last projection (or of finalize)
+        self.anneal(total_steps, steps_per_epoch)
+
+    # -- costs ------------------------------------------------------------------------
+
+    def input_mask_arrays(self) -> dict[str, np.ndarray]:
+        """The model's current input masks as bool arrays (nonzero = kept)."""
+        return {n: (m.detach() != 0).cpu().numpy() for n, m in input_masks(self.model).items()}
+
+    def costs(self) -> dict[str, LayerCost]:
+        """Per-layer weight costs for the model's current input masks (rebuilt when they change)."""
+        arrays = self.input_mask_arrays()
+        key = b"".join(n.encode() + b"\0" + np.packbits(a).tobytes() for n, a in arrays.items())
+        if key != self._costs_key:
+            self._costs, self._costs_key = self.energy.costs(arrays), key
+        return self._costs
+
+    def proxy_energy(self) -> float:
+        """The coefficient table's energy of the current weight and input pattern."""
+        return proxy_energy(nonzero_counts(effective_weights(self.model)), self.costs())
+
+    def floor_energy(self) -> float:
+        """Energy with every weight pruned, for the current input masks."""
+        return floor_energy(self.costs())
+
+    # -- schedule ---------------------------------------------------------------------
+
+    def anneal(
+        self, total_steps: int | None, steps_per_epoch: int | None = None, target: float | None = None
+    ) -> list[float]:
+        """Start a pruning phase of ``total_steps`` steps from the current pattern.
+
+        The budget falls geometrically from the current proxy energy to ``target``
+        (default: the plan's target) over the phase's projections. ``ecc train`` calls
+        this at the start of each weight phase; in a plain loop the constructor does.
+
+        Returns
+        -------
+        list of float
+            The budget of each projection of the phase.
+        """
+        target = self.plan.target if target is None else float(target)
+        self.step_count = 0
+        self._final = False
+        if total_steps is None:
+            self._schedule = (target, target, 0, None)
+            return []
+        per_epoch = steps_per_epoch or total_steps
+        projections = projections_per_epoch(per_epoch, self.interval) * math.ceil(total_steps / per_epoch)
+        self._schedule = (self.proxy_energy(), target, projections, per_epoch)
+        return self.budgets()
+
+    def budgets(self) -> list[float]:
+        """The budget of each projection of the current phase."""
+        start, target, projections, _ = self._schedule
+        return anneal(start, target, projections) if projections else []
+
+    @property
+    def target(self) -> float:
+        """The energy the current phase ends at."""
+        return self._schedule[1]
+
+    def step(self) -> float | None:
+        """Call after every optimizer step: projects the weights when the schedule says so.
+
+        Returns
+        -------
+        float or None
+            The budget of the projection made now, or None.
+        """
+        _, target, projections, per_epoch = self._schedule
+        step = self.step_count
+        self.step_count += 1
+        if per_epoch is None:
+            index = None if (step + 1) % self.interval else projections
+        else:
+            index = projection_index(step, per_epoch, self.interval)
+        if index is None:
+            return None
+        last = index >= projections - 1
+        budget = target if last else self.budgets()[index]
+        self._project(budget)
+        self._final = last
+        if self.regrow and not last:
+            self.release()
+        return budget
+
+    def _project(self, budget: float) -> None:
+        masks = self.project_fn(effective_weights(self.model), self.costs(), budget)
+        for name, base in self._base.items():
+            masks[name] = masks[name] & base.to(masks[name].device)
+        set_weight_masks(self.model, masks)
+        self.proxy_budget = float(budget)
+
+    def release(self) -> None:
+        """Let pruned weights regrow: every mask back to all ones (or to its ``torch.nn.utils.prune`` mask)."""
+        release_weight_masks(self.model)
+        if self._base:
+            set_weight_masks(self.model, {n: b.to(self.model.get_submodule(n).weight_mask.device)
+                                          for n, b in self._base.items()})
+
+    # -- verification -----------------------------------------------------------------
+
+    def verify(self) -> tuple[Report, int]:
+        """Simulate the current pattern and re-project until the simulation fits the target.
+
+        Returns
+        -------
+        (report, steps)
+            The simulation of the final pattern and the number of re-projections.
+        """
+        report, proxy_budget, steps = meet_budget(self.model, self.energy, self.project_fn, self.costs(), self.target)
+        if steps:
+            self.tighten_steps += steps
+            self.proxy_budget = proxy_budget
+        self.simulated = report
+        return report, steps
+
+    def finalize(self) -> dict[str, Any]:
+        """Project at exactly the target (unless the last projection was), verify on the
+        simulator, re-project until it fits; return the summary (see :meth:`summary`)."""
+        if not self._final:
+            self._project(self.target)
+            self._final = True
+        self.verify()
+        return self.summary()
+
+    def summary(self, simulated: Report | None = None) -> dict[str, Any]:
+        """Energies of the current pattern and per-layer densities.
+
+        Returns
+        -------
+        dict
+            ``budget`` (relative), ``budget_abs``, ``energy_dense``, ``energy_proxy``,
+            ``energy_proxy_relative``, ``energy_simulated``, ``energy_simulated_relative``,
+            ``proxy_budget``, ``tighten_steps``, ``weights_kept``, ``weights_total``,
+            ``units`` and ``layers`` (per layer ``name``, ``density``, ``input_density``,
+            ``energy`` (simulated), ``energy_proxy``).
+        """
+        simulated = simulated or self.simulated or self.energy.simulate(self.model)
+        weights = effective_weights(self.model)
+        counts = nonzero_counts(weights)
+        costs = self.costs()
+        masks_in = input_masks(self.model)
+        dense = self.plan.dense
+        layers = []
+        for layer in simulated.layers:
+            m = masks_in.get(layer.name)
+            layers.append(
+                {
+                    "name": layer.name,
+                    "density": counts[layer.name] / weights[layer.name].numel(),
+                    "input_density": 1.0 if m is None else float(torch.count_nonzero(m)) / m.numel(),
+                    "energy": layer.energy,
+                    "energy_proxy": layer_energy(costs[layer.name], counts[layer.name]),
+                }
+            )
+        proxy = proxy_energy(counts, costs)
+        return {
+            "budget": self.plan.target / dense,
+            "budget_abs": self.plan.target,
+            "units": self.energy.profile.units,
+            "energy_dense": dense,
+            "energy_proxy": proxy,
+            "energy_proxy_relative": proxy / dense,
+            "energy_simulated": simulated.energy,
+            "energy_simulated_relative": simulated.energy / dense,
+            "proxy_budget": self.plan.target if self.tighten_steps == 0 else self.proxy_budget,
+            "tighten_steps": self.tighten_steps,
+            "weights_kept": sum(counts.values()),
+            "weights_total": sum(w.numel() for w in weights.values()),
+            "layers": layers,
+        }
+
+    # -- state ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pruner's position (plain values and the pre-existing masks); the weight
+        masks themselves are in the model's ``state_dict``."""
+        start, target, projections, per_epoch = self._schedule
+        return {
+            "version": _STATE_VERSION,
+            "budget_abs": self.plan.target,
+            "step": self.step_count,
+            "schedule": [start, target, projections, per_epoch],
+            "final": self._final,
+            "proxy_budget": self.proxy_budget,
+            "tighten_steps": self.tighten_steps,
+            "base_masks": {n: b.cpu() for n, b in self._base.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict` (load the model's ``state_dict`` as well)."""
+        expected = set(self.state_dict())
+        if not isinstance(state, Mapping) or set(state) != expected:
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"pruner state must have the keys {', '.join(sorted(expected))}, got {got}")
+        if state["version"] != _STATE_VERSION:
+            raise ValueError(f"pruner state version must be {_STATE_VERSION}, got {state['version']!r}")
+        if not math.isclose(state["budget_abs"], self.plan.target, rel_tol=1e-12):
+            raise ValueError(
+                f"pruner state is for the budget {state['budget_abs']:.6g}, this pruner's is {self.plan.target:.6g}"
+            )
+        if set(state["base_masks"]) != set(self._base):
+            raise ValueError("pruner state was saved for a model with other torch.nn.utils.prune masks")
+        start, target, projections, per_epoch = state["schedule"]
+        self._schedule = (float(start), float(target), int(projections), None if per_epoch is None else int(per_epoch))
+        self.step_count = int(state["step"])
+        self._final = bool(state["final"])
+        self.proxy_budget = state["proxy_budget"]
+        self.tighten_steps = int(state["tighten_steps"])
+        self._base = {n: b.clone() for n, b in state["base_masks"].items()}
+
+
+def _install_masks(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Give every named layer a weight mask, all or nothing; return the masks that layers
+    already had (from ``torch.nn.utils.prune``), which stay in force."""
+    existing = weight_masks(model)
+    problems = []
+    for name in names:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            problems.append(f"model has no layer {name!r}")
+            continue
+        if name not in existing and not isinstance(module._parameters.get("weight"), torch.Tensor):
+            problems.append(f"layer {name!r} has no 'weight' parameter to mask")
+    if problems:
+        raise ValueError("; ".join(problems))
+    add_weight_masks(model, [n for n in names if n not in existing])
+    return {n: existing[n].clone() for n in names if n in existing}
+
+
+def _check_arguments(**args: Any) -> None:
+    """One-line ValueError/TypeError naming every bad argument of :class:`EnergyPruner`."""
+    problems = []
+
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            problems.append(f"{name} must be {what}, got {args[name]!r}")
+
+    need(isinstance(args["model"], nn.Module), "model", "a torch.nn.Module")
+    need(isinstance(args["profile"], (str, Profile)), "profile", "a profile name, a YAML path or an energysim.Profile")
+    budget, budget_abs = args["budget"], args["budget_abs"]
+    if (budget is None) == (budget_abs is None):
+        problems.append(f"exactly one of budget and budget_abs must be given, got budget={budget!r}, "
+                        f"budget_abs={budget_abs!r}")
+    need(budget is None or (_is_number(budget) and 0 < budget <= 1), "budget", "a number in (0, 1]")
+    need(budget_abs is None or (_is_number(budget_abs) and budget_abs > 0), "budget_abs", "a number > 0")
+    shape = args["input_shape"]
+    need(shape is not None and isinstance(shape, Sequence) and len(shape) > 0
+         and all(_is_count(s) and s > 0 for s in shape), "input_shape", "a sequence of positive ints")
+    need(args["estimator"] in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}")
+    need(args["method"] in METHODS, "method", f"one of {', '.join(METHODS)}")
+    need(args["structure"] in STRUCTURES, "structure", f"one of {', '.join(STRUCTURES)}")
+    need(_is_count(args["interval"]) and args["interval"] >= 1, "interval", "an int >= 1")
+    for name in ("total_steps", "steps_per_epoch"):
+        need(args[name] is None or (_is_count(args[name]) and args[name] >= 1), name, "None or an int >= 1")
+    need(isinstance(args["regrow"], bool), "regrow", "True or False")
+    overrides = args["overrides"]
+    need(overrides is None or (not isinstance(overrides, str) and all(isinstance(o, str) for o in overrides)),
+         "overrides", "a sequence of 'KEY=VALUE' strings")
+    keep = args["input_mask_keep"]
+    need(keep is None or (_is_number(keep) and keep <= 1), "input_mask_keep", "None or a number <= 1")
+    dense = args["energy_dense"]
+    need(dense is None or (_is_number(dense) and dense > 0), "energy_dense", "None or a number > 0")
+    if problems:
+        raise ValueError("EnergyPruner: " + "; ".join(problems))
