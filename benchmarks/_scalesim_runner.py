@@ -1,7 +1,9 @@
 """Run SCALE-Sim 3.0.0 on conv layers and print its per-layer figures as JSON.
 
-Runs inside the environment made by ``benchmarks/setup_scalesim_env.sh`` (numpy 1.26),
-never inside the project's own. Input (stdin, JSON)::
+As a script it runs inside the environment made by ``benchmarks/setup_scalesim_env.sh``
+(numpy 1.26), never inside the project's own. Imported (standard library only), it gives
+the project's side the agreement cases (``LAYERS`` x ``ARRAYS`` x ``DATAFLOWS``) and
+:func:`run_scalesim`, which runs this script in that environment. Input (stdin, JSON)::
 
     {"rows": 8, "cols": 8, "dataflow": "ws",
      "layers": [{"name": "c1", "ifmap_h": 9, "ifmap_w": 9, "filter_h": 3, "filter_w": 3,
@@ -11,15 +13,105 @@ Output (stdout, JSON): one object per layer with SCALE-Sim's compute cycles, sta
 cycles, overall utilization and mapping efficiency (percent), average compute
 utilization (percent), SRAM reads and writes per operand, DRAM reads per operand and
 the wall time of that layer's simulation in seconds. CALC bandwidth mode, no sparsity.
+With ``--versions`` it prints the versions of SCALE-Sim, numpy and Python instead.
 """
 
 import contextlib
 import io
 import json
 import os
+import platform
+import subprocess
 import sys
 import tempfile
 import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_PYTHON = ROOT / ".bench_venv" / "bin" / "python"
+
+LAYER_KEYS = ("name", "ifmap_h", "ifmap_w", "filter_h", "filter_w", "channels", "filters", "stride")
+# (H - F) % stride == 0 in every layer, so that SCALE-Sim's ceil-based output size equals
+# PyTorch's floor-based one. Most GEMM sizes are not multiples of the array sides (c1x1's
+# M = 25 output pixels and N = 11 filters divide none of them), so partial folds with idle
+# PEs occur on both axes; (4, 5) and (8, 2) are non-square.
+LAYERS = [
+    dict(zip(LAYER_KEYS, layer))
+    for layer in (
+        ("c3x3", 6, 6, 3, 3, 2, 7, 1),
+        ("c_stride2", 7, 9, 3, 3, 3, 5, 2),
+        ("c1x1", 5, 5, 1, 1, 9, 11, 1),
+        ("fc_like", 1, 1, 1, 1, 23, 6, 1),
+        ("c_wide", 4, 10, 2, 4, 4, 13, 2),
+    )
+]
+ARRAYS = [(4, 5), (3, 3), (8, 2)]
+DATAFLOWS = ["ws", "os", "is"]
+
+
+def _run_self(args, stdin_text, what, timeout_s):
+    """Run this script under ``BENCH_PYTHON`` and return its JSON output (errors as in run_scalesim)."""
+    if not BENCH_PYTHON.exists():
+        raise FileNotFoundError(f"missing {BENCH_PYTHON}: run benchmarks/setup_scalesim_env.sh first")
+    done = subprocess.run(
+        [str(BENCH_PYTHON), __file__, *args], input=stdin_text, capture_output=True, text=True, timeout=timeout_s
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        raise ChildProcessError(f"SCALE-Sim {what} exited with {done.returncode}: {last}")
+    return json.loads(done.stdout)
+
+
+def run_scalesim(rows, cols, dataflow, layers, timeout_s=600):
+    """Run this script under ``BENCH_PYTHON`` on ``layers``; return its per-layer dicts.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array height and width.
+    dataflow : str
+        ``"ws"``, ``"os"`` or ``"is"``.
+    layers : list of dict
+        Layers with the keys ``LAYER_KEYS``.
+    timeout_s : float, default 600
+        Wall-clock limit of the SCALE-Sim process.
+
+    Returns
+    -------
+    list of dict
+        One dict per layer, in order, as described in the module docstring.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``BENCH_PYTHON`` does not exist.
+    ChildProcessError
+        If SCALE-Sim exits with an error; the message ends with its last stderr line.
+    subprocess.TimeoutExpired
+        If it runs longer than ``timeout_s``.
+    """
+    request = {"rows": rows, "cols": cols, "dataflow": dataflow, "layers": layers}
+    return _run_self([], json.dumps(request), f"on {rows}x{cols} {dataflow}", timeout_s)
+
+
+def scalesim_versions():
+    """Versions of SCALE-Sim, numpy and Python in the ``BENCH_PYTHON`` environment.
+
+    Returns
+    -------
+    dict
+        ``{"scalesim": ..., "numpy": ..., "python": ...}``, as that environment reports them.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``BENCH_PYTHON`` does not exist.
+    ChildProcessError
+        If it cannot report them.
+    """
+    return _run_self(["--versions"], None, "--versions", 60)
+
 
 _CONFIG = """[general]
 run_name = ecc_diff
@@ -84,6 +176,10 @@ def _write_inputs(folder, request):
 
 
 def main():
+    if sys.argv[1:] == ["--versions"]:
+        versions = {name: metadata.version(name) for name in ("scalesim", "numpy")}
+        json.dump({**versions, "python": platform.python_version()}, sys.stdout)
+        return
     request = json.load(sys.stdin)
     from scalesim.scale_sim import scalesim
 
