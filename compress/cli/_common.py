@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,15 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True) ->
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """'3,224,224' or '3x224x224' -> (3, 224, 224)."""
-    parts = text.replace("x", ",").split(",")
-    try:
-        shape = tuple(int(p) for p in parts if p.strip())
-    except ValueError:
+    """'3,224,224' or '3x224x224' -> (3, 224, 224).
+
+    Every part must be decimal digits (spaces around them allowed): an empty part
+    ('1,,32') or one ``int`` alone would take ('+3', '1_0') is an error, not skipped.
+    """
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
+    if not all(re.fullmatch(r"[0-9]+", p) and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 3,224,224, got {text!r}")
-    if not shape or any(s <= 0 for s in shape):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 3,224,224, got {text!r}")
-    return shape
+    return tuple(int(p) for p in parts)
 
 
 def model_from_args(args: argparse.Namespace):

@@ -66,6 +66,8 @@ def sparsity_from_args(args, model, shape, workload):
     synthetic = args.weight_density is not None or args.input_density is not None
     if synthetic and args.checkpoint:
         raise ValueError("--checkpoint and synthetic densities are exclusive: choose one source of weights")
+    if args.input_density is not None and args.inputs_from:
+        raise ValueError("--input-density and --inputs-from are exclusive: choose one source of input sparsity")
     if args.checkpoint:
         state = load_checkpoint_state(args.checkpoint)
         sparsity = Sparsity.from_state_dict(state, workload, source=str(args.checkpoint))

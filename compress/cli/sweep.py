@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from ._common import model_from_args
 from .train import add_training_options, config_from_args
 
 __all__ = ["register", "run"]
@@ -103,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     missing = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is None]
     if missing:
         args.sweep_parser.error(f"the following arguments are required: {', '.join(missing)} (or --merge DIR...)")
+    # The cells ignore the unmodelled-layer note (the same in each): it is printed here, once,
+    # and --strict, a bad model or input shape fail before any file is written.
+    model_from_args(args)
     args.budget = 1.0  # placeholders; every cell sets its own budget and run folder
     base = dataclasses.replace(config_from_args(args), quiet=True)
     config = SweepConfig(
