@@ -8,6 +8,8 @@ serial ones.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -121,12 +123,11 @@ def _trace_one_fold(
                     effective[start + t] += 1
 
 
-@njit(cache=True)
-def fold_trace(
+def _fold_trace(
     stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
     group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
 ):  # fmt: skip
-    """Per-cycle effective MACs and busy PEs of every fold (serial).
+    """Per-cycle effective MACs and busy PEs of every fold.
 
     PE ``(r, c)`` of fold ``f`` does stream step ``t`` in cycle
     ``fold_start[f] + preload + r + c + t``; the MAC is effective when the present
@@ -134,26 +135,29 @@ def fold_trace(
     ``col_stream[g, c, t]`` (uint8, 0/1) are all nonzero. ``dense[f]`` (bool) says
     that every operand of fold ``f`` is nonzero (then effective = busy, exactly).
     ``effective`` and ``active`` (int32, one entry per layer cycle) are accumulated
-    in place.
+    in place. Folds own disjoint cycle ranges, so the ``prange`` over them needs no
+    reduction; without ``parallel=True`` it is a plain ``range``.
     """
-    for f in range(group.size):
-        _trace_one_fold(
-            f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
-            group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
-        )  # fmt: skip
-
-
-@njit(cache=True, parallel=True)
-def fold_trace_parallel(
-    stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
-    group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
-):  # fmt: skip
-    """:func:`fold_trace` with folds spread over threads (folds own disjoint cycle ranges)."""
     for f in prange(group.size):
         _trace_one_fold(
             f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
             group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
         )  # fmt: skip
+
+
+def _named(body, name: str):
+    """A copy of the function `body` (same code, so same docstring) named and qualified `name`."""
+    copy = types.FunctionType(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
+# One body, two wraps, each under its own name: numba's on-disk cache keys a kernel by
+# module, qualified name and first line, not by its njit options (numba issue 6845), so two
+# wraps of one function share a cache entry: the parallel one then runs the serial code
+# from the cache, or the serial one the parallel code (a segfault with numba 0.68).
+fold_trace = njit(cache=True)(_named(_fold_trace, "fold_trace"))
+fold_trace_parallel = njit(cache=True, parallel=True)(_named(_fold_trace, "fold_trace_parallel"))
 
 
 @njit(cache=True)
