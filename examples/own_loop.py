@@ -64,10 +64,9 @@ def main(argv: list[str] | None = None) -> dict:
         epoch()
     dense_accuracy = accuracy(model, test_loader)
 
-    # Masks replace `weight` by `weight_orig * weight_mask`: the optimizer must see `weight_orig`.
+    # The masks rename each `weight` parameter to `weight_orig` (the same tensor): `opt` keeps training it.
     pruner = EnergyPruner(model, args.profile, budget=args.budget, input_shape=shape, estimator=args.estimator,
                           interval=10, total_steps=len(train_loader) * args.epochs)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     for _ in range(args.epochs):
         epoch(pruner)
     report = pruner.finalize()
