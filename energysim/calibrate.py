@@ -28,7 +28,13 @@ takes part in a null direction of the column-scaled weighted design matrix (sing
 value below ``rcond`` times the largest: collinear counts, e.g. RF reads that always
 equal the MACs), or when its fitted value's standard error (from the residual scatter)
 exceeds ``max_relative_stderr`` of its size (the data cannot tell it from half or twice
-its value). Held parameters are removed one at a time, weakest first, and the fit rerun.
+its value). Held parameters are removed one at a time, weakest first, and the fit rerun;
+a held parameter keeps exactly its BASE value. A fit with no spare row (as many rows as
+free parameters) has no residual scatter to judge the standard errors by, and a fit whose
+values, predictions or figures are not finite cannot be trusted: both are errors.
+
+Rows that measure the same layer of the same run are fitted as repeated measurements,
+with a warning naming them.
 """
 
 from __future__ import annotations
@@ -123,6 +129,8 @@ class Design:
         The measurement of each row and its level (None for the whole energy).
     notes : tuple of str
         Caveats found while building it (e.g. a ``total`` of a model with unmodelled modules).
+    warnings : tuple of str
+        Doubts about the measurements, naming their rows (e.g. one layer measured twice).
     """
 
     matrix: np.ndarray
@@ -130,6 +138,7 @@ class Design:
     weight: np.ndarray
     labels: tuple[tuple[Measurement, str | None], ...]
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,9 +146,9 @@ class ParameterFit:
     """One parameter's outcome.
 
     ``status`` is ``fitted``, ``fixed`` (held by the caller) or ``unidentifiable``
-    (held at BASE because the measurements cannot determine it). ``stderr`` is the
-    standard error of a fitted value from the residual scatter (None when not fitted
-    or when there are no spare rows).
+    (held at BASE because the measurements cannot determine it); a held ``value`` is
+    ``base``. ``stderr`` is the standard error of a fitted value from the residual
+    scatter (None when not fitted).
     """
 
     key: str
@@ -182,7 +191,10 @@ class Residual:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Result of :func:`calibrate`: the fitted parameters, the fit quality and the new profile."""
+    """Result of :func:`calibrate`: the fitted parameters, the fit quality and the new profile.
+
+    ``data_warnings`` are doubts about the measurements (see :class:`Design`).
+    """
 
     base: Profile
     profile: Profile
@@ -194,6 +206,7 @@ class Calibration:
     residuals: tuple[Residual, ...]
     r2: float
     notes: tuple[str, ...] = ()
+    data_warnings: tuple[str, ...] = ()
 
     @property
     def rms_error(self) -> float:
@@ -211,8 +224,9 @@ class Calibration:
         return float(np.sqrt(np.mean([r.base_error**2 for r in self.residuals])))
 
     def warnings(self) -> list[str]:
-        """One line per group of parameters held at BASE because the data cannot determine them."""
-        return [
+        """The data warnings, then one line per group of parameters held at BASE because the
+        data cannot determine them."""
+        return [*self.data_warnings] + [
             f"{', '.join(keys)} {'is' if len(keys) == 1 else 'are'} not identifiable ({reason}); "
             f"held at the {self.base.name} value{'s' if len(keys) > 1 else ''}"
             for keys, reason in self.unidentifiable
@@ -254,6 +268,43 @@ class Calibration:
 
 
 # -- design matrix ------------------------------------------------------------------
+
+
+def _where(m: Measurement) -> str:
+    """``m``'s origin for messages (its run and layer when built in code without one)."""
+    return m.where or f"{m.run.describe()} {m.layer}"
+
+
+def _check_measurement(m: Measurement) -> None:
+    """Raise unless ``m``'s energy is finite and > 0 and its split finite, >= 0 and of known levels.
+
+    :func:`read_measurements` guarantees this; rows built in code are checked here.
+    """
+    if not (math.isfinite(m.energy) and m.energy > 0):
+        raise ValueError(f"{_where(m)}: energy must be a finite number > 0, got {m.energy!r}")
+    for level, value in m.levels.items():
+        if level not in LEVELS:
+            raise ValueError(f"{_where(m)}: unknown level {level!r} in the split; expected one of {', '.join(LEVELS)}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{_where(m)}: level {level!r}: energy must be a finite number >= 0, got {value!r}")
+
+
+def _duplicate_warnings(measurements: Sequence[Measurement]) -> list[str]:
+    """One line per layer of a run measured by more than one row, naming the rows."""
+    groups: dict[tuple[Run, str], list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.run, m.layer), []).append(m)
+    lines = []
+    for (run, layer), rows in groups.items():
+        if len(rows) > 1:
+            energies = [m.energy for m in rows]
+            spread = max(energies) / min(energies) - 1
+            lines.append(
+                f"{run.describe()} {layer} is measured by {len(rows)} rows ({', '.join(map(_where, rows))}) "
+                + (f"whose energies differ by up to {100 * spread:.0f} %" if spread else "of equal energy")
+                + ": fitted as repeated measurements"
+            )
+    return lines
 
 
 def _resolve_run(run: Run, where: str) -> Workload:
@@ -348,13 +399,16 @@ def design_matrix(
     Raises
     ------
     ValueError
-        Unknown model, layer or input shape, or a report's MAC count that does not
-        match the model, naming the measurement's file and row.
+        Unknown model, layer or input shape, a non-finite, zero or negative energy, or
+        a report's MAC count that does not match the model, naming the measurement's
+        file and row.
     RuntimeError
         The estimator's energy is not linear in the per-access energies.
     """
     if not measurements:
         raise ValueError("no measurements to calibrate against")
+    for m in measurements:
+        _check_measurement(m)
     workloads = dict(workloads or {})
     columns: dict[Run, dict[str, dict[str, np.ndarray]]] = {}
     rows, measured, weight, labels, notes = [], [], [], [], []
@@ -389,7 +443,8 @@ def design_matrix(
             measured.append(value)
             weight.append(1.0 / (value if value > 0 else m.energy))
             labels.append((m, level))
-    return Design(np.array(rows), np.array(measured), np.array(weight), tuple(labels), tuple(notes))
+    return Design(np.array(rows), np.array(measured), np.array(weight), tuple(labels), tuple(notes),
+                  tuple(_duplicate_warnings(measurements)))
 
 
 # -- the fit ---------------------------------------------------------------------------
@@ -520,7 +575,8 @@ def fit_design(
     Raises
     ------
     ValueError
-        Every parameter fixed, or fewer rows than exercised free parameters.
+        Every parameter fixed, fewer rows than exercised free parameters, or no spare
+        row to estimate the standard errors of the identifiable ones by.
     """
     fixed = set(fixed)
     base_values = np.array([base.to_flat()[p] for p in PARAMETERS], dtype=float)
@@ -536,20 +592,22 @@ def fit_design(
             f"({', '.join(PARAMETERS[j] for j in exercised)}); add measurements or hold some with --fix"
         )
     free, held = _identify(a, free, rcond)
+    # Only the accepted fit sets values: a parameter dropped on the way keeps BASE exactly.
     values, stderr = base_values.copy(), np.full(len(PARAMETERS), np.nan)
     while free:
         rest = [j for j in range(len(PARAMETERS)) if j not in free]
         theta, errors = _bounded_fit(a, b - a[:, rest] @ base_values[rest], free, base_values)
-        values = base_values.copy()
-        values[free] = theta
-        stderr = np.full(len(PARAMETERS), np.nan)
         if errors is None:
-            break
-        stderr[free] = errors
+            raise ValueError(
+                f"{where}: {len(b)} measurement rows for {len(free)} free parameters "
+                f"({', '.join(PARAMETERS[j] for j in free)}) leave no spare row to estimate their uncertainty, "
+                "so nothing tells whether they are determined; add measurements or hold some with --fix"
+            )
         scale = np.maximum(np.abs(theta), np.abs(base_values[free]))
         relative = np.divide(errors, scale, out=np.where(errors > 0, np.inf, 0.0), where=scale > 0)
         worst = int(np.argmax(relative))
         if relative[worst] <= max_relative_stderr:
+            values[free], stderr[free] = theta, errors
             break
         spread = "an unbounded" if np.isinf(relative[worst]) else f"a +-{100 * relative[worst]:.0f} %"
         held.append(((PARAMETERS[free[worst]],), f"these measurements leave it {spread} uncertainty"))
@@ -576,8 +634,9 @@ def _round(value: float) -> float:
 
 
 def _calibrated_profile(base: Profile, parameters: Sequence[ParameterFit], name: str, source: str) -> Profile:
-    """BASE with the calibrated values, validated through the profile schema."""
-    flat = base.to_flat() | {p.key: _round(p.value) for p in parameters} | {"name": name, "source": source}
+    """BASE with the fitted values (rounded) and the held ones unchanged, validated through the profile schema."""
+    fitted = {p.key: _round(p.value) for p in parameters if p.status == "fitted"}
+    flat = base.to_flat() | fitted | {"name": name, "source": source}
     tree = Profile.from_flat(flat).to_dict()
     return Profile.from_flat(validate_tree(tree, f"calibrated profile {name}"))
 
@@ -625,7 +684,8 @@ def calibrate(
     Raises
     ------
     ValueError
-        Bad measurements (naming file, row and column), too few rows, or ``fixed`` covering every parameter.
+        Bad measurements (naming file, row and column), too few rows, ``fixed`` covering
+        every parameter, or a fit that is not finite (values, predictions or figures).
 
     Examples
     --------
@@ -642,14 +702,15 @@ def calibrate(
     date = date or datetime.date.today().isoformat()
     values = np.array([p.value for p in parameters])
     base_values = np.array([p.base for p in parameters])
-    predicted = design.matrix @ values
-    base_predicted = design.matrix @ base_values
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_finite
+        predicted = design.matrix @ values
+        base_predicted = design.matrix @ base_values
     residuals = tuple(
         Residual(m.run.describe(), m.layer, level, m.where, float(y), float(p), float(q), float(1 / w))
         for (m, level), y, p, q, w in zip(design.labels, design.measured, predicted, base_predicted, design.weight)
     )
-    spread = float(np.sum((design.measured - design.measured.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((design.measured - predicted) ** 2)) / spread if spread > 0 else math.nan
+    r2 = _r2(design.measured, predicted)
+    _check_finite(parameters, residuals, r2, design.measured, source, base.units)
     rms = float(np.sqrt(np.mean([r.error**2 for r in residuals])))
     name = name or f"{base.name}-calibrated"
     held_text = ", ".join(k for keys, _ in held for k in keys)
@@ -663,4 +724,41 @@ def calibrate(
         + f". Base source: {base.source}"
     )
     profile = _calibrated_profile(base, parameters, name, record)
-    return Calibration(base, profile, estimator, source, date, parameters, held, residuals, r2, design.notes)
+    return Calibration(base, profile, estimator, source, date, parameters, held, residuals, r2, design.notes,
+                       design.warnings)
+
+
+def _r2(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """Coefficient of determination; NaN when every row measures the same energy.
+
+    Both are divided by the largest measured energy first, so that squares of energies
+    near the float range do not overflow (R^2 does not depend on the scale).
+    """
+    scale = float(np.max(measured))
+    with np.errstate(over="ignore", invalid="ignore"):
+        y, p = measured / scale, predicted / scale
+        spread = float(np.sum((y - y.mean()) ** 2))
+        return 1.0 - float(np.sum((y - p) ** 2)) / spread if spread > 0 else math.nan
+
+
+def _check_finite(
+    parameters: Sequence[ParameterFit], residuals: Sequence[Residual], r2: float, measured: np.ndarray, source: str,
+    units: str,
+) -> None:
+    """Raise when a fitted value, a prediction or a fit figure is not finite (e.g. energies near the float range)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        figures = {
+            "a fitted value": np.array([p.value for p in parameters]),
+            "a predicted energy": np.array([r.predicted for r in residuals]),
+            "a base prediction": np.array([r.base_predicted for r in residuals]),
+            "the RMS relative error": np.mean(np.array([r.error for r in residuals]) ** 2),
+            "the base RMS relative error": np.mean(np.array([r.base_error for r in residuals]) ** 2),
+        }
+    problems = [name for name, value in figures.items() if not np.all(np.isfinite(value))]
+    if math.isnan(r2):
+        problems.append("R^2 (every row measures the same energy)" if np.ptp(measured) == 0 else "R^2")
+    if problems:
+        raise ValueError(
+            f"{source}: the fit cannot be trusted: {', '.join(problems)} is not finite "
+            f"(measured energies from {measured.min():.3g} to {measured.max():.3g} {units})"
+        )

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from numbers import Integral
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -359,6 +361,25 @@ def default_input_shape(name: str) -> tuple[int, ...]:
     return _zoo_entry(name)[1]
 
 
+def _import_hint(module_name: str, err: ImportError) -> str:
+    """Where Python looked, when it is ``module_name`` itself (not one of its imports) that is missing.
+
+    The ``ecc`` script puts its own folder on ``sys.path``, not the current one, so a
+    ``models.py`` next to the user is not found unless ``PYTHONPATH`` names the folder.
+    """
+    missing = err.name if isinstance(err, ModuleNotFoundError) else None
+    if missing is None or not (missing == module_name or module_name.startswith(f"{missing}.")):
+        return ""
+    top = module_name.split(".")[0]
+    cwd = Path.cwd()
+    searched = {Path(p or ".").resolve() for p in sys.path}
+    for local in (f"{top}.py", f"{top}/"):
+        if (cwd / local).exists() and cwd.resolve() not in searched:
+            return (f"; {local} is in the current folder, which is not on Python's import path: "
+                    "run with PYTHONPATH=. (or install the package)")
+    return "; is the folder that holds it on PYTHONPATH (or the package installed)?"
+
+
 def _resolve_factory(spec: str) -> Callable[..., object]:
     """Import ``package.module:attr[.attr...]`` and return the named object."""
     module_name, _, attr_path = spec.partition(":")
@@ -370,7 +391,9 @@ def _resolve_factory(spec: str) -> Callable[..., object]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"cannot import module {module_name!r} for model factory {spec!r}: {err}") from err
+        raise ValueError(
+            f"cannot import module {module_name!r} for model factory {spec!r}: {err}{_import_hint(module_name, err)}"
+        ) from err
     obj: object = module
     for attr in attr_path.split("."):
         if not hasattr(obj, attr):

@@ -330,7 +330,7 @@ def test_bad_json_reports(tmp_path, workloads):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"layers\[1\] \(conv2\): field 'energy': expected a number > 0, got 'much'"):
         read_measurements(path, "normalized")
-    data["layers"][1]["energy"] = 1e6
+    data["layers"][1]["energy"] = 1e7  # above its split (2.5e6): only the MAC count is wrong
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"layers\[2\] \(fc1\): field 'macs': 48001 MACs, but layer fc1 of lenet5"):
         calibrate(read_measurements(path, "normalized"), base, "paper")

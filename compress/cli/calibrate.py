@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,14 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Fit the per-access energies of a base profile (MAC, gated MAC, RF, buffer and DRAM reads and writes, "
             "leakage) to measured energies by non-negative least squares on relative errors, and write the calibrated "
             "profile. The measurements are a CSV (columns: " + ", ".join(CSV_COLUMNS) + "; the first four required) "
-            "or a report written by `ecc simulate --json`. Parameters the measurements cannot determine are named "
-            "and kept at the base values."
+            "or a report written by `ecc simulate --json`; it may name zoo models, and factories only when given "
+            "with --model. Parameters the measurements cannot determine are named and kept at the base values."
         ),
     )
     add_profile_args(parser)
     parser.add_argument(
         "--measurements", required=True, metavar="FILE",
         help="CSV of measured energies or an `ecc simulate --json` report",
+    )
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="package.module:factory",
+        help="a model factory the measurements may name (repeatable); otherwise they may name only zoo models",
     )
     parser.add_argument("--out", required=True, metavar="NEW.yaml", help="where to write the calibrated profile")
     parser.add_argument(
@@ -51,23 +54,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energysim import dump_profile, load_profile
+    import yaml
+
+    from compress.checkpoint import atomic_write_text
+    from energysim import dump_profile
     from energysim.calibrate import calibrate, parse_fix, read_measurements
+    from energysim.spec.schema import validate_tree
 
     base = profile_from_args(args)
     fixed = parse_fix(args.fix)
     if args.worst is not None and args.worst < 0:
         raise ValueError(f"--worst must be a count >= 0, got {args.worst}")
     out = Path(args.out)
-    if out.exists() and Path(args.profile).exists() and out.resolve() == Path(args.profile).resolve():
-        raise ValueError(f"--out {out} is the base profile's file; write the calibrated profile elsewhere")
-    measurements = read_measurements(args.measurements, base.units)
+    _check_destination(out, "--out", "calibrated.yaml")
+    if args.json not in (None, "-"):
+        _check_destination(Path(args.json), "--json", "fit.json")
+    for path, what in ((args.profile, "the base profile's file"), (args.measurements, "the measurements file")):
+        if out.exists() and Path(path).exists() and out.resolve() == Path(path).resolve():
+            raise ValueError(f"--out {out} is {what}; write the calibrated profile elsewhere")
+    measurements = read_measurements(args.measurements, base.units, models=args.model)
     result = calibrate(measurements, base, args.estimator, fixed, name=args.name, source=str(args.measurements))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(dump_profile(result.profile), encoding="utf-8")
-    os.replace(partial, out)
-    load_profile(out.resolve())  # the file must load back as a valid profile (a path, never a shipped name)
+    text = dump_profile(result.profile)
+    validate_tree(yaml.safe_load(text), str(out))  # the text must load back as a valid profile
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise type(exc)(f"--out {out}: cannot write the calibrated profile: {exc.strerror or exc}") from None
     for line in result.warnings():
         print(f"warning: {line}", file=sys.stderr)
     for line in result.notes:
@@ -78,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
         print(render(result, args.worst))
         print(f"wrote {out}")
     return 0
+
+
+def _check_destination(path: Path, flag: str, example: str) -> None:
+    """Raise, before any work, when ``path`` cannot be a file: a folder, or under a file."""
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; expected a file path such as {path / example}")
+    existing = next(parent for parent in path.parents if parent.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{flag} {path}: cannot write there: {existing} is not a folder")
 
 
 def _value(value: float | None) -> str:
