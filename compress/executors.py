@@ -12,11 +12,20 @@ file system). Dask is an optional extra (``pip install
 A cell's result does not depend on where it runs: :mod:`compress.sweep` fixes the
 number of torch threads of every cell and trains at most one cell at a time per
 process, whatever the executor's threads.
+
+Local workers die with the process that started them: on Linux each asks the kernel for
+SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so an ``ecc sweep`` killed
+with SIGKILL, which runs no clean-up of its own, leaves no worker training on. (Elsewhere
+a worker may outlive a killed sweep.)
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +34,9 @@ __all__ = ["EXECUTORS", "open_executor"]
 
 #: Executor names of ``ecc sweep --executor``.
 EXECUTORS = ("local", "dask")
+
+# From <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
 
 _DASK_HINT = (
     "--executor dask needs dask's distributed scheduler: install it with "
@@ -60,7 +72,10 @@ def open_executor(kind: str, *, jobs: int = 1, scheduler: str | None = None) -> 
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
     if kind == "local":
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with_parent, initargs=(os.getpid(),),
+        ) as pool:
             yield pool
         return
     if not scheduler:
@@ -77,3 +92,16 @@ def open_executor(kind: str, *, jobs: int = 1, scheduler: str | None = None) -> 
             yield pool
         finally:
             pool.shutdown(wait=True)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: have the kernel kill this worker when process ``parent_pid`` dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    # The death signal follows the thread that started the worker: the one that submitted
+    # to the pool, which stays inside ``open_executor`` until the pool is shut down.
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A parent that died before prctl took effect sends no signal; the worker has been
+    # handed to another process already, so it kills itself as the signal would have.
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)

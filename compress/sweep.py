@@ -6,14 +6,25 @@ Layout of a sweep directory::
     DIR/sweep.json                      the sweep's settings (a resumed sweep must match them)
     DIR/dense/seed<S>/                  the dense starting model of seed S (shared by every method)
     DIR/cells/<method>/b<budget>_s<S>/  one `ecc train` run directory per cell
-    DIR/results.csv                     one row per cell
+    DIR/results.csv                     one row per finished cell
     DIR/summary.csv                     mean and std over seeds per (method, budget)
+    DIR/.locks/                         lock files: one per run folder, one for the files above
 
-A cell is finished when its ``report.json`` exists; a resumed sweep skips it. Every
-method of a seed starts from the same dense checkpoint and trains with the same schedule
-(epochs, optimizer, distillation, seed), so the methods differ only in how they prune.
-A cell whose budget cannot be reached (below the floor of its method) is recorded with
-``feasible = False`` and the reason, never as a point above the budget.
+A cell is finished when its ``report.json`` exists; a resumed sweep skips it. A cell whose
+training failed on its settings (a ``ValueError``, such as a budget below the floor of its
+method) is finished too, with the reason in its ``error.json``: it is recorded with
+``feasible = False``, never as a point above the budget, and a sweep that lists the cell
+again retries it. Every method of a seed starts from the same dense checkpoint and trains
+with the same schedule (epochs, optimizer, distillation, seed), so the methods differ only
+in how they prune.
+
+A directory accumulates: ``ecc sweep`` run again on it with more budgets, methods or seeds
+(and the same training settings, checked against ``sweep.json``) trains the new cells, and
+``results.csv`` and ``summary.csv`` are rebuilt from every finished cell folder on disk,
+whichever run trained it. Several ``ecc sweep`` processes may work on one directory at the
+same time: a run folder is trained only under an exclusive lock on its file in ``.locks/``
+(``fcntl.flock``, released by the kernel when its holder dies), so no two workers ever
+train one cell; a worker that finds a cell locked waits, then takes the finished result.
 
 Every cell runs with ``threads`` torch threads and alone in its process: CPU results
 depend bitwise on the thread count, so fixing it makes a cell's numbers the same
@@ -34,18 +45,27 @@ Across machines:
   it like any sweep. On CPU the merged results equal an unsharded sweep's.
 - ``executor="dask"`` submits the cells to a running Dask cluster instead of local
   processes (:mod:`compress.executors`); the results are the same.
+
+The files of a sweep directory are data: :func:`read_settings`, :func:`read_results`,
+:func:`read_summary` and :func:`read_json` check every field they return and raise
+:class:`SweepFileError` naming the file, the line or field, what was expected and what
+was found.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
+import io
 import json
 import math
+import numbers
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,12 +75,99 @@ from tqdm.auto import tqdm
 
 from energysim.workload import UnmodelledLayerWarning
 
+from .checkpoint import atomic_write_text
 from .executors import EXECUTORS, open_executor
 from .train import TrainConfig, train
 
-__all__ = ["METHODS", "Cell", "SweepConfig", "merge_sweeps", "run_sweep", "summarize"]
+__all__ = [
+    "METHODS",
+    "Cell",
+    "SweepConfig",
+    "SweepFileError",
+    "check_relative_budgets",
+    "merge_sweeps",
+    "read_json",
+    "read_results",
+    "read_settings",
+    "read_summary",
+    "run_sweep",
+    "summarize",
+]
 
 METHODS = ("ecc", "ecc-mask", "magnitude", "uniform", "energy-aware")
+
+_REPORT = "report.json"
+_ERROR = "error.json"
+_LOCKS = ".locks"
+_DIRECTORY_LOCK = "sweep.lock"
+
+
+class SweepFileError(ValueError):
+    """A file of a sweep directory is unreadable, or not what ``ecc sweep`` writes."""
+
+
+def check_relative_budgets(values: Sequence[float], *, name: str = "budgets") -> tuple[float, ...]:
+    """Relative energy budgets checked to lie in (0, 1], as floats.
+
+    A relative budget is a fraction of the dense model's energy: 1 keeps the dense model,
+    and nothing can be pruned to more than it (an absolute budget, ``budget_abs``, has no
+    such bound). ``ecc train --budget`` and ``ecc sweep --budgets`` both obey this rule.
+
+    Parameters
+    ----------
+    values : sequence of float
+    name : str, default "budgets"
+        What the values are called in the error message, e.g. ``--budget``.
+
+    Returns
+    -------
+    tuple of float
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty, or one of them is not a number in (0, 1].
+
+    Examples
+    --------
+    >>> check_relative_budgets([0.5, 1])
+    (0.5, 1.0)
+    """
+    values = tuple(values)
+    if not values or not all(_is_budget(v) for v in values):
+        raise ValueError(
+            f"{name} must be relative energies in (0, 1] (fractions of the dense model's energy; 1 prunes "
+            f"nothing), got {list(values)}"
+        )
+    return tuple(float(v) for v in values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_budget(value: Any) -> bool:
+    return _is_number(value) and 0 < value <= 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _budget_name(budget: float) -> str:
+    return f"b{budget:g}"
+
+
+def _check_cell_names(budgets: Sequence[float]) -> None:
+    """Refuse budgets that differ but would train into one cell folder (named with 6 digits)."""
+    seen: dict[str, float] = {}
+    for budget in budgets:
+        other = seen.setdefault(_budget_name(budget), budget)
+        if other != budget:
+            raise ValueError(
+                f"budgets {other!r} and {budget!r} would share the cell folders {_budget_name(budget)}_s<S>: "
+                "give budgets that differ within 6 significant digits"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,10 +179,11 @@ class SweepConfig:
     base : TrainConfig
         The training settings shared by every cell.
     budgets : tuple of float
-        Relative energy budgets in (0, 1].
+        Relative energy budgets in (0, 1]; repeated values count once.
     methods : tuple of str
-        Names from :data:`METHODS`.
+        Names from :data:`METHODS`; repeated names count once.
     seeds : tuple of int
+        Repeated seeds count once.
     jobs : int
         Local worker processes (``executor="local"``).
     quiet : bool
@@ -104,9 +212,13 @@ class SweepConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-        bad = [b for b in self.budgets if not (isinstance(b, (int, float)) and 0 < b <= 1)]
-        if bad or not self.budgets:
-            raise ValueError(f"budgets must be relative energies in (0, 1], got {list(self.budgets)}")
+        # One cell per (method, budget, seed): `--budgets 0.5,0.5` is one budget, not two seeds.
+        object.__setattr__(self, "budgets", tuple(dict.fromkeys(check_relative_budgets(self.budgets))))
+        _check_cell_names(self.budgets)
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
+        if not all(_is_int(s) for s in self.seeds):
+            raise ValueError(f"seeds must be ints, got {list(self.seeds)}")
+        object.__setattr__(self, "seeds", tuple(dict.fromkeys(int(s) for s in self.seeds)))
         if not self.methods or not self.seeds:
             raise ValueError("a sweep needs at least one method and one seed")
         if self.jobs < 1:
@@ -131,13 +243,17 @@ class Cell:
     seed: int
 
     def directory(self, root: Path) -> Path:
-        return root / "cells" / self.method / f"b{self.budget:g}_s{self.seed}"
+        return root / "cells" / self.method / f"{_budget_name(self.budget)}_s{self.seed}"
+
+
+def _dense_dir(root: Path, seed: int) -> Path:
+    return root / "dense" / f"seed{seed}"
 
 
 def _dense_config(config: SweepConfig, root: Path, seed: int) -> TrainConfig:
     """The shared starting point of a seed: dense pretraining, then one epoch at the full budget."""
     return replace(config.base, seed=seed, budget=1.0, budget_abs=None, epochs=1, input_mask=False,
-                   method="ecc", checkpoint=None, out=str(root / "dense" / f"seed{seed}"), quiet=True)
+                   method="ecc", checkpoint=None, out=str(_dense_dir(root, seed)), quiet=True)
 
 
 def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
@@ -149,11 +265,34 @@ def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
         budget_abs=None,
         method=method,
         input_mask=cell.method == "ecc-mask",
-        checkpoint=str(root / "dense" / f"seed{cell.seed}"),
+        checkpoint=str(_dense_dir(root, cell.seed)),
         pretrain_epochs=0,
         out=str(cell.directory(root)),
         quiet=True,
     )
+
+
+def _lock_file(root: Path, run_dir: Path) -> Path:
+    """The lock of a run folder: outside it, since `ecc train` wants a new run folder empty."""
+    relative = run_dir.relative_to(root)
+    return root / _LOCKS / relative.parent / f"{relative.name}.lock"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if absent), waiting for another holder.
+
+    flock locks belong to the open file: a holder that dies, even by SIGKILL, releases its
+    lock, so no stale lock outlives a crashed sweep. The file itself stays: removing it
+    while another process waits on it would let a third lock a new file at the same time.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # torch's RNG and thread count belong to the process: a worker with several threads (a Dask
@@ -161,13 +300,18 @@ def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
 _ONE_CELL_AT_A_TIME = threading.Lock()
 
 
-def _run(config: TrainConfig, threads: int) -> dict[str, Any]:
-    """Train one run directory (in a worker) with ``threads`` torch threads; its report, or why it failed."""
-    report_path = Path(config.out) / "report.json"
-    if report_path.is_file():
-        return json.loads(report_path.read_text())
-    with _ONE_CELL_AT_A_TIME:
-        resume = (Path(config.out) / "config.json").is_file()
+def _run(config: TrainConfig, threads: int, lock: str) -> str | None:
+    """Train one run directory (in a worker) with ``threads`` torch threads; None, or why it failed.
+
+    The process's turn comes first, then the run folder's lock: a thread waiting for a
+    folder that another process trains holds no lock that process could need.
+    """
+    run_dir = Path(config.out)
+    with _ONE_CELL_AT_A_TIME, _locked(Path(lock)):
+        if (run_dir / _REPORT).is_file():  # finished, perhaps by another process while this one waited
+            return None
+        (run_dir / _ERROR).unlink(missing_ok=True)  # a failed run is retried from where it stopped
+        resume = (run_dir / "config.json").is_file()
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -175,11 +319,14 @@ def _run(config: TrainConfig, threads: int) -> dict[str, Any]:
                 # The unmodelled layers (pooling, activations) are the same in every cell: not news.
                 warnings.simplefilter("ignore", UnmodelledLayerWarning)
                 train(config, resume=resume)
-        except ValueError as exc:  # an infeasible budget or other bad setting of this one cell
-            return {"error": str(exc).splitlines()[0]}
+        except ValueError as exc:  # an infeasible budget or other bad setting of this one run
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / _ERROR, json.dumps({"error": reason}, indent=2) + "\n")
+            return reason
         finally:
             torch.set_num_threads(previous)
-    return json.loads(report_path.read_text())
+    return None
 
 
 # Fields of a cell's config that the sweep sets itself, or that say only where and how fast
@@ -203,69 +350,141 @@ def _settings(config: SweepConfig) -> dict[str, Any]:
 
 
 def run_sweep(config: SweepConfig, out: str | Path) -> list[dict[str, Any]]:
-    """Run every cell not yet finished and write ``results.csv`` and ``summary.csv``.
+    """Run every cell not yet finished and rebuild ``results.csv`` and ``summary.csv``.
 
     Parameters
     ----------
     config : SweepConfig
     out : str or Path
-        The sweep directory; an existing one is resumed when its settings match.
+        The sweep directory; an existing one is resumed, or extended by the budgets,
+        methods and seeds it lacks, when its training settings match. Other ``run_sweep``
+        calls (other processes, other machines) may work on it at the same time.
 
     Returns
     -------
     list of dict
-        The rows of ``results.csv``: this shard's cells only.
+        The rows of ``results.csv``: every finished cell of the directory (this shard's
+        cells, cells of earlier or concurrent runs), ordered by seed, method and budget in
+        the order of ``sweep.json`` (settings first given first).
 
     Raises
     ------
     ValueError
-        If ``out`` holds a sweep with other settings, or another shard.
+        If ``out`` holds a sweep with other settings (the message names them), another
+        shard, or a merge; or if the dense model of a seed fails.
+    SweepFileError
+        If a file of ``out`` (``sweep.json``, a ``report.json``) is malformed.
     """
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    settings_path = root / "sweep.json"
-    settings = _settings(config)
-    if settings_path.is_file():
-        previous = json.loads(settings_path.read_text())
-        if previous["base"] != settings["base"] or previous.get("threads") != settings["threads"]:
-            raise ValueError(
-                f"{settings_path}: this directory holds a sweep with other training settings; use another --out"
-            )
-        shard = tuple(previous.get("shard", (0, 1)))
-        if shard != config.shard:
-            raise ValueError(
-                f"{settings_path}: this directory holds shard {_shard_text(shard)} of a sweep, not "
-                f"{_shard_text(config.shard)}: give every shard its own --out"
-            )
-        # A resumed sweep may add budgets, methods or seeds; the union is recorded.
-        for key in ("budgets", "methods", "seeds"):
-            settings[key] = sorted(set(previous[key]) | set(settings[key]), key=lambda v: (str(type(v)), v))
-    if config.shard != (0, 1):
-        settings["shard"] = list(config.shard)
-    settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    with _locked(root / _LOCKS / _DIRECTORY_LOCK):
+        _extend_settings(root, config)
 
     index, count = config.shard
     cells = [Cell(m, b, s) for s in config.seeds for m in config.methods for b in config.budgets][index::count]
     seeds = list(dict.fromkeys(c.seed for c in cells))  # the dense models this shard needs
-    bar = tqdm(total=len(seeds) + len(cells), desc="sweep", unit="run", disable=config.quiet)
-    with open_executor(config.executor, jobs=config.jobs, scheduler=config.scheduler) as pool:
-        dense = {pool.submit(_run, _dense_config(config, root, s), config.threads): s for s in seeds}
-        dense_reports = {}
-        for future in as_completed(dense):
-            dense_reports[dense[future]] = future.result()
-            bar.update()
-        failed = {s: r["error"] for s, r in dense_reports.items() if "error" in r}
-        if failed:
-            raise ValueError(f"dense model of seed {min(failed)} failed: {failed[min(failed)]}")
-        futures = {pool.submit(_run, _cell_config(config, root, c), config.threads): c for c in cells}
-        reports = {}
-        for future in as_completed(futures):
-            reports[futures[future]] = future.result()
-            bar.update()
-    bar.close()
-    rows = [_row(c, reports[c], dense_reports[c.seed]) for c in cells]
-    _write_csv(root / "results.csv", rows)
-    _write_csv(root / "summary.csv", summarize(rows))
+    # A report.json is never removed: a run that has one needs no worker, nor its lock.
+    seeds = [s for s in seeds if not (_dense_dir(root, s) / _REPORT).is_file()]
+    cells = [c for c in cells if not (c.directory(root) / _REPORT).is_file()]
+    if seeds or cells:
+        with tqdm(total=len(seeds) + len(cells), desc="sweep", unit="run", disable=config.quiet) as bar, \
+                open_executor(config.executor, jobs=config.jobs, scheduler=config.scheduler) as pool:
+            dense = {}
+            for s in seeds:
+                run_dir = _dense_dir(root, s)
+                dense[pool.submit(_run, _dense_config(config, root, s), config.threads,
+                                  str(_lock_file(root, run_dir)))] = s
+            failed = {}
+            for future in as_completed(dense):
+                error = future.result()
+                if error is not None:
+                    failed[dense[future]] = error
+                bar.update()
+            if failed:
+                seed = min(failed)
+                raise ValueError(f"{_dense_dir(root, seed)}: the dense model of seed {seed} failed: {failed[seed]}")
+            futures = [
+                pool.submit(_run, _cell_config(config, root, c), config.threads, str(_lock_file(root, c.directory(root))))
+                for c in cells
+            ]
+            for future in as_completed(futures):
+                future.result()
+                bar.update()
+    with _locked(root / _LOCKS / _DIRECTORY_LOCK):
+        # sweep.json is read again: a concurrent run may have extended it meanwhile.
+        rows = _collect(root, read_settings(root))
+        _write_csv(root / "results.csv", rows)
+        _write_csv(root / "summary.csv", summarize(rows))
+    return rows
+
+
+def _extend_settings(root: Path, config: SweepConfig) -> None:
+    """Check ``config`` against the directory's ``sweep.json`` and record the union of both."""
+    path = root / "sweep.json"
+    settings = _settings(config)
+    if path.is_file():
+        previous = read_settings(root)
+        if "merged_from" in previous:
+            raise ValueError(
+                f"{path}: this directory merges {len(previous['merged_from'])} sweeps; extend the sweeps it merges, "
+                "then merge them again"
+            )
+        differences = _differences(previous, settings)
+        if differences:
+            raise ValueError(
+                f"{path}: this directory holds a sweep with other training settings ({'; '.join(differences)}); "
+                "use another --out"
+            )
+        shard = tuple(previous.get("shard", (0, 1)))
+        if shard != config.shard:
+            raise ValueError(
+                f"{path}: this directory holds shard {_shard_text(shard)} of a sweep, not "
+                f"{_shard_text(config.shard)}: give every shard its own --out"
+            )
+        # A resumed sweep may add budgets, methods or seeds; the union is recorded, earlier ones first.
+        for key in ("budgets", "methods", "seeds"):
+            settings[key] = list(dict.fromkeys([*previous[key], *settings[key]]))
+        _check_cell_names(settings["budgets"])
+    if config.shard != (0, 1):
+        settings["shard"] = list(config.shard)
+    atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+
+
+def _differences(first: dict[str, Any], second: dict[str, Any],
+                 where: tuple[str, str] = ("in the directory", "given")) -> list[str]:
+    """'field: A in the directory, B given' for each training setting in which two sweeps differ."""
+    a = {**first["base"], "threads": first["threads"]}
+    b = {**second["base"], "threads": second["threads"]}
+    absent = object()
+
+    def shown(value: Any) -> str:
+        return "absent" if value is absent else _shown_value(value)
+
+    return [
+        f"{key}: {shown(a.get(key, absent))} {where[0]}, {shown(b.get(key, absent))} {where[1]}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, absent) != b.get(key, absent)
+    ]
+
+
+def _collect(root: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per finished cell folder of the directory, in the order of its settings."""
+    dense_accuracy: dict[int, float | None] = {}
+    rows = []
+    for seed in settings["seeds"]:
+        for method in settings["methods"]:
+            for budget in settings["budgets"]:
+                cell = Cell(method, budget, seed)
+                run_dir = cell.directory(root)
+                if not ((run_dir / _REPORT).is_file() or (run_dir / _ERROR).is_file()):
+                    continue
+                if seed not in dense_accuracy:
+                    dense_report = _dense_dir(root, seed) / _REPORT
+                    dense_accuracy[seed] = (
+                        _field(dense_report, read_json(dense_report), "accuracy", _FRACTION)
+                        if dense_report.is_file() else None
+                    )
+                rows.append(_row(cell, run_dir, dense_accuracy[seed]))
     return rows
 
 
@@ -300,6 +519,9 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
     ValueError
         If the settings differ, a shard is missing or given twice, a cell is in two
         directories, or ``out`` is one of ``dirs``.
+    SweepFileError
+        If a ``sweep.json`` or ``results.csv`` is malformed, or a row names a cell that
+        its directory's ``sweep.json`` does not list.
     FileExistsError
         If ``out`` holds a real folder where a link goes.
     """
@@ -309,21 +531,29 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
         raise ValueError("merge needs at least one sweep directory")
     if root.resolve() in {d.resolve() for d in sources}:
         raise ValueError(f"the merged directory {root} must not be one of the directories merged")
-    settings = [_read_settings(d) for d in sources]
+    settings = [_finished_settings(d) for d in sources]
     for d, other in zip(sources[1:], settings[1:]):
-        if (other["base"], other.get("threads")) != (settings[0]["base"], settings[0].get("threads")):
-            raise ValueError(f"{d} and {sources[0]} hold sweeps with different training settings; cannot merge them")
+        differences = _differences(other, settings[0], (f"in {d}", f"in {sources[0]}"))
+        if differences:
+            raise ValueError(f"{d} and {sources[0]} hold sweeps with different training settings "
+                             f"({'; '.join(differences)}); cannot merge them")
     _check_shards(sources, [tuple(s.get("shard", (0, 1))) for s in settings])
     merged = {key: settings[0][key] for key in ("base", "threads")}
     for key in ("budgets", "methods", "seeds"):
         merged[key] = list(dict.fromkeys(v for s in settings for v in s[key]))
+    _check_cell_names(merged["budgets"])
     merged["merged_from"] = [str(d) for d in sources]
 
     owner: dict[Cell, Path] = {}
     rows = []
-    for d in sources:
-        for row in _read_rows(d / "results.csv"):
+    for d, own in zip(sources, settings):
+        for row in read_results(d):
             cell = Cell(row["method"], row["budget"], row["seed"])
+            if not (cell.method in own["methods"] and cell.budget in own["budgets"] and cell.seed in own["seeds"]):
+                raise SweepFileError(
+                    f"{d / 'results.csv'}: cell {cell.method} @ {cell.budget:g} seed {cell.seed} is not among the "
+                    f"methods, budgets and seeds of {d / 'sweep.json'}"
+                )
             if cell in owner:
                 raise ValueError(f"cell {cell.method} @ {cell.budget:g} seed {cell.seed} is in both {owner[cell]} "
                                  f"and {d}; merge each cell once")
@@ -338,22 +568,21 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
         if cell.directory(d).is_dir():
             _link(cell.directory(d), cell.directory(root))
     for seed in merged["seeds"]:
-        dense = next((d / "dense" / f"seed{seed}" for d in sources if (d / "dense" / f"seed{seed}").is_dir()), None)
+        dense = next((_dense_dir(d, seed) for d in sources if _dense_dir(d, seed).is_dir()), None)
         if dense is not None:
-            _link(dense, root / "dense" / f"seed{seed}")
-    (root / "sweep.json").write_text(json.dumps(merged, indent=2) + "\n")
+            _link(dense, _dense_dir(root, seed))
+    atomic_write_text(root / "sweep.json", json.dumps(merged, indent=2) + "\n")
     _write_csv(root / "results.csv", rows)
     _write_csv(root / "summary.csv", summarize(rows))
     return rows
 
 
-def _read_settings(root: Path) -> dict[str, Any]:
-    path = root / "sweep.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{root}: not a sweep directory (no sweep.json)")
+def _finished_settings(root: Path) -> dict[str, Any]:
+    """The settings of a sweep directory that has written its results."""
+    settings = read_settings(root)
     if not (root / "results.csv").is_file():
         raise FileNotFoundError(f"{root}: the sweep has not finished (no results.csv); run it to the end first")
-    return json.loads(path.read_text())
+    return settings
 
 
 def _check_shards(sources: Sequence[Path], shards: Sequence[tuple[int, int]]) -> None:
@@ -372,23 +601,6 @@ def _check_shards(sources: Sequence[Path], shards: Sequence[tuple[int, int]]) ->
             raise ValueError(f"cannot merge {len(sources)} directories: {'; '.join(problems)}")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results.csv with their values typed back (bool, int, float; text stays text)."""
-    with path.open(newline="") as fh:
-        return [{k: _typed(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _typed(text: str) -> Any:
-    if text in ("True", "False"):
-        return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _link(target: Path, link: Path) -> None:
     """A relative symbolic link ``link -> target``, replacing an earlier link."""
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -399,34 +611,52 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(os.path.relpath(target.resolve(), link.parent.resolve()), target_is_directory=True)
 
 
-def _row(cell: Cell, report: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
+def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, Any]:
+    """The results.csv row of a finished cell, from its report.json or error.json."""
     row = {"method": cell.method, "budget": cell.budget, "seed": cell.seed}
-    if "error" in report:
-        return row | {"feasible": False, "reason": report["error"], "dense_accuracy": dense.get("accuracy")}
+    path = run_dir / _REPORT
+    if not path.is_file():
+        path = run_dir / _ERROR
+        reason = _field(path, read_json(path), "error", _TEXT)
+        return row | {"feasible": False, "reason": reason, "collapsed": False, "dense_accuracy": dense_accuracy}
+    report = read_json(path)
+
+    def field(key: str, check: _Check, **default: Any) -> Any:
+        return _field(path, report, key, check, **default)
+
+    energy_relative = field("energy_simulated_relative", _POSITIVE)
     row |= {
-        "feasible": report["energy_simulated_relative"] <= cell.budget * (1 + 1e-9),
+        "feasible": energy_relative <= cell.budget * (1 + 1e-9),
         "reason": "",
-        "accuracy": report["accuracy"],
-        "dense_accuracy": dense.get("accuracy"),
-        "energy_simulated": report["energy_simulated"],
-        "energy_simulated_relative": report["energy_simulated_relative"],
-        "energy_proxy": report["energy_proxy"],
-        "energy_dense": report["energy_dense"],
-        "wall_time_s": report.get("wall_time_s"),
+        # True when the final accuracy fell to chance while the dense model was far above it.
+        "collapsed": field("collapsed", _BOOL, default=False),
+        "accuracy": field("accuracy", _FRACTION),
+        "dense_accuracy": dense_accuracy,
+        "energy_simulated": field("energy_simulated", _NON_NEGATIVE),
+        "energy_simulated_relative": energy_relative,
+        "energy_proxy": field("energy_proxy", _NON_NEGATIVE),
+        "energy_dense": field("energy_dense", _POSITIVE),
+        "wall_time_s": field("wall_time_s", _NON_NEGATIVE, default=None),
     }
-    row |= {f"density:{l['name']}": l["density"] for l in report["layers"]}
+    for i, layer in enumerate(field("layers", _LIST)):
+        name = _field(path, layer, "name", _NAME, prefix=f"layers[{i}].")
+        row[f"density:{name}"] = _field(path, layer, "density", _FRACTION, prefix=f"layers[{i}].")
     return row
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and (sample) standard deviation over seeds of each (method, budget)."""
+    """Mean and (sample) standard deviation over seeds of each (method, budget).
+
+    ``collapsed_seeds`` counts the seeds whose cell collapsed to chance accuracy.
+    """
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["budget"]), []).append(row)
     summary = []
     for (method, budget), group in sorted(groups.items()):
         done = [r for r in group if r.get("feasible")]
-        entry = {"method": method, "budget": budget, "seeds": len(group), "feasible_seeds": len(done)}
+        entry = {"method": method, "budget": budget, "seeds": len(group), "feasible_seeds": len(done),
+                 "collapsed_seeds": sum(r.get("collapsed") is True for r in group)}
         for key, name in (("accuracy", "accuracy"), ("energy_simulated_relative", "energy")):
             values = [float(r[key]) for r in done]
             mean = sum(values) / len(values) if values else math.nan
@@ -440,9 +670,347 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+# Reading the files back. A check is (predicate, what it accepts); the readers raise
+# SweepFileError with the file, the field and both what was expected and what was found.
+
+_Check = tuple[Callable[[Any], bool], str]
+# A column of a CSV file: (parse its text to a value or raise ValueError, what it accepts).
+_Column = tuple[Callable[[str], Any], str]
+
+_FRACTION: _Check = (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]")
+_POSITIVE: _Check = (lambda v: _is_number(v) and v > 0, "a finite number > 0")
+_NON_NEGATIVE: _Check = (lambda v: _is_number(v) and v >= 0, "a finite number >= 0")
+_BOOL: _Check = (lambda v: isinstance(v, bool), "true or false")
+_TEXT: _Check = (lambda v: isinstance(v, str), "a string")
+_NAME: _Check = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+_OBJECT: _Check = (lambda v: isinstance(v, dict), "an object")
+_LIST: _Check = (lambda v: isinstance(v, list), "a list")
+_POSITIVE_INT: _Check = (lambda v: _is_int(v) and v >= 1, "an int >= 1")
+
+
+def _distinct_list(item: _Check) -> _Check:
+    def ok(value: Any) -> bool:
+        return (isinstance(value, list) and len(value) > 0 and all(item[0](v) for v in value)
+                and len(set(value)) == len(value))
+
+    return ok, f"a non-empty list of distinct values, each {item[1]}"
+
+
+_SETTINGS_FIELDS: dict[str, _Check] = {
+    "base": _OBJECT,
+    "threads": _POSITIVE_INT,
+    "budgets": _distinct_list((_is_budget, "a number in (0, 1]")),
+    "methods": _distinct_list((lambda v: isinstance(v, str) and v in METHODS, f"one of {', '.join(METHODS)}")),
+    "seeds": _distinct_list((_is_int, "an int")),
+    "shard": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(i) for i in v) and 0 <= v[0] < v[1],
+              "[i, n] with 0 <= i < n"),
+    "merged_from": (lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v), "a list of paths"),
+}
+_OPTIONAL_SETTINGS = ("shard", "merged_from")
+# The training settings a figure's title names.
+_TITLE_FIELDS = ("model", "dataset", "profile", "estimator")
+_MISSING = object()
+
+
+def _shown_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field(path: Path, data: Any, key: str, check: _Check, *, prefix: str = "", default: Any = _MISSING) -> Any:
+    """``data[key]``, checked; a missing field takes ``default`` or is an error naming ``path`` and the field."""
+    if not isinstance(data, dict):
+        raise SweepFileError(f"{path}: field {prefix.rstrip('.') or '(top level)'} must be an object, "
+                             f"got {_shown_value(data)}")
+    if key not in data:
+        if default is not _MISSING:
+            return default
+        raise SweepFileError(f"{path}: field {prefix}{key} is missing; expected {check[1]}")
+    value = data[key]
+    if not check[0](value):
+        raise SweepFileError(f"{path}: field {prefix}{key} must be {check[1]}, got {_shown_value(value)}")
+    return value
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a ``sweep.json``, ``report.json``, ``simulated.json``, ...).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    SweepFileError
+        If the file is not UTF-8 JSON holding an object; the message names the file.
+    OSError
+        If the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SweepFileError(f"{path}: not a JSON file ({exc})") from None
+    except RecursionError:
+        raise SweepFileError(f"{path}: not a JSON file (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise SweepFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_settings(root: str | Path) -> dict[str, Any]:
+    """The checked ``sweep.json`` of a sweep directory.
+
+    Parameters
+    ----------
+    root : str or Path
+        The sweep directory.
+
+    Returns
+    -------
+    dict
+        ``base`` (the training settings, with at least ``model``, ``dataset``, ``profile``
+        and ``estimator``), ``threads``, ``budgets``, ``methods``, ``seeds``, and the
+        optional ``shard`` and ``merged_from``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` has no ``sweep.json``.
+    SweepFileError
+        If a field is missing, unknown or malformed, or two budgets share a cell folder.
+    """
+    root = Path(root)
+    path = root / "sweep.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{root}: not a sweep directory (no sweep.json)")
+    data = read_json(path)
+    unknown = sorted(set(data) - set(_SETTINGS_FIELDS))
+    if unknown:
+        raise SweepFileError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}; known: "
+                             f"{', '.join(_SETTINGS_FIELDS)}")
+    for key, check in _SETTINGS_FIELDS.items():
+        if key in data or key not in _OPTIONAL_SETTINGS:
+            _field(path, data, key, check)
+    for key in _TITLE_FIELDS:
+        _field(path, data["base"], key, _TEXT, prefix="base.")
+    try:
+        _check_cell_names(data["budgets"])
+    except ValueError as exc:
+        raise SweepFileError(f"{path}: field budgets: {exc}") from None
+    return data
+
+
+def _parsed(parse: Callable[[str], Any], check: _Check) -> _Column:
+    """A column whose text is ``parse``d, then the value checked with ``check``."""
+    def convert(text: str) -> Any:
+        value = parse(text)
+        if not check[0](value):
+            raise ValueError(text)
+        return value
+
+    return convert, check[1]
+
+
+def _parse_bool(text: str) -> bool:
+    if text not in ("True", "False"):
+        raise ValueError(text)
+    return text == "True"
+
+
+def _parse_method(text: str) -> str:
+    if text not in METHODS:
+        raise ValueError(text)
+    return text
+
+
+def _optional(column: _Column) -> _Column:
+    """An empty cell reads as None."""
+    convert, what = column
+    return (lambda text: None if text == "" else convert(text)), f"empty or {what}"
+
+
+_ANY_FLOAT: _Column = (float, "a number")
+_CSV_FRACTION = _parsed(float, _FRACTION)
+_DENSITY_PREFIX = "density:"
+
+# Columns of results.csv: the first four are required, the others optional (older files lack `collapsed`).
+_RESULT_COLUMNS: dict[str, _Column] = {
+    "method": (_parse_method, f"one of {', '.join(METHODS)}"),
+    "budget": _parsed(float, (_is_budget, "a number in (0, 1]")),
+    "seed": (int, "an int"),
+    "feasible": (_parse_bool, "True or False"),
+    "reason": (str, "text"),
+    "collapsed": (_parse_bool, "True or False"),
+    "accuracy": _optional(_CSV_FRACTION),
+    "dense_accuracy": _optional(_CSV_FRACTION),
+    "energy_simulated": _optional(_parsed(float, _NON_NEGATIVE)),
+    "energy_simulated_relative": _optional(_parsed(float, _POSITIVE)),
+    "energy_proxy": _optional(_parsed(float, _NON_NEGATIVE)),
+    "energy_dense": _optional(_parsed(float, _POSITIVE)),
+    "wall_time_s": _optional(_parsed(float, _NON_NEGATIVE)),
+}
+_RESULT_REQUIRED = ("method", "budget", "seed", "feasible")
+# Columns a feasible cell must fill.
+_FEASIBLE_REQUIRED = ("accuracy", "energy_simulated_relative")
+
+_SUMMARY_COLUMNS: dict[str, _Column] = {
+    "method": (_parse_method, f"one of {', '.join(METHODS)}"),
+    "budget": _parsed(float, (_is_budget, "a number in (0, 1]")),
+    "seeds": _parsed(int, _POSITIVE_INT),
+    "feasible_seeds": _parsed(int, (lambda v: v >= 0, "an int >= 0")),
+    "collapsed_seeds": _parsed(int, (lambda v: v >= 0, "an int >= 0")),
+    "accuracy_mean": _ANY_FLOAT,
+    "accuracy_std": _ANY_FLOAT,
+    "energy_mean": _ANY_FLOAT,
+    "energy_std": _ANY_FLOAT,
+}
+_SUMMARY_OPTIONAL = ("collapsed_seeds",)
+# Where feasible_seeds > 0 the means and deviations are numbers (nan only where no seed is feasible).
+_SUMMARY_STATISTICS: dict[str, _Check] = {
+    "accuracy_mean": _FRACTION, "accuracy_std": _NON_NEGATIVE, "energy_mean": _POSITIVE, "energy_std": _NON_NEGATIVE,
+}
+
+
+def _read_table(path: Path, columns: dict[str, _Column], required: Sequence[str],
+                prefix_column: tuple[str, _Column] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(line, typed row) of every row of a CSV file whose header names only ``columns``
+    (and columns starting with ``prefix_column[0]``), ``required`` among them."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; is {path.parent} a sweep directory written by `ecc sweep`?")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SweepFileError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        header = next(reader, None)
+        if not header:
+            raise SweepFileError(f"{path}: no header line; expected columns {', '.join(required)}, ...")
+        checks = []
+        for name in header:
+            if name in columns:
+                checks.append(columns[name])
+            elif prefix_column is not None and name.startswith(prefix_column[0]) and len(name) > len(prefix_column[0]):
+                checks.append(prefix_column[1])
+            else:
+                known = ", ".join([*columns, *([prefix_column[0] + "<layer>"] if prefix_column else [])])
+                raise SweepFileError(f"{path}: unknown column {_shown_value(name)}; known: {known}")
+        repeated = sorted({n for n in header if header.count(n) > 1})
+        missing = [n for n in required if n not in header]
+        if repeated or missing:
+            problem = f"column(s) {', '.join(repeated)} given twice" if repeated else f"lacks column(s) {', '.join(missing)}"
+            raise SweepFileError(f"{path}: the header {problem}")
+        for record in reader:
+            if not record:  # a blank line
+                continue
+            line = reader.line_num
+            if len(record) != len(header):
+                raise SweepFileError(f"{path}: line {line} has {len(record)} field(s), the header {len(header)}")
+            row = {}
+            for name, (convert, what), text_value in zip(header, checks, record):
+                try:
+                    row[name] = convert(text_value)
+                except ValueError:
+                    raise SweepFileError(
+                        f"{path}: line {line}, column {name!r} must be {what}, got {_shown_value(text_value)}"
+                    ) from None
+            rows.append((line, row))
+    except csv.Error as exc:
+        raise SweepFileError(f"{path}: not a CSV file (line {reader.line_num}: {exc})") from None
+    return rows
+
+
+def read_results(root: str | Path) -> list[dict[str, Any]]:
+    """The checked rows of a sweep directory's ``results.csv``, typed.
+
+    Parameters
+    ----------
+    root : str or Path
+        The sweep directory.
+
+    Returns
+    -------
+    list of dict
+        One per cell: ``method``, ``budget``, ``seed`` and ``feasible`` always; the other
+        columns where the file has them (None where a cell leaves them empty; a feasible
+        cell always has ``accuracy`` and ``energy_simulated_relative``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no ``results.csv``.
+    SweepFileError
+        If a column is unknown or missing, a value is malformed, or a cell is repeated.
+    """
+    path = Path(root) / "results.csv"
+    rows = _read_table(path, _RESULT_COLUMNS, _RESULT_REQUIRED, (_DENSITY_PREFIX, _optional(_CSV_FRACTION)))
+    first: dict[tuple[str, float, int], int] = {}
+    for line, row in rows:
+        key = (row["method"], row["budget"], row["seed"])
+        if key in first:
+            raise SweepFileError(f"{path}: line {line} repeats the cell {key[0]} @ {key[1]:g} seed {key[2]} "
+                                 f"of line {first[key]}")
+        first[key] = line
+        if row["feasible"]:
+            for name in _FEASIBLE_REQUIRED:
+                if row.get(name) is None:
+                    what = _RESULT_COLUMNS[name][1].removeprefix("empty or ")
+                    raise SweepFileError(f"{path}: line {line}, column {name!r} must be {what} for a feasible cell, "
+                                         "got ''")
+    return [row for _, row in rows]
+
+
+def read_summary(root: str | Path) -> list[dict[str, Any]]:
+    """The checked rows of a sweep directory's ``summary.csv``, typed.
+
+    Parameters
+    ----------
+    root : str or Path
+        The sweep directory.
+
+    Returns
+    -------
+    list of dict
+        One per (method, budget): ``seeds``, ``feasible_seeds`` (and ``collapsed_seeds``
+        where the file has it), and the mean and std of ``accuracy`` and ``energy``
+        (numbers where ``feasible_seeds > 0``, else possibly nan).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no ``summary.csv``.
+    SweepFileError
+        If a column is unknown or missing, a value is malformed, or a (method, budget) is repeated.
+    """
+    path = Path(root) / "summary.csv"
+    required = [n for n in _SUMMARY_COLUMNS if n not in _SUMMARY_OPTIONAL]
+    rows = _read_table(path, _SUMMARY_COLUMNS, required)
+    first: dict[tuple[str, float], int] = {}
+    for line, row in rows:
+        key = (row["method"], row["budget"])
+        if key in first:
+            raise SweepFileError(f"{path}: line {line} repeats {key[0]} @ {key[1]:g} of line {first[key]}")
+        first[key] = line
+        for name in ("feasible_seeds", "collapsed_seeds"):
+            if row.get(name, 0) > row["seeds"]:
+                raise SweepFileError(f"{path}: line {line}, column {name!r} must be at most seeds ({row['seeds']}), "
+                                     f"got {row[name]}")
+        if row["feasible_seeds"] > 0:
+            for name, (ok, what) in _SUMMARY_STATISTICS.items():
+                if not ok(row[name]):
+                    raise SweepFileError(f"{path}: line {line}, column {name!r} must be {what} where "
+                                         f"feasible_seeds > 0, got {row[name]!r}")
+    return [row for _, row in rows]

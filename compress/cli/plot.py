@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
 
 __all__ = ["register"]
@@ -29,54 +27,86 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; is {path.parent} a sweep directory written by `ecc sweep`?")
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> list[Path]:
+    """Figures (a)-(c) of a sweep directory; every input is read and checked before any figure is written."""
     from compress import plot
+    from compress.sweep import SweepFileError, read_results, read_settings, read_summary
 
-    summary = _read_csv(root / "summary.csv")
-    results = _read_csv(root / "results.csv")
-    rows = [
-        {k: (float(v) if k != "method" else v) for k, v in r.items() if k in
-         ("method", "energy_mean", "energy_std", "accuracy_mean", "accuracy_std")}
-        for r in summary if int(r["feasible_seeds"]) > 0
-    ]
-    dense = [float(r["dense_accuracy"]) for r in results if r.get("dense_accuracy")]
-    settings = json.loads((root / "sweep.json").read_text())
-    base = settings["base"]
+    base = read_settings(root)["base"]
+    summary = read_summary(root)
+    results = read_results(root)
+    if not results:
+        raise SweepFileError(f"{root / 'results.csv'}: no cells; the sweep has not finished one yet")
+    budgets = sorted({r["budget"] for r in results})
+    chosen = min(budgets) if budget is None else budget
+    if chosen not in budgets:
+        raise ValueError(f"--budget {chosen:g} is not in the sweep; budgets: {', '.join(f'{b:g}' for b in budgets)}")
+    rows = [r for r in summary if r["feasible_seeds"] > 0]
+    dense = [r["dense_accuracy"] for r in results if r.get("dense_accuracy") is not None]
+    densities: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        if r["budget"] == chosen and r["feasible"]:
+            per_layer = densities.setdefault(r["method"], {})
+            for key, value in r.items():
+                if key.startswith("density:") and value is not None:
+                    per_layer.setdefault(key[len("density:"):], []).append(value)
+    densities = {m: layers for m, layers in densities.items() if layers}
+    if len({frozenset(layers) for layers in densities.values()}) > 1:
+        given = "; ".join(f"{m}: {', '.join(layers)}" for m, layers in densities.items())
+        raise SweepFileError(f"{root / 'results.csv'}: the feasible cells at budget {chosen:g} give the densities "
+                             f"of different layers ({given})")
+    seed = min(r["seed"] for r in results)
+    dense_path = root / "dense" / f"seed{seed}" / "simulated.json"
+    pruned_path = root / "cells" / method / f"b{chosen:g}_s{seed}" / "simulated.json"
+    reports = {}
+    if dense_path.is_file() and pruned_path.is_file():
+        reports = {"dense": _read_simulated(dense_path), f"{method} @ {chosen:g}": _read_simulated(pruned_path)}
+        missing = [l["name"] for l in reports["dense"]["layers"]
+                   if l["name"] not in {p["name"] for p in reports[f"{method} @ {chosen:g}"]["layers"]}]
+        if missing:
+            raise SweepFileError(f"{pruned_path}: lacks layer(s) {', '.join(missing)} of {dense_path}")
+
     written = plot.energy_accuracy(
         rows, out / "energy_accuracy",
         dense_accuracy=sum(dense) / len(dense) if dense else None,
         title=f"{base['model']} on {base['dataset']}, {base['profile']} ({base['estimator']} estimator)",
     )
-    budgets = sorted({float(r["budget"]) for r in results})
-    chosen = min(budgets) if budget is None else budget
-    if chosen not in budgets:
-        raise ValueError(f"--budget {chosen:g} is not in the sweep; budgets: {', '.join(f'{b:g}' for b in budgets)}")
-    at_budget = [r for r in results if float(r["budget"]) == chosen and r["feasible"] == "True"]
-    densities: dict[str, dict[str, list[float]]] = {}
-    for r in at_budget:
-        per_layer = densities.setdefault(r["method"], {})
-        for key, value in r.items():
-            if key.startswith("density:") and value:
-                per_layer.setdefault(key[len("density:"):], []).append(float(value))
     if densities:
         mean = {m: {n: sum(v) / len(v) for n, v in layers.items()} for m, layers in densities.items()}
         written += plot.layer_density(mean, out / f"density_b{chosen:g}", budget=chosen)
-    seed = min(int(r["seed"]) for r in results)
-    dense_report = root / "dense" / f"seed{seed}" / "simulated.json"
-    pruned_report = root / "cells" / method / f"b{chosen:g}_s{seed}" / "simulated.json"
-    if dense_report.is_file() and pruned_report.is_file():
-        written += plot.layer_energy(
-            {"dense": json.loads(dense_report.read_text()), f"{method} @ {chosen:g}": json.loads(pruned_report.read_text())},
-            out / f"layer_energy_{method}_b{chosen:g}",
-        )
+    if reports:
+        written += plot.layer_energy(reports, out / f"layer_energy_{method}_b{chosen:g}")
     return written
+
+
+def _read_simulated(path: Path) -> dict:
+    """A ``simulated.json`` (an ``energysim`` report), checked for what figure (b) draws."""
+    from compress.sweep import SweepFileError, read_json
+    from energysim.report import LEVELS
+
+    report = read_json(path)
+
+    def fail(field: str, what: str, value: object) -> SweepFileError:
+        shown = repr(value)
+        return SweepFileError(f"{path}: field {field} must be {what}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+
+    for key in ("model", "profile", "estimator", "units"):
+        if not isinstance(report.get(key), str):
+            raise fail(key, "a string", report.get(key))
+    layers = report.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise fail("layers", "a non-empty list of layer reports", layers)
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
+            raise fail(f"layers[{i}].name", "a string", layer.get("name") if isinstance(layer, dict) else layer)
+        levels = layer.get("energy_by_level")
+        if not isinstance(levels, dict):
+            raise fail(f"layers[{i}].energy_by_level", f"an object with {', '.join(LEVELS)}", levels)
+        for level in LEVELS:
+            value = levels.get(level)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise fail(f"layers[{i}].energy_by_level.{level}", "a finite number >= 0", value)
+    return report
 
 
 def _timeline(run_dir: Path, layer: str, out: Path) -> list[Path]:

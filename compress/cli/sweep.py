@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run an `ecc train`-style run for every (method, budget, seed) in DIR/cells/, all methods of a seed "
             "starting from the same dense model (DIR/dense/seed<S>) with the same schedule. Finished cells are "
-            "skipped, so an interrupted sweep resumes where it stopped. Writes DIR/results.csv (one row per cell) "
+            "skipped, so an interrupted sweep resumes where it stopped, and a sweep run again on DIR with more "
+            "budgets, methods or seeds (same training settings) adds them; several sweeps may run on one DIR at "
+            "once, each cell trained by one of them. Writes DIR/results.csv (one row per finished cell of DIR) "
             "and DIR/summary.csv (mean and std over seeds); `ecc plot DIR` draws them. Across machines: "
             "--shard I/N runs every N-th cell (one task of a job array, each with its own --out), "
             "`ecc sweep --merge DIR... --out DIR` combines the shards, and --executor dask --scheduler ADDRESS runs "
@@ -55,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_training_options(parser)
     parser.add_argument("--budgets", type=_floats, required=True, metavar="B,B,...",
-                        help="relative energy budgets, e.g. 0.5,0.3,0.2")
+                        help="relative energy budgets in (0, 1], e.g. 0.5,0.3,0.2")
     parser.add_argument("--methods", default="ecc,magnitude", metavar="M,M,...",
                         help=f"methods among {', '.join(METHODS)} (default: ecc,magnitude)")
     parser.add_argument("--seeds", type=_ints, default=(0,), metavar="S,S,...", help="seeds (default: 0)")
@@ -89,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.sweep import SweepConfig, merge_sweeps, run_sweep
+    from compress.sweep import SweepConfig, check_relative_budgets, merge_sweeps, run_sweep
 
     given = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is not None]
     if args.merge is not None:
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is None]
     if missing:
         args.sweep_parser.error(f"the following arguments are required: {', '.join(missing)} (or --merge DIR...)")
+    check_relative_budgets(args.budgets)  # a wrong budget is reported before the model is built
     # The cells ignore the unmodelled-layer note (the same in each): it is printed here, once,
     # and --strict, a bad model or input shape fail before any file is written.
     model_from_args(args)
@@ -128,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(rows: list[dict]) -> None:
+    """Mean accuracy and energy of each (method, budget); unreached budgets and collapsed cells on stderr."""
     from compress.sweep import summarize
 
     for entry in summarize(rows):
@@ -139,3 +143,10 @@ def _print_summary(rows: list[dict]) -> None:
         else:
             reason = next(r["reason"] for r in rows if r["method"] == entry["method"] and r["budget"] == entry["budget"])
             print(f"{entry['method']:>13} @ {entry['budget']:<5g} not reached: {reason}", file=sys.stderr)
+    collapsed = [f"{r['method']} @ {r['budget']:g} seed {r['seed']}" for r in rows if r.get("collapsed")]
+    if collapsed:
+        print(
+            f"warning: {len(collapsed)} cell(s) collapsed to chance accuracy while the dense model was far above "
+            f"it: {', '.join(collapsed)}",
+            file=sys.stderr,
+        )

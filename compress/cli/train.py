@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_training_options(parser)
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument(
-        "--budget", type=float, default=None, metavar="R", help="energy budget relative to dense, e.g. 0.2"
+        "--budget", type=float, default=None, metavar="R", help="energy budget relative to dense, in (0, 1], e.g. 0.2"
     )
     budget.add_argument(
         "--budget-abs", type=float, default=None, metavar="E", help="absolute energy budget (profile units)"
@@ -126,9 +126,12 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from compress.distributed import is_main_process
+    from compress.sweep import check_relative_budgets
     from compress.train import train
     from energysim.workload import UnmodelledLayerWarning
 
+    if args.budget is not None:  # the rule of `ecc sweep --budgets` too
+        check_relative_budgets((args.budget,), name="--budget")
     config = config_from_args(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmodelledLayerWarning)
