@@ -7,8 +7,12 @@ as ``TensorDataset`` of float32 images ``(N, C, H, W)``, normalized per channel
 with the train split's mean and standard deviation, and int64 labels.
 ``imagefolder`` returns lazily loaded torchvision ``ImageFolder`` datasets.
 
-The file readers (:func:`read_idx`, :func:`read_cifar10_batch`) validate every
-header and size they rely on and raise :class:`DataFileError` naming the file.
+Dataset files are untrusted input. The file readers (:func:`read_idx`,
+:func:`read_cifar10_batch`, and the image loader behind ``imagefolder``) validate
+every header, size and value they rely on and raise :class:`DataFileError` naming
+the file, in one line. CIFAR-10 batches are pickles, read by an unpickler that
+allows only the numpy globals an array needs and calls none of them, so a crafted
+batch cannot run code.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import math
 import numbers
 import os
 import pickle
+import re
+import reprlib
 import struct
 import zlib
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import torch
@@ -71,6 +77,20 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR10_TEST_FILE = "test_batch"
 _CIFAR10_SHAPE = (3, 32, 32)
+
+# The only globals a CIFAR-10 batch may name, and the kind of stand-in each unpickles to. Python 2's
+# cPickle (the distributed files) and numpy 1 write numpy.core.multiarray._reconstruct, numpy 2 writes
+# numpy._core; pickle protocol 5 (Python 3.14's default) rebuilds an array with numeric._frombuffer.
+_CIFAR10_GLOBALS = {
+    ("numpy", "ndarray"): "ndarray",
+    ("numpy", "dtype"): "dtype",
+    **{(f"{core}.multiarray", "_reconstruct"): "reconstruct" for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.numeric", "_frombuffer"): "frombuffer" for core in ("numpy.core", "numpy._core")},
+}
+
+# Keys and names from a crafted file can be any length; messages quote at most this much of each.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 80
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -144,7 +164,7 @@ def load_dataset(
           unless ``root`` is given.
         - ``"mnist"``: the four MNIST IDX files in ``root``.
         - ``"cifar10"``: the CIFAR-10 python batches in ``root`` (or in
-          ``root/cifar-10-batches-py``). They are pickles: only load trusted files.
+          ``root/cifar-10-batches-py``), read by :func:`read_cifar10_batch`.
         - ``"imagefolder"``: ``root/train`` and ``root/val`` in torchvision's
           ImageFolder layout; needs torchvision.
     root : str or os.PathLike, optional
@@ -171,7 +191,10 @@ def load_dataset(
     DatasetNotFoundError
         The dataset's files are not in the folder looked at.
     DataFileError
-        A file is corrupt, truncated, or inconsistent with its partner.
+        A file is corrupt, truncated, or inconsistent with its partner; a
+        CIFAR-10 batch names a global other than numpy's array reconstruction,
+        or pickles an array that is not plain numbers.
+        For ``imagefolder`` an image is only read when its item is fetched.
     MissingDependencyError
         ``imagefolder`` without torchvision installed.
 
@@ -210,8 +233,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ------
     DataFileError
         Corrupt gzip stream, bad magic number, unknown type code, no
-        dimensions, or a payload whose length differs from what the header
-        declares (truncated or trailing bytes).
+        dimensions or more than numpy supports, or a payload whose length
+        differs from what the header declares (truncated or trailing bytes).
 
     Examples
     --------
@@ -252,18 +275,28 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"values = {expected} bytes, found {found}"
         )
     payload = np.frombuffer(memoryview(data)[header_bytes:], dtype=dtype)
-    return payload.reshape(dims).astype(dtype.newbyteorder("="))
+    try:
+        array = payload.reshape(dims)
+    # More dimensions than numpy supports, or a 0 next to sizes whose product overflows.
+    except ValueError as exc:
+        raise DataFileError(
+            f"IDX file {path} declares a {'×'.join(map(str, dims))} array, which numpy cannot hold: {exc}"
+        ) from exc
+    return array.astype(dtype.newbyteorder("="))
 
 
 def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR-10 python batch (``data_batch_1`` .. ``_5``, ``test_batch``).
 
     A batch is a pickled dict with ``b"data"`` (N×3072 uint8, channel-major
-    32×32 RGB) and ``b"labels"`` (N ints in 0..9), read with
-    ``pickle.load(..., encoding="bytes")``.
-
-    .. warning:: Unpickling can execute arbitrary code. Only read files from a
-       source you trust.
+    32×32 RGB) and ``b"labels"`` (N ints in 0..9), read as
+    ``pickle.load(..., encoding="bytes")`` would, but safely: a file may name
+    only ``numpy.ndarray``, ``numpy.dtype`` and numpy's array reconstruction
+    functions, and any other global (``os.system``, ``builtins.exec``, ...) is
+    refused without being looked up. Even those are not called while
+    unpickling: they stand in as recorded data, and the arrays are built
+    afterwards from their checked shape, plain number type and bytes. So
+    reading a crafted batch runs no code from it.
 
     Parameters
     ----------
@@ -280,36 +313,158 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     Raises
     ------
     DataFileError
-        The file does not unpickle, is not a dict with those keys, or holds
-        arrays of the wrong shape, type or label range.
+        The file names a global other than those, does not unpickle, is not a
+        dict with those keys, pickles an array inconsistently or of a type
+        other than plain numbers, or holds arrays of the wrong shape, type or
+        label range.
     """
     path = Path(path)
     with path.open("rb") as stream:
         try:
-            batch = pickle.load(stream, encoding="bytes")
+            batch = _Cifar10Unpickler(path, stream).load()
+        except DataFileError:
+            raise
         # A corrupt pickle can raise nearly anything (UnpicklingError, EOFError,
-        # AttributeError, ImportError, IndexError, ... per the pickle docs).
+        # AttributeError, ImportError, IndexError, MemoryError, ... per the pickle docs).
         except Exception as exc:
-            raise DataFileError(f"CIFAR-10 batch {path} is not a readable pickle: {exc!r}") from exc
+            raise DataFileError(f"CIFAR-10 batch {path} is not a readable pickle: {_one_line(exc)}") from exc
     if not isinstance(batch, dict):
-        raise DataFileError(f"CIFAR-10 batch {path} must hold a dict, got {type(batch).__name__}")
+        raise DataFileError(f"CIFAR-10 batch {path} must hold a dict, got {_type_name(batch)}")
     missing = [repr(k) for k in (b"data", b"labels") if k not in batch]
     if missing:
-        found = ", ".join(sorted(repr(k) for k in batch)) or "none"
+        found = ", ".join(sorted(_QUOTE.repr(k) for k in batch)) or "none"
         raise DataFileError(f"CIFAR-10 batch {path} lacks key(s) {', '.join(missing)}; found keys: {found}")
-    data = batch[b"data"]
+    data = _numpy_array(path, "b'data'", batch[b"data"])
     row = math.prod(_CIFAR10_SHAPE)
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == row):
-        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else _type_name(data)
         raise DataFileError(f"CIFAR-10 batch {path}: b'data' must be an N×{row} uint8 array, got {got}")
-    labels = np.asarray(batch[b"labels"])
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise DataFileError(
-            f"CIFAR-10 batch {path}: b'labels' must be {len(data)} integers (one per image), "
-            f"got {labels.dtype} array of shape {labels.shape}"
-        )
+    labels = _cifar10_labels(path, _numpy_array(path, "b'labels'", batch[b"labels"]), len(data))
     _check_label_range(path, labels)
     return data.reshape(-1, *_CIFAR10_SHAPE), labels.astype(np.int64)
+
+
+class _NumpyStandIn:
+    """What an allowed numpy global, or a call of one, unpickles to in a CIFAR-10 batch: plain data.
+
+    numpy's own unpickling is unsafe on crafted input even with only these globals: BUILD on a
+    memoized structured dtype can give it an object field after an array of the file's bytes was
+    made with it, and numpy then follows those bytes as object pointers (it crashes freeing them).
+    So nothing of numpy runs while unpickling; :func:`_numpy_array` checks the parts afterwards.
+    """
+
+    __slots__ = ("kind", "args", "state")
+
+    def __init__(self, kind: str, args: tuple | None = None) -> None:
+        self.kind, self.args, self.state = kind, args, None
+
+    def __call__(self, *args: object) -> _NumpyStandIn:
+        return _NumpyStandIn(self.kind, args)
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<pickled numpy {self.kind}>"
+
+
+class _Cifar10Unpickler(pickle.Unpickler):
+    """Unpickler of a CIFAR-10 batch: bytes for Python 2 strings, stand-ins for numpy, no other globals."""
+
+    def __init__(self, path: Path, stream: BinaryIO) -> None:
+        super().__init__(stream, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> _NumpyStandIn:
+        """A fresh stand-in for an allowed global; DataFileError for any other, which is never imported."""
+        kind = _CIFAR10_GLOBALS.get((module, name))
+        if kind is None:
+            allowed = ", ".join(sorted({f"{m}.{n}" for m, n in _CIFAR10_GLOBALS}))
+            raise DataFileError(
+                f"CIFAR-10 batch {self.path} refers to {_QUOTE.repr(f'{module}.{name}')}, which a batch never "
+                f"needs and could run code: refusing to unpickle it (a batch may name only {allowed})"
+            )
+        return _NumpyStandIn(kind)
+
+
+def _numpy_array(path: Path, key: str, value: object) -> object:
+    """The array a pickled-ndarray stand-in describes, after checking each part; other values as they are."""
+    if not isinstance(value, _NumpyStandIn):
+        return value
+    where = f"CIFAR-10 batch {path}: {key}"
+    state = value.state
+    # ndarray.__reduce__: _reconstruct(ndarray, (0,), b"b"), then BUILD with
+    # (version, shape, dtype, is_fortran, bytes); protocol 5: _frombuffer(bytes, dtype, shape, order).
+    if value.kind == "reconstruct" and value.args is not None and isinstance(state, tuple) and len(state) == 5:
+        _, shape, dtype, fortran, raw = state
+        order = "F" if fortran is True else "C" if fortran is False else None
+    elif value.kind == "frombuffer" and value.args is not None and len(value.args) == 4 and state is None:
+        raw, dtype, shape, order = value.args
+    else:
+        raise DataFileError(f"{where} is a pickled numpy {value.kind} that does not describe an array")
+    dtype = _numpy_dtype(where, dtype)
+    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        raise DataFileError(f"{where}: array shape must be a tuple of sizes, got {_QUOTE.repr(shape)}")
+    if order not in ("C", "F") or not isinstance(raw, (bytes, bytearray)):
+        raise DataFileError(
+            f"{where}: array must hold C- or F-ordered bytes, got {_type_name(raw)} in order {_QUOTE.repr(order)}"
+        )
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataFileError(
+            f"{where}: a {'×'.join(map(str, shape))} {dtype.name} array needs {expected} bytes, found {len(raw)}"
+        )
+    try:
+        return np.frombuffer(raw, dtype).reshape(shape, order=order).copy()
+    # More dimensions than numpy supports, or a 0 next to sizes whose product overflows.
+    except ValueError as exc:
+        raise DataFileError(f"{where}: numpy cannot hold a {'×'.join(map(str, shape))} array: {exc}") from exc
+
+
+def _numpy_dtype(where: str, value: object) -> np.dtype:
+    """The plain number type (bool, int, uint, float, complex) a pickled-dtype stand-in describes."""
+    # dtype.__reduce__ of a plain type: dtype(code, align, copy), then BUILD with
+    # (3, byte order, None, None, None, -1, -1, 0); Python 2's strings arrive as bytes.
+    if not (isinstance(value, _NumpyStandIn) and value.kind == "dtype" and value.args
+            and isinstance(value.state, tuple) and len(value.state) == 8):
+        raise DataFileError(f"{where}: array type must be a pickled numpy dtype, got {_type_name(value)}")
+    code, byte_order = (v.decode("latin-1") if isinstance(v, bytes) else v for v in (value.args[0], value.state[1]))
+    plain = isinstance(code, str) and re.fullmatch("[biufc][0-9]{1,2}", code) is not None
+    if not (plain and byte_order in ("<", ">", "|", "=") and value.state[2:5] == (None, None, None)):
+        raise DataFileError(
+            f"{where}: array type must be a plain number type such as 'u1', got {_QUOTE.repr(code)} "
+            f"with byte order {_QUOTE.repr(byte_order)} and fields {_QUOTE.repr(value.state[2:5])}"
+        )
+    try:
+        return np.dtype(code).newbyteorder(byte_order)
+    except TypeError:
+        raise DataFileError(f"{where}: {code!r} is not a numpy number type") from None
+
+
+def _type_name(value: object) -> str:
+    """The type of an unpickled value as a message says it."""
+    return f"pickled numpy {value.kind}" if isinstance(value, _NumpyStandIn) else type(value).__name__
+
+
+def _cifar10_labels(path: Path, raw: object, rows: int) -> np.ndarray:
+    """``raw`` as an integer array of ``rows`` labels, or DataFileError naming the file and key."""
+    try:
+        labels = np.asarray(raw)
+    # Ragged or self-containing lists: numpy cannot make them one array.
+    except ValueError:
+        labels = None
+    # An empty list becomes a float64 array, and is a valid empty batch's labels.
+    if labels is None or labels.shape != (rows,) or (rows and labels.dtype.kind not in "iu"):
+        got = "a ragged sequence" if labels is None else f"{labels.dtype} array of shape {labels.shape}"
+        raise DataFileError(
+            f"CIFAR-10 batch {path}: b'labels' must be {rows} integers (one per image), got {got}"
+        )
+    return labels
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception from a parser, on one line."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _check_input_shape(input_shape) -> tuple[int, int, int] | None:
@@ -412,6 +567,10 @@ def _read_idx_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, n
         raise DataFileError(
             f"{images_path}: expected uint8 images N×H×W, got {images.dtype} of shape {images.shape}"
         )
+    if 0 in images.shape[1:]:
+        raise DataFileError(
+            f"{images_path}: images must be at least 1×1 pixels, got {images.shape[1]}×{images.shape[2]}"
+        )
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise DataFileError(f"{labels_path}: expected integer labels N, got {labels.dtype} of shape {labels.shape}")
     if len(images) != len(labels):
@@ -453,6 +612,8 @@ def _build_pair(name: str, splits: _Splits, input_shape: tuple[int, int, int] | 
     x_test = torch.from_numpy(splits.x_test)
     if len(x_train) == 0:
         raise ValueError(f"dataset {name!r} has an empty train split; cannot compute normalization statistics")
+    if len(x_test) == 0:
+        raise ValueError(f"dataset {name!r} has an empty test split; cannot measure accuracy on it")
     natural = tuple(x_train.shape[1:])
     shape = natural if input_shape is None else input_shape
     if shape[0] != natural[0]:
@@ -502,6 +663,7 @@ def _load_imagefolder(root: Path | None, input_shape: tuple[int, int, int] | Non
         transforms.Compose(
             [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]
         ),
+        loader=_read_rgb_image,
     )
     val = datasets.ImageFolder(
         folder / "val",
@@ -513,6 +675,7 @@ def _load_imagefolder(root: Path | None, input_shape: tuple[int, int, int] | Non
                 normalize,
             ]
         ),
+        loader=_read_rgb_image,
     )
     if train.classes != val.classes:
         raise DataFileError(
@@ -520,3 +683,17 @@ def _load_imagefolder(root: Path | None, input_shape: tuple[int, int, int] | Non
             f"{folder / 'val'} has {val.classes}; both must list the same class folders"
         )
     return DatasetPair(train=train, test=val, num_classes=len(train.classes), input_shape=shape, name="imagefolder")
+
+
+def _read_rgb_image(path: str):
+    """torchvision's default PIL loader, with a damaged file reported as DataFileError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    # Pillow's decoders raise many types for damaged files: fuzzing truncated and corrupted PNG,
+    # JPEG, GIF, BMP, TIFF, WebP and ICO files gave OSError, ValueError, TypeError, SyntaxError
+    # and DecompressionBombError (for a header claiming a huge image).
+    except Exception as exc:
+        raise DataFileError(f"image {path} is not a readable image: {_one_line(exc)}") from exc
