@@ -47,7 +47,7 @@ Across machines:
   processes (:mod:`compress.executors`); the results are the same.
 
 The files of a sweep directory are data: :func:`read_settings`, :func:`read_results`,
-:func:`read_summary` and :func:`read_json` check every field they return and raise
+:func:`read_summary`, :func:`read_simulated` and :func:`read_json` check every field they return and raise
 :class:`SweepFileError` naming the file, the line or field, what was expected and what
 was found.
 """
@@ -73,6 +73,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from energysim.report import LEVELS
 from energysim.workload import UnmodelledLayerWarning
 
 from .checkpoint import atomic_write_text
@@ -89,6 +90,7 @@ __all__ = [
     "read_json",
     "read_results",
     "read_settings",
+    "read_simulated",
     "read_summary",
     "run_sweep",
     "summarize",
@@ -404,7 +406,8 @@ def run_sweep(config: SweepConfig, out: str | Path) -> list[dict[str, Any]]:
                 seed = min(failed)
                 raise ValueError(f"{_dense_dir(root, seed)}: the dense model of seed {seed} failed: {failed[seed]}")
             futures = [
-                pool.submit(_run, _cell_config(config, root, c), config.threads, str(_lock_file(root, c.directory(root))))
+                pool.submit(_run, _cell_config(config, root, c), config.threads,
+                            str(_lock_file(root, c.directory(root))))
                 for c in cells
             ]
             for future in as_completed(futures):
@@ -692,6 +695,7 @@ _TEXT: _Check = (lambda v: isinstance(v, str), "a string")
 _NAME: _Check = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
 _OBJECT: _Check = (lambda v: isinstance(v, dict), "an object")
 _LIST: _Check = (lambda v: isinstance(v, list), "a list")
+_NON_EMPTY_LIST: _Check = (lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list")
 _POSITIVE_INT: _Check = (lambda v: _is_int(v) and v >= 1, "an int >= 1")
 
 
@@ -812,6 +816,37 @@ def read_settings(root: str | Path) -> dict[str, Any]:
     return data
 
 
+def read_simulated(path: str | Path) -> dict[str, Any]:
+    """A run folder's ``simulated.json`` (an ``energysim`` report), checked for what ``ecc plot`` draws.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+        With ``model``, ``profile``, ``estimator`` and ``units`` (strings) and ``layers``:
+        each with a ``name`` and ``energy_by_level`` holding a number >= 0 per level of
+        :data:`energysim.report.LEVELS`.
+
+    Raises
+    ------
+    SweepFileError
+        If one of these fields is missing or malformed; the message names the file and field.
+    """
+    path = Path(path)
+    report = read_json(path)
+    for key in ("model", "profile", "estimator", "units"):
+        _field(path, report, key, _TEXT)
+    for i, layer in enumerate(_field(path, report, "layers", _NON_EMPTY_LIST)):
+        _field(path, layer, "name", _NAME, prefix=f"layers[{i}].")
+        levels = _field(path, layer, "energy_by_level", _OBJECT, prefix=f"layers[{i}].")
+        for level in LEVELS:
+            _field(path, levels, level, _NON_NEGATIVE, prefix=f"layers[{i}].energy_by_level.")
+    return report
+
+
 def _parsed(parse: Callable[[str], Any], check: _Check) -> _Column:
     """A column whose text is ``parse``d, then the value checked with ``check``."""
     def convert(text: str) -> Any:
@@ -911,7 +946,8 @@ def _read_table(path: Path, columns: dict[str, _Column], required: Sequence[str]
         repeated = sorted({n for n in header if header.count(n) > 1})
         missing = [n for n in required if n not in header]
         if repeated or missing:
-            problem = f"column(s) {', '.join(repeated)} given twice" if repeated else f"lacks column(s) {', '.join(missing)}"
+            problem = (f"names column(s) {', '.join(repeated)} twice" if repeated
+                       else f"lacks column(s) {', '.join(missing)}")
             raise SweepFileError(f"{path}: the header {problem}")
         for record in reader:
             if not record:  # a blank line

@@ -28,10 +28,12 @@ from compress.sweep import (
     merge_sweeps,
     read_results,
     read_settings,
+    read_simulated,
     read_summary,
     run_sweep,
 )
 from compress.train import TrainConfig
+from energysim.report import LEVELS
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -58,8 +60,8 @@ def grown(tmp_path_factory):
     run_sweep(config(out, (0.5, 0.5)), out)
     first_summary = read_csv(out / "summary.csv")
     with ThreadPoolExecutor(2) as tasks:
-        list(tasks.map(lambda budgets: run_sweep(config(out, budgets), out), [(0.3,), (0.5, 0.3)]))
-    return out, first_summary
+        concurrent = list(tasks.map(lambda budgets: run_sweep(config(out, budgets), out), [(0.3,), (0.5, 0.3)]))
+    return out, first_summary, concurrent
 
 
 def copy_of(grown, tmp_path) -> Path:
@@ -80,14 +82,14 @@ def one_line_error(capsys, command) -> str:
 
 
 def test_repeated_budgets_methods_and_seeds_count_once(grown):
-    _, first_summary = grown
+    _, first_summary, _ = grown
     assert [(s["budget"], s["seeds"]) for s in first_summary] == [("0.5", "1")]
     c = SweepConfig(TrainConfig(out="x", **TRAINING), (0.5, 0.5, 0.25), ("ecc", "magnitude", "ecc"), (1, 0, 1))
     assert (c.budgets, c.methods, c.seeds) == ((0.5, 0.25), ("ecc", "magnitude"), (1, 0))
 
 
 def test_extending_a_sweep_keeps_the_earlier_cells(grown):
-    out, _ = grown
+    out, _, _ = grown
     assert [(r["method"], r["budget"], r["seed"]) for r in read_csv(out / "results.csv")] == [
         ("ecc", "0.5", "0"), ("ecc", "0.3", "0")
     ]
@@ -96,7 +98,10 @@ def test_extending_a_sweep_keeps_the_earlier_cells(grown):
 
 
 def test_concurrent_sweeps_train_a_shared_cell_once(grown):
-    out, _ = grown
+    out, _, concurrent = grown
+    # Each run reports the shared cell as trained, by itself or by the other.
+    for rows in concurrent:
+        assert [(r["budget"], r["feasible"], r["reason"]) for r in rows if r["budget"] == 0.3] == [(0.3, True, "")]
     assert all(r["feasible"] == "True" and r["reason"] == "" for r in read_csv(out / "results.csv"))
     cells = out / "cells" / "ecc"
     assert not list(cells.glob("*/error.json"))
@@ -128,7 +133,7 @@ def test_a_run_folder_is_trained_only_under_its_lock(tmp_path, monkeypatch):
 
 
 def test_an_incompatible_extension_is_refused_naming_what_differs(grown):
-    out, _ = grown
+    out, _, _ = grown
     before = (out / "sweep.json").read_bytes()
     other = SweepConfig(TrainConfig(out=str(out), **{**TRAINING, "lr": 0.5}), (0.2,), ("ecc",), (0,), quiet=True)
     with pytest.raises(ValueError, match=r"other training settings \(lr: 0.01 in the directory, 0.5 given\)"):
@@ -141,13 +146,13 @@ def test_an_incompatible_extension_is_refused_naming_what_differs(grown):
 def test_budgets_that_share_a_cell_folder_are_refused(grown):
     with pytest.raises(ValueError, match="would share the cell folders b0.123456_s<S>"):
         config("x", (0.123456, 0.1234564))
-    out, _ = grown
+    out, _, _ = grown
     with pytest.raises(ValueError, match="would share the cell folders b0.5_s<S>"):
         run_sweep(config(out, (0.5000001,)), out)
 
 
 def test_a_merged_directory_is_not_trained_into(grown, tmp_path):
-    out, _ = grown
+    out, _, _ = grown
     merged = tmp_path / "merged"
     merge_sweeps([out], merged)
     with pytest.raises(ValueError, match="this directory merges 1 sweeps"):
@@ -166,7 +171,7 @@ def test_collapsed_cells_are_flagged(grown, tmp_path, capsys):
 
 
 def test_the_accumulated_directory_plots(grown, tmp_path, capsys):
-    out, _ = grown
+    out, _, _ = grown
     assert main(["plot", str(out), "--out", str(tmp_path / "figures")]) == 0
     names = {Path(p).name for p in capsys.readouterr().out.split()}
     assert {"energy_accuracy.png", "density_b0.3.png", "layer_energy_ecc_b0.3.png"} <= names
@@ -258,6 +263,30 @@ def test_fuzzed_sweep_json_gives_a_clean_error_or_checked_settings(fuzzed, data)
     assert all(isinstance(checked["base"][k], str) for k in ("model", "dataset", "profile", "estimator"))
 
 
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_simulated_json_gives_a_clean_error_or_a_checked_report(fuzzed, data):
+    out, _, _ = fuzzed
+    report = json.loads((out / "dense" / "seed0" / "simulated.json").read_text())
+    layer = data.draw(st.sampled_from(report["layers"]), label="layer")
+    where = data.draw(st.sampled_from([report, layer, layer["energy_by_level"]]), label="where")
+    key = data.draw(st.sampled_from(sorted(where)), label="key")
+    if data.draw(st.booleans(), label="delete"):
+        del where[key]
+    else:
+        where[key] = data.draw(json_values, label="value")
+    path = out.parent / "simulated.json"
+    path.write_text(json.dumps(report))
+    try:
+        checked = read_simulated(path)
+    except SweepFileError as exc:
+        assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+        return
+    assert checked["layers"] and all(isinstance(l["name"], str) for l in checked["layers"])
+    assert all(math.isfinite(l["energy_by_level"][v]) and l["energy_by_level"][v] >= 0
+               for l in checked["layers"] for v in LEVELS)
+
+
 RESULT_COLUMNS = ["method", "budget", "seed", "feasible", "reason", "collapsed", "accuracy", "dense_accuracy",
                   "energy_simulated_relative", "density:conv1", "junk"]
 SUMMARY_COLUMNS = ["method", "budget", "seeds", "feasible_seeds", "collapsed_seeds", "accuracy_mean", "accuracy_std",
@@ -325,7 +354,9 @@ def test_fuzzed_summary_csv_gives_a_clean_error_or_typed_rows(fuzzed, table):
     ("summary.csv", "method,budget\necc,0.3\n", "lacks column(s) seeds"),
     ("sweep.json", '{"base": {}}', "field threads is missing"),
     ("sweep.json", "\xff", "not a JSON file"),
-    ("dense/seed0/simulated.json", '{"model": "m"}', "field profile must be a string"),
+    ("dense/seed0/simulated.json", '{"model": "m"}', "field profile is missing; expected a string"),
+    ("cells/ecc/b0.3_s0/simulated.json", '{"model": "m", "profile": "p", "estimator": "e", "units": "pJ", '
+     '"layers": [{"name": "conv1", "energy_by_level": {"dram": -1}}]}', "field layers[0].energy_by_level.dram must be"),
     ("cells/ecc/b0.3_s0/simulated.json", "[]", "expected a JSON object"),
 ])
 def test_plot_of_a_malformed_file_is_a_one_line_error(grown, tmp_path, capsys, name, content, named):

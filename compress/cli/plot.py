@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> list[Path]:
     """Figures (a)-(c) of a sweep directory; every input is read and checked before any figure is written."""
     from compress import plot
-    from compress.sweep import SweepFileError, read_results, read_settings, read_summary
+    from compress.sweep import SweepFileError, read_results, read_settings, read_simulated, read_summary
 
     base = read_settings(root)["base"]
     summary = read_summary(root)
@@ -60,7 +60,7 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
     pruned_path = root / "cells" / method / f"b{chosen:g}_s{seed}" / "simulated.json"
     reports = {}
     if dense_path.is_file() and pruned_path.is_file():
-        reports = {"dense": _read_simulated(dense_path), f"{method} @ {chosen:g}": _read_simulated(pruned_path)}
+        reports = {"dense": read_simulated(dense_path), f"{method} @ {chosen:g}": read_simulated(pruned_path)}
         missing = [l["name"] for l in reports["dense"]["layers"]
                    if l["name"] not in {p["name"] for p in reports[f"{method} @ {chosen:g}"]["layers"]}]
         if missing:
@@ -77,36 +77,6 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
     if reports:
         written += plot.layer_energy(reports, out / f"layer_energy_{method}_b{chosen:g}")
     return written
-
-
-def _read_simulated(path: Path) -> dict:
-    """A ``simulated.json`` (an ``energysim`` report), checked for what figure (b) draws."""
-    from compress.sweep import SweepFileError, read_json
-    from energysim.report import LEVELS
-
-    report = read_json(path)
-
-    def fail(field: str, what: str, value: object) -> SweepFileError:
-        shown = repr(value)
-        return SweepFileError(f"{path}: field {field} must be {what}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
-
-    for key in ("model", "profile", "estimator", "units"):
-        if not isinstance(report.get(key), str):
-            raise fail(key, "a string", report.get(key))
-    layers = report.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise fail("layers", "a non-empty list of layer reports", layers)
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, dict) or not isinstance(layer.get("name"), str):
-            raise fail(f"layers[{i}].name", "a string", layer.get("name") if isinstance(layer, dict) else layer)
-        levels = layer.get("energy_by_level")
-        if not isinstance(levels, dict):
-            raise fail(f"layers[{i}].energy_by_level", f"an object with {', '.join(LEVELS)}", levels)
-        for level in LEVELS:
-            value = levels.get(level)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-                raise fail(f"layers[{i}].energy_by_level.{level}", "a finite number >= 0", value)
-    return report
 
 
 def _timeline(run_dir: Path, layer: str, out: Path) -> list[Path]:
