@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -57,14 +58,32 @@ def add_json_arg(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (dicts, lists and tuples walked)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(value) for value in obj]
+    return obj
+
+
 def write_json(obj: Any, dest: str) -> None:
-    """Write ``obj`` as indented JSON to ``dest`` ('-' is stdout)."""
-    text = json.dumps(obj, indent=2, allow_nan=True)
+    """Write ``obj`` as indented JSON to ``dest`` ('-' is stdout), atomically.
+
+    JSON has no NaN or Infinity (Python writes them, other parsers reject them), so
+    a non-finite float is written as ``null``: an undefined R^2 of a calibration, an
+    unlimited DRAM bandwidth. Profiles admit no other non-finite number.
+    """
+    text = json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n"
     if dest == "-":
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
     else:
+        from compress.checkpoint import atomic_write_text
+
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        Path(dest).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(dest, text)
 
 
 def format_table(headers: list[str], rows: list[list[Any]], align: str | None = None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_json_arg, format_table, write_json
+from ._common import format_table, write_json
 
 __all__ = ["register"]
 
@@ -21,7 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="with --show: override a profile key (dotted, e.g. array.rows=32); repeatable",
     )
-    add_json_arg(parser, "the profile list (or the shown profile)")
+    parser.add_argument(
+        "--json",
+        metavar="PATH|-",
+        nargs="?",
+        const="-",
+        default=None,
+        help="also write the profile list (or the shown profile) as JSON to PATH; '-' or no PATH for stdout, "
+        "replacing the table (an unlimited bandwidth is null)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -33,7 +41,7 @@ def _buffer_text(profile) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from energysim import dump_profile, load_profile, shipped_profile_names
+    from energysim.spec import dump_profile, load_profile, shipped_profile_names, shipped_profile_path
 
     if args.show:
         profile = load_profile(args.show, args.overrides)
@@ -44,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.overrides:
         raise ValueError("--set needs --show NAME (overrides apply to one profile)")
-    profiles = [load_profile(name) for name in shipped_profile_names()]
+    # By path: a file in the working directory named like a shipped profile is no clash here.
+    profiles = [load_profile(shipped_profile_path(name)) for name in shipped_profile_names()]
     if args.json:
         write_json([p.to_dict() | {"digest": p.digest} for p in profiles], args.json)
     if args.json != "-":

@@ -8,10 +8,27 @@ sees all mistakes in one go (as ZigZag's ``AcceleratorValidator`` does).
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Field", "FIELDS", "SCHEMA_VERSION", "SpecError", "set_dotted", "validate_tree"]
+__all__ = [
+    "BANDWIDTH_RANGE",
+    "CLOCK_MHZ_RANGE",
+    "FIELDS",
+    "MAX_ARRAY_SIDE",
+    "MAX_BUFFER_WORDS",
+    "MAX_ENERGY",
+    "MAX_PES",
+    "MAX_RF_WORDS",
+    "MAX_WORD_BITS",
+    "SCHEMA_VERSION",
+    "Field",
+    "SpecError",
+    "set_dotted",
+    "shown_value",
+    "validate_tree",
+]
 
 SCHEMA_VERSION = 1
 
@@ -33,14 +50,74 @@ class SpecError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
+# Upper bounds that keep every downstream count inside int64 and the cycle trace's int32
+# per-cycle PE counts, far beyond any real accelerator (a TPU v1 has 256 x 256 PEs and
+# 24 MiB of buffer). Worked case: 46341 x 46341 PEs is 2**31 + 4633, which overflowed
+# the trace; at most 2**24 PEs and 2**40 words per buffer leave ample headroom.
+MAX_ARRAY_SIDE = 2**16
+MAX_PES = 2**24
+MAX_BUFFER_WORDS = 2**40
+MAX_RF_WORDS = 2**20
+MAX_WORD_BITS = 64
+# Energies and leakage: 1e9 (pJ or MAC-relative) per access is absurd yet keeps sums over
+# 1e15 accesses far from float overflow. The floors keep leakage (leakage_mw * cycles /
+# clock_mhz) finite and stall cycles (ceil(words / bandwidth), int64) from overflowing.
+MAX_ENERGY = 1e9
+CLOCK_MHZ_RANGE = (1e-3, 1e6)
+BANDWIDTH_RANGE = (1e-3, 1e9)
+
+# A number's repr in a message is cut to this many characters (a profile can hold
+# a 4000-digit integer or a long string).
+_SHOWN_CHARS = 60
+
+
+def shown_value(value: Any) -> str:
+    """``repr(value)`` shortened for an error line: long strings and containers are cut,
+    huge integers are written as ``1e+30`` or ``an integer of N digits``.
+
+    Parameters
+    ----------
+    value : Any
+        A value read from a profile or an override.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> shown_value(10**30), shown_value("many")
+    ('1e+30', "'many'")
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        if value.bit_length() > 1000:
+            # Counted without str(), which refuses integers of more than 4300 digits.
+            digits = int(value.bit_length() * math.log10(2)) + 1
+            digits -= abs(value) < 10 ** (digits - 1)
+            return f"an integer of {digits} digits"
+        return f"{float(value):g}"
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = _SHOWN_CHARS
+    shortener.maxlevel = 3
+    return shortener.repr(value)
+
+
 @dataclass(frozen=True)
 class Field:
-    """One leaf key of the profile tree."""
+    """One leaf key of the profile tree.
+
+    ``minimum``/``positive`` are the sign constraint; ``smallest`` (a floor above zero,
+    inclusive) and ``maximum`` (inclusive) the range the model can compute with.
+    """
 
     kind: str  # "int", "float", "str", "bool" or "choice"
     default: Any = _REQUIRED
     minimum: float | None = None  # inclusive lower bound
     positive: bool = False  # strictly > 0
+    maximum: float | None = None  # inclusive upper bound
+    smallest: float | None = None  # inclusive floor of a positive number
+    infinite: bool = False  # .inf is accepted (unlimited)
+    single_line: bool = False  # a non-empty string of printable characters (no line breaks)
     choices: tuple[str, ...] | None = None
     nullable: bool = False
     doc: str = ""
@@ -50,14 +127,31 @@ class Field:
         return self.default is _REQUIRED
 
     def describe(self) -> str:
-        """What the key accepts, in words, for error messages."""
+        """What the key accepts, in words, for type and sign errors."""
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "str" and self.single_line:
+            return "a non-empty single line of printable characters"
         word = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[self.kind]
         if self.positive:
             word += " > 0"
         elif self.minimum is not None:
             word += f" >= {self.minimum:g}"
+        if self.nullable:
+            word += " (or null)"
+        return word
+
+    def describe_range(self) -> str:
+        """The whole accepted range in words, for a number outside it."""
+        word, spell = ("an integer", "{:d}") if self.kind == "int" else ("a number", "{:g}")
+        low = self.smallest if self.smallest is not None else (1 if self.positive and self.kind == "int" else self.minimum)
+        high = spell.format(self.maximum)
+        if low is None:
+            word += f" > 0 and <= {high}" if self.positive else f" <= {high}"
+        else:
+            word += f" from {spell.format(low)} to {high}"
+        if self.infinite:
+            word += ", or .inf for unlimited"
         if self.nullable:
             word += " (or null)"
         return word
@@ -73,56 +167,66 @@ class Field:
                 return self.describe()
             if self.kind == "choice" and value not in self.choices:
                 return self.describe()
+            if self.single_line and not (value.strip() and value.isprintable()):
+                return self.describe()
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return self.describe()
-        if self.kind == "int" and not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            return self.describe()
-        if math.isnan(value):
-            return self.describe()
-        if self.kind == "int" and math.isinf(value):
+        # NaN and the sign first: math functions on a huge int would overflow, comparisons do not.
+        if isinstance(value, float) and math.isnan(value):
             return self.describe()
         if self.positive and not value > 0:
             return self.describe()
         if self.minimum is not None and not value >= self.minimum:
             return self.describe()
+        if isinstance(value, float) and math.isinf(value):
+            return None if self.infinite else self.describe_range() if self.maximum is not None else self.describe()
+        if self.maximum is not None and value > self.maximum:
+            return self.describe_range()
+        if self.smallest is not None and value < self.smallest:
+            return self.describe_range()
+        if self.kind == "int" and isinstance(value, float) and not value.is_integer():
+            return self.describe()
         return None
 
 
-_ENERGY = dict(kind="float", minimum=0.0)
+_ENERGY = dict(kind="float", minimum=0.0, maximum=MAX_ENERGY)
+_BUFFER = dict(kind="int", default=None, minimum=0, maximum=MAX_BUFFER_WORDS, nullable=True)
 
 FIELDS: dict[str, Field] = {
     "version": Field("int", choices=None, positive=True, doc="schema version of this file (currently 1)"),
-    "name": Field("str", doc="profile name, used to load it by name"),
+    "name": Field("str", single_line=True, doc="profile name, used to load it by name"),
     "description": Field("str", default="", doc="free text"),
     "source": Field("str", doc="where the numbers come from"),
     "units": Field("choice", choices=("pJ", "normalized"), doc="unit of every energy; normalized = MAC-relative"),
-    "word_bits": Field("int", positive=True, doc="bits per data word"),
-    "clock_mhz": Field("float", positive=True, doc="clock frequency"),
-    "array.rows": Field("int", positive=True, doc="PE rows"),
-    "array.cols": Field("int", positive=True, doc="PE columns"),
+    "word_bits": Field("int", positive=True, maximum=MAX_WORD_BITS, doc="bits per data word"),
+    "clock_mhz": Field(
+        "float", positive=True, smallest=CLOCK_MHZ_RANGE[0], maximum=CLOCK_MHZ_RANGE[1], doc="clock frequency"
+    ),
+    "array.rows": Field("int", positive=True, maximum=MAX_ARRAY_SIDE, doc="PE rows (rows x cols <= 2**24)"),
+    "array.cols": Field("int", positive=True, maximum=MAX_ARRAY_SIDE, doc="PE columns (rows x cols <= 2**24)"),
     "array.dataflow": Field("choice", choices=("ws", "os", "is"), doc="weight-, output- or input-stationary"),
-    "memory.rf.words": Field("int", positive=True, doc="register-file words per PE"),
+    "memory.rf.words": Field("int", positive=True, maximum=MAX_RF_WORDS, doc="register-file words per PE"),
     "memory.rf.read": Field(**_ENERGY, doc="energy per RF read"),
     "memory.rf.write": Field(**_ENERGY, doc="energy per RF write"),
-    "memory.buffer.ifmap_words": Field("int", default=None, minimum=0, nullable=True, doc="input buffer words"),
-    "memory.buffer.filter_words": Field("int", default=None, minimum=0, nullable=True, doc="weight buffer words"),
-    "memory.buffer.ofmap_words": Field(
-        "int", default=None, minimum=0, nullable=True, doc="output buffer words (0: outputs stream to DRAM)"
-    ),
+    "memory.buffer.ifmap_words": Field(**_BUFFER, doc="input buffer words"),
+    "memory.buffer.filter_words": Field(**_BUFFER, doc="weight buffer words"),
+    "memory.buffer.ofmap_words": Field(**_BUFFER, doc="output buffer words (0: outputs stream to DRAM)"),
     "memory.buffer.shared_words": Field(
-        "int", default=None, positive=True, nullable=True, doc="one buffer shared by all operands"
+        "int", default=None, positive=True, maximum=MAX_BUFFER_WORDS, nullable=True,
+        doc="one buffer shared by all operands",
     ),
     "memory.buffer.read": Field(**_ENERGY, doc="energy per buffer word read"),
     "memory.buffer.write": Field(**_ENERGY, doc="energy per buffer word written"),
     "memory.dram.bandwidth_words_per_cycle": Field(
-        "float", positive=True, doc="DRAM bandwidth (.inf for unlimited)"
+        "float", positive=True, smallest=BANDWIDTH_RANGE[0], maximum=BANDWIDTH_RANGE[1], infinite=True,
+        doc="DRAM bandwidth (.inf for unlimited)",
     ),
     "memory.dram.read": Field(**_ENERGY, doc="energy per DRAM word read"),
     "memory.dram.write": Field(**_ENERGY, doc="energy per DRAM word written"),
     "compute.mac": Field(**_ENERGY, doc="energy of an effective MAC (both operands nonzero)"),
-    "compute.gated_mac": Field("float", default=0.0, minimum=0.0, doc="energy of a clock-gated MAC (a zero operand)"),
-    "leakage_mw": Field("float", default=0.0, minimum=0.0, doc="leakage power of the whole accelerator"),
+    "compute.gated_mac": Field(**_ENERGY | dict(default=0.0), doc="energy of a clock-gated MAC (a zero operand)"),
+    "leakage_mw": Field(**_ENERGY | dict(default=0.0), doc="leakage power of the whole accelerator"),
     "sparsity.weight_format": Field(
         "choice", default="dense", choices=("dense", "bitmask", "csr"), doc="how weights are stored and moved"
     ),
@@ -146,17 +250,18 @@ def _flatten(tree: Any, prefix: str, out: dict[str, Any], problems: list[str], w
     """Flatten nested dicts to dotted keys, reporting keys that are not in the schema."""
     known_here = sorted({k[len(prefix):].split(".")[0] for k in FIELDS if k.startswith(prefix)})
     for key, value in tree.items():
-        path = f"{prefix}{key}"
         if not isinstance(key, str) or key not in known_here:
+            shown = shown_value(f"{prefix}{key}" if isinstance(key, str) else key)
             problems.append(
-                f"{where}: unknown key {path!r}; known keys{' under ' + prefix[:-1] if prefix else ''}: "
+                f"{where}: unknown key {shown}; known keys{' under ' + prefix[:-1] if prefix else ''}: "
                 + ", ".join(known_here)
             )
             continue
+        path = f"{prefix}{key}"
         is_branch = path not in FIELDS
         if is_branch:
             if not isinstance(value, dict):
-                problems.append(f"{where}: {path} must be a mapping, got {value!r}")
+                problems.append(f"{where}: {path} must be a mapping, got {shown_value(value)}")
                 continue
             _flatten(value, path + ".", out, problems, where)
         else:
@@ -167,7 +272,13 @@ def _cross_checks(flat: dict[str, Any], where: str) -> list[str]:
     """Checks that involve several keys (run only when every single key is valid)."""
     problems = []
     if flat["version"] != SCHEMA_VERSION:
-        problems.append(f"{where}: version must be {SCHEMA_VERSION}, got {flat['version']!r}")
+        problems.append(f"{where}: version must be {SCHEMA_VERSION}, got {shown_value(flat['version'])}")
+    pes = flat["array.rows"] * flat["array.cols"]
+    if pes > MAX_PES:
+        problems.append(
+            f"{where}: array.rows x array.cols must be at most {MAX_PES} PEs, "
+            f"got {flat['array.rows']} x {flat['array.cols']} = {pes}"
+        )
     per_operand = ("memory.buffer.ifmap_words", "memory.buffer.filter_words", "memory.buffer.ofmap_words")
     given = [k for k in per_operand if flat[k] is not None]
     if flat["memory.buffer.shared_words"] is not None:
@@ -225,7 +336,7 @@ def validate_tree(tree: Any, where: str) -> dict[str, Any]:
         value = flat[path]
         expected = field.check(value)
         if expected is not None:
-            problems.append(f"{where}: {path} must be {expected}, got {value!r}")
+            problems.append(f"{where}: {path} must be {expected}, got {shown_value(value)}")
             continue
         if field.kind == "int" and value is not None:
             value = int(value)
