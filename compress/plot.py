@@ -48,7 +48,6 @@ def energy_accuracy(
     *,
     dense_accuracy: float | None = None,
     title: str = "",
-    energy_unit: str = "",
 ) -> list[Path]:
     """Accuracy vs relative energy, one line per method.
 
@@ -61,6 +60,13 @@ def energy_accuracy(
         Output path; ``.png`` and ``.svg`` are written.
     dense_accuracy : float, optional
         Accuracy of the dense model, drawn at relative energy 1.
+    title : str, optional
+        The figure's title (default: "Energy–accuracy trade-off").
+
+    Returns
+    -------
+    list of Path
+        The PNG and SVG files written.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for method in sorted({r["method"] for r in rows}):
@@ -81,7 +87,7 @@ def energy_accuracy(
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("simulated energy, relative to the dense model (log scale)" + (f" [{energy_unit}]" if energy_unit else ""))
+    ax.set_xlabel("simulated energy, relative to the dense model (log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(title="method (mean ± std over seeds)", fontsize=8)

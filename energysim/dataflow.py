@@ -37,7 +37,6 @@ __all__ = ["DATAFLOW_NAMES", "DIMS", "Dataflow", "get_dataflow"]
 
 DIMS = ("M", "K", "N")
 _OPERAND_DIMS = {"inputs": ("M", "K"), "weights": ("K", "N"), "outputs": ("M", "N")}
-_PLACES = ("rows", "cols", "time")
 
 
 @dataclass(frozen=True)
@@ -116,10 +115,6 @@ class Dataflow:
     def fold_cycles(self, array_rows: int, array_cols: int, stream: int) -> int:
         """Length of one fold: fill + stream + drain (SCALE-Sim's demand-matrix rows)."""
         return self.fill_cycles(array_rows) + stream + self.drain_cycles(array_cols)
-
-    def mac_cycle(self, array_rows: int, r: int, c: int, t: int) -> int:
-        """Fold cycle in which PE ``(r, c)`` performs stream step ``t``."""
-        return int(self.preload) * array_rows + r + c + t
 
     # -- operands in array coordinates -----------------------------------------
 

@@ -10,6 +10,7 @@ never effective and never read from memory. A linear layer applied to input shap
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -53,35 +54,22 @@ def input_index(layer: LayerSpec) -> np.ndarray:
     return index
 
 
+@dataclass(frozen=True)
 class GemmOperands:
-    """Nonzero masks of X (G, M, K) and W (G, K, N) as uint8, and X's input index.
+    """Nonzero masks of X (G, M, K) and W (G, K, N) as uint8.
 
     Attributes
     ----------
     x, w : numpy.ndarray of uint8
         1 where the operand is nonzero. Padding entries of X are 0. ``w`` may be a
         non-contiguous view of the torch-shaped mask.
-    index : numpy.ndarray of int32, shape (G, M, K)
-        See :func:`input_index`.
-    dense_inputs, dense_weights : bool
-        Whether no input mask or no weight mask was given.
+    dense_inputs : bool
+        Whether no input mask was given (X's nonzeros are then its valid, non-padding entries).
     """
 
-    def __init__(self, x: np.ndarray, w: np.ndarray, index: np.ndarray, dense_inputs: bool, dense_weights: bool):
-        self.x = x
-        self.w = w
-        self.index = index
-        self.dense_inputs = dense_inputs
-        self.dense_weights = dense_weights
-
-    @property
-    def gemm(self) -> tuple[int, int, int]:
-        """(M, K, N) of one group."""
-        return self.x.shape[1], self.x.shape[2], self.w.shape[2]
-
-    @property
-    def groups(self) -> int:
-        return self.x.shape[0]
+    x: np.ndarray
+    w: np.ndarray
+    dense_inputs: bool
 
 
 def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: np.ndarray | None) -> GemmOperands:
@@ -117,7 +105,7 @@ def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: 
     else:
         # A transposed view: copying a large weight tensor costs more than every later pass.
         w = np.asarray(weight_mask, dtype=bool).reshape(groups, n, k).transpose(0, 2, 1).view(np.uint8)
-    return GemmOperands(x, w, index, input_mask is None, weight_mask is None)
+    return GemmOperands(x, w, input_mask is None)
 
 
 @lru_cache(maxsize=256)

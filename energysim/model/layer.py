@@ -13,7 +13,7 @@ likewise ``cycles = compute_cycles + stall_cycles``, and the per-cycle trace has
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -72,7 +72,6 @@ class LayerCounts:
     accesses: dict
     traffic: MemoryTraffic
     trace: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def utilization(self) -> float:

@@ -54,12 +54,6 @@ class BufferSpec:
     def is_shared(self) -> bool:
         return self.shared_words is not None
 
-    @property
-    def total_words(self) -> int:
-        if self.is_shared:
-            return self.shared_words
-        return self.ifmap_words + self.filter_words + self.ofmap_words
-
 
 @dataclass(frozen=True)
 class DramSpec:
@@ -157,7 +151,3 @@ class Profile:
         """Short hash of every value, to detect tables derived from another profile."""
         canonical = json.dumps(self.to_flat(), sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-    @property
-    def energy_unit(self) -> str:
-        return "pJ" if self.units == "pJ" else "normalized"
