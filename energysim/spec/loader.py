@@ -151,8 +151,10 @@ def _read_yaml(path: Path) -> Any:
 def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
     """Turn ``["array.rows=32", ...]`` (or a mapping) into ``{dotted key: value}``.
 
-    Values are parsed as YAML scalars, so ``32`` is an int, ``true`` a bool and ``.inf``
-    infinity. Unknown keys raise :class:`SpecError` listing the known ones.
+    Values are parsed as YAML scalars, as in a profile file, so ``32`` is an int, ``true``
+    a bool, ``1e30`` a float and ``.inf`` infinity; a value that is not valid YAML stays
+    the string given. A key given twice takes its last value. Unknown keys raise
+    :class:`SpecError` listing the known ones.
     """
     if items is None:
         return {}
@@ -198,7 +200,9 @@ def load_profile(name_or_path: str | Path, overrides: Iterable[str] | Mapping[st
     Parameters
     ----------
     name_or_path : str or Path
-        A shipped profile name (see ``ecc profiles``) or a path to a YAML file.
+        A shipped profile name (see ``ecc profiles``) or a path to a YAML file. A name
+        that is also a file in the working directory is an error: pass ``./NAME`` or
+        the shipped file's path.
     overrides : list of "KEY=VALUE" str, or mapping, optional
         Dotted-key overrides applied before validation, e.g. ``["array.rows=32"]``.
 
@@ -209,7 +213,8 @@ def load_profile(name_or_path: str | Path, overrides: Iterable[str] | Mapping[st
     Raises
     ------
     SpecError
-        Naming the file, every invalid key, what it accepts and what it holds.
+        Naming the file, every invalid key, what it accepts and what it holds; also
+        for a file that is not YAML, repeats a key or nests deeper than a profile can.
 
     Examples
     --------

@@ -144,7 +144,9 @@ class Field:
     def describe_range(self) -> str:
         """The whole accepted range in words, for a number outside it."""
         word, spell = ("an integer", "{:d}") if self.kind == "int" else ("a number", "{:g}")
-        low = self.smallest if self.smallest is not None else (1 if self.positive and self.kind == "int" else self.minimum)
+        low = self.smallest
+        if low is None:
+            low = 1 if self.positive and self.kind == "int" else self.minimum
         high = spell.format(self.maximum)
         if low is None:
             word += f" > 0 and <= {high}" if self.positive else f" <= {high}"
