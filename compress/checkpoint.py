@@ -3,23 +3,27 @@
 Every file is written to a temporary file in the destination's folder, flushed and
 fsynced, then renamed over the destination with ``os.replace`` (atomic on POSIX), and
 the folder is fsynced. A process killed at any moment leaves either the old file or
-the new one, never a torn one.
+the new one, never a torn one. Torch files carry a SHA-256 of their content, checked
+on load (:mod:`energysim.torchfile`), so a file damaged later is an error too.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from energysim import torchfile
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
+    "UnverifiedCheckpointWarning",
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -38,7 +42,11 @@ os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, truncated or not an ``ecc train`` checkpoint."""
+    """A checkpoint file is empty, damaged, truncated or not an ``ecc train`` checkpoint."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint was read without a checksum to verify (it predates checksums)."""
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -86,14 +94,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """``torch.save(obj)`` to ``path`` atomically, with its checksum (:func:`energysim.torchfile.dumps`)."""
+    atomic_write_bytes(path, torchfile.dumps(obj))
 
 
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Save ``state`` (plus the format tag) to ``path`` atomically.
+    """Save ``state`` (plus the format tag) to ``path`` atomically, with its checksum.
 
     Parameters
     ----------
@@ -106,7 +112,11 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint`, verifying its checksum.
+
+    A checkpoint without a checksum (written before checkpoints carried one) is read
+    unverified, with an :class:`UnverifiedCheckpointWarning`; damage cannot remove a
+    checksum unnoticed (see :mod:`energysim.torchfile`).
 
     Parameters
     ----------
@@ -122,23 +132,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     FileNotFoundError
         If ``path`` does not exist.
     CheckpointError
-        If the file is not a readable checkpoint of this format; the message names it.
+        If the file is empty, fails its checksum or is not a readable checkpoint of
+        this format; the one-line message names it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
-        detail = str(exc).strip().splitlines()
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {detail[0] if detail else 'no detail'}); "
-            "it is corrupt or truncated: delete the run folder and start again"
-        ) from None
+        state, verified = torchfile.load(path, "checkpoint")
+    except torchfile.TorchFileError as exc:
+        raise CheckpointError(f"{exc}; it is corrupt or truncated: delete the run folder and start again") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
             f"{path}: not an `ecc train` checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    if not verified:
+        warnings.warn(
+            f"{path}: the checkpoint has no checksum (written before checkpoints carried one); read unverified",
+            UnverifiedCheckpointWarning,
+            stacklevel=2,
         )
     return state
 

@@ -86,6 +86,7 @@ from .baselines import BASELINES
 from .distributed import DEVICES, Context, session
 from .budget import EnergyModel, geometric_budgets
 from .checkpoint import (
+    CheckpointError,
     atomic_torch_save,
     atomic_write_text,
     capture_rng,
@@ -141,8 +142,23 @@ _DEFAULT_PRETRAIN_EPOCHS = 10
 # Re-projections the guarantee may take before giving up (each drops >= 1 weight).
 _MAX_TIGHTEN_STEPS = 25
 _EVAL_BATCH = 1000
-# Weight of the distillation MSE on logits and of the cross-entropy (the paper's 0.5/0.5).
+# Distillation is Hinton, Vinyals and Dean's (2015): _DISTILL_WEIGHT x T^2 x KL(teacher || student)
+# of the softmaxes at temperature T, plus (1 - _DISTILL_WEIGHT) x cross-entropy (the paper's 0.5/0.5).
+# Its gradient on the logits is bounded, T x (student - teacher probabilities) per sample, like the
+# cross-entropy's; at T = 1 the objective is the cross-entropy against (label + teacher) / 2. It was
+# an MSE on logits, whose gradient grows with the logit gap: at batch 4, lr 0.01 and momentum 0.9 a
+# noisy step after a projection opened a gap, the next steps widened it until every ReLU of fc1 and
+# fc2 was dead (issue 11 item 5, lenet5 on digits: constant output, chance accuracy, a finite loss
+# of 21, so no divergence error). Weight phases from that run's dense model (accuracy 0.81), by data
+# order: the MSE collapsed 4 of 4 at batch 4; KL at T = 4 collapsed 1 of 3; at T = 2, 6 of 6 ended
+# above 0.91 at batch 4 but 3 of 3 below 0.45 at batch 2; at T = 1 all 9 ended above 0.91 at batch 4
+# and 2, where plain cross-entropy ended between 0.30 and 0.85.
 _DISTILL_WEIGHT = 0.5
+_DISTILL_TEMPERATURE = 1.0
+# A run has collapsed when the final model kept at most this share of the dense model's accuracy
+# above chance, and the dense model was at least _COLLAPSE_MIN_GAIN above chance (see train()).
+_COLLAPSE_KEPT = 0.1
+_COLLAPSE_MIN_GAIN = 0.1
 # Config fields that may differ between a run and its resumption: the folder's name, and what
 # decides where and how fast it runs (the checkpoint is device-independent).
 _RESUMABLE_CHANGES = ("quiet", "out", "device", "workers")
@@ -162,7 +178,8 @@ class BudgetNotMetError(ValueError):
 
 
 class TrainingDivergedError(ValueError):
-    """The training loss became NaN or infinite (the learning rate is too high)."""
+    """The training loss became NaN or infinite (on the first batch: the starting weights or the
+    data are unusable; later: the learning rate is too high)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +232,8 @@ class TrainConfig:
     checkpoint : str, optional
         State_dict file or ``ecc train`` run folder to start from.
     distill : bool
-        Distil from the dense model: 0.5 MSE on logits + 0.5 cross-entropy.
+        Distil from the dense model: 0.5 x the KL divergence of the student's softmax from
+        the dense model's (Hinton's distillation at temperature 1) + 0.5 x cross-entropy.
     regrow : bool
         Let pruned weights regrow between projections (the paper's behaviour).
     data_root : str, optional
@@ -430,6 +448,25 @@ def meet_budget(
     return report, proxy_budget, steps
 
 
+def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Hinton's distillation objective (see ``_DISTILL_WEIGHT``), averaged over the batch."""
+    t = _DISTILL_TEMPERATURE
+    soft = F.kl_div(
+        F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+        reduction="batchmean", log_target=True,
+    )
+    return _DISTILL_WEIGHT * t * t * soft + (1 - _DISTILL_WEIGHT) * F.cross_entropy(logits, y)
+
+
+def _collapsed(accuracy: float, dense_accuracy: float | None, num_classes: int) -> bool:
+    """Whether the final accuracy fell to chance while the dense one was far above it (see train())."""
+    if dense_accuracy is None:
+        return False
+    chance = 1 / num_classes
+    gain = dense_accuracy - chance
+    return gain >= _COLLAPSE_MIN_GAIN and accuracy - chance <= _COLLAPSE_KEPT * gain
+
+
 def _proxy_energy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost]) -> float:
     """Proxy energy of the nonzero pattern of ``weights`` (layers without weights: dense)."""
     return math.fsum(layer_energy(cost, int(torch.count_nonzero(weights[name]))) for name, cost in costs.items())
@@ -481,7 +518,13 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         ``energy_simulated_relative``, ``estimator``,
         ``profile``, ``layers`` (per layer ``name``, ``density``, ``input_density``,
         ``energy``, ``energy_proxy``), ``wall_time_s``, ``epochs``, ``seed``,
-        ``method`` and more.
+        ``method``, ``chance_accuracy`` (1 / number of classes), ``collapsed`` and
+        more. ``collapsed`` is True when the final model fell to chance while the dense
+        model was far above it: ``accuracy - chance <= 0.1 * (dense_accuracy -
+        chance)`` and ``dense_accuracy - chance >= 0.1``. With ten classes and a dense
+        accuracy of 0.81, a run ending at or below 0.1 + 0.1 * 0.71 = 0.171 has
+        collapsed; with a dense accuracy below 0.2 no run counts as collapsed. Such a
+        run still returns (``ecc train`` warns, ``ecc sweep`` flags its cell).
 
     Raises
     ------
@@ -490,7 +533,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     FileNotFoundError
         If resuming and the run folder has no checkpoint.
     compress.checkpoint.CheckpointError
-        If the checkpoint is unreadable (the message names it).
+        If the checkpoint is empty, unreadable or fails its checksum, or the starting
+        weights hold NaN or infinite values (the message names the file and tensor).
     compress.projection.InfeasibleBudgetError
         If the budget is below the minimum achievable energy.
     BudgetNotMetError
@@ -499,7 +543,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
         If the loss becomes NaN or infinite.
     ValueError
         For an invalid configuration, or one that differs from the resumed run's; for
-        CUDA (or ``amp``) asked for on a machine without it.
+        CUDA (or ``amp``) asked for on a machine without it; when resuming a finished
+        run whose ``report.json`` or ``model.pt`` was damaged since.
     compress.distributed.RankMismatchError
         If the ranks of a distributed run ever hold different model states.
 
@@ -544,10 +589,35 @@ def _open_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> dict[str,
             "delete the folder and start again without --resume"
         )
     saved = load_checkpoint(path)
+    missing = [key for key in ("config", "state", "model", "rng") if key not in saved]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint has no {', '.join(missing)}")
     _check_same_config(config, saved["config"], path)
     for leftover in run_dir.glob(".*.tmp"):  # files of an atomic write that was killed
         leftover.unlink()
+    if saved["state"].get("phase") == "done":
+        _check_finished_run(run_dir, saved["state"].get("report"), path)
     return saved
+
+
+def _check_finished_run(run_dir: Path, report: Any, checkpoint: Path) -> None:
+    """A finished run's report.json must hold the report of its checkpoint, and model.pt must read."""
+    from energysim import torchfile
+
+    path = run_dir / _REPORT
+    try:
+        found = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{path}: not valid JSON ({exc}); the finished run's report is damaged (its checkpoint "
+            f"{checkpoint.name} still holds it)"
+        ) from None
+    if found != report:
+        raise ValueError(
+            f"{path}: differs from the report in the run's checkpoint {checkpoint.name}: report.json was changed "
+            "or damaged after the run finished"
+        )
+    torchfile.load(run_dir / _MODEL, "model file")
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:
@@ -685,6 +755,14 @@ class _Run:
         from energysim.sparsity import load_checkpoint_state
 
         state = self.ctx.on_main(load_checkpoint_state, source)
+        shown = Path(source) / _MODEL if Path(source).is_dir() else Path(source)
+        for key, value in state.items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                bad = int((~torch.isfinite(value)).sum())
+                raise CheckpointError(
+                    f"{shown}: tensor {key} holds {bad} NaN or infinite value(s) of {value.numel()}: "
+                    "the starting weights are corrupt"
+                )
         plain, inputs = {}, {}
         for key, value in state.items():
             if key.endswith(".weight_orig"):
@@ -872,12 +950,11 @@ class _Run:
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.config.amp)
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, y)
         if self.teacher is None or self.state.phase == "pretrain":
-            return loss
+            return F.cross_entropy(logits, y)
         with torch.no_grad():
             target = self.teacher(x)
-        return _DISTILL_WEIGHT * F.mse_loss(logits, target) + (1 - _DISTILL_WEIGHT) * loss
+        return _distillation_loss(logits, target, y)
 
     def _epoch(self) -> None:
         """One epoch of the current phase, then evaluation and a log row."""
@@ -906,6 +983,11 @@ class _Run:
                 logits = net(x)
                 loss = self._loss(logits, x, y)
             if not torch.isfinite(loss):
+                if s.epochs_done == 0 and b == 0:  # no step taken yet: the learning rate is not to blame
+                    raise TrainingDivergedError(
+                        f"the loss is {loss.item()} on the first batch, before any training step: the starting "
+                        "weights or the data hold values too large (or NaN) to train on"
+                    )
                 raise TrainingDivergedError(
                     f"training diverged: the loss is {loss.item()} in batch {b + 1} of {phase} epoch {s.epoch + 1}; "
                     f"lower the learning rate (lr={self.optimizer.param_groups[0]['lr']:g})"
@@ -1051,6 +1133,8 @@ class _Run:
             "input_mask": c.input_mask,
             "accuracy": accuracy,
             "dense_accuracy": s.dense_accuracy,
+            "chance_accuracy": 1 / self.data.num_classes,
+            "collapsed": _collapsed(accuracy, s.dense_accuracy, self.data.num_classes),
             "budget": s.budget_abs / s.energy_dense,
             "budget_abs": s.budget_abs,
             "energy_dense": s.energy_dense,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import torchfile
 from .workload import LayerSpec, Workload
 
 __all__ = [
@@ -245,19 +246,16 @@ def _pattern_mask(shape: tuple[int, ...], density: float, pattern: str, rng: np.
 
 def load_checkpoint_file(path: str | Path) -> tuple[Path, object]:
     """What ``torch.save`` wrote to ``path`` (an ``ecc train`` run directory means its
-    ``model.pt``), loaded safely on the CPU; returns the file read and its content."""
+    ``model.pt``), checksum-verified and loaded safely on the CPU by
+    :func:`energysim.torchfile.load`; returns the file read and its content."""
     path = Path(path)
     if path.is_dir():
         candidate = path / "model.pt"
         if not candidate.is_file():
             raise FileNotFoundError(f"{path}: not an `ecc train` run directory (no model.pt inside)")
         path = candidate
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        return path, torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    obj, _ = torchfile.load(path, "PyTorch checkpoint")
+    return path, obj
 
 
 def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -266,6 +264,8 @@ def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
     path, obj = load_checkpoint_file(path)
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
         raise ValueError(f"{path}: expected a state_dict (a mapping of names to tensors)")
     return dict(obj)

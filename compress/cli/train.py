@@ -147,5 +147,11 @@ def run(args: argparse.Namespace) -> int:
         f"{r['energy_simulated_relative']:.4f} of dense simulated ({r['estimator']}), "
         f"{r['energy_proxy_relative']:.4f} proxy, budget {r['budget']:.4f}"
     )
+    if r.get("collapsed"):
+        print(
+            f"warning: training collapsed: accuracy {r['accuracy']:.4f} is near chance ({r['chance_accuracy']:.4f}) "
+            f"while the dense model had {r['dense_accuracy']:.4f}; report.json says \"collapsed\": true",
+            file=sys.stderr,
+        )
     print(f"report: {result.run_dir / 'report.json'}")
     return 0
