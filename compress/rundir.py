@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from energysim import Profile, Sparsity, Workload, build_model, extract_workload, load_profile
+from energysim import MODEL_NAMES, Profile, Sparsity, Workload, build_model, extract_workload, load_profile
 from energysim.sparsity import load_checkpoint_file
 from energysim.workload import UnmodelledLayerWarning
 
@@ -31,7 +31,9 @@ def load_run(path: str | Path) -> Run:
 
     Both files are data: ``config.json`` must be a JSON object whose fields have the
     types ``ecc train`` writes, and ``model.pt`` is checksum-verified and read with
-    ``weights_only=True`` (:func:`energysim.sparsity.load_checkpoint_file`).
+    ``weights_only=True`` (:func:`energysim.sparsity.load_checkpoint_file`). The model
+    must be a zoo name: a run of a ``package.module:factory`` model is refused, since
+    building it would import and run code that a file names.
 
     Parameters
     ----------
@@ -61,6 +63,11 @@ def load_run(path: str | Path) -> Run:
     if not isinstance(config, dict):
         raise ValueError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
     _check_fields(config_path, config, required=("model", "profile"))
+    if config["model"] not in MODEL_NAMES:
+        raise ValueError(
+            f"{config_path}: model must be one of the zoo's {', '.join(MODEL_NAMES)}, got {config['model']!r} "
+            "(a run folder is data: the model factory it names is not imported)"
+        )
     if not (path / "model.pt").is_file():
         raise FileNotFoundError(f"{path}: the run has no model.pt yet (not finished?)")
     checkpoint, saved = load_checkpoint_file(path)

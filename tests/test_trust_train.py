@@ -307,6 +307,17 @@ def test_empty_checkpoint_files_are_one_line_errors(tmp_path, capsys):
     assert f"{resume / 'checkpoint.pt'}: empty file" in _error_line(capsys)
 
 
+def test_a_run_folder_cannot_make_the_reader_import_code(tmp_path, monkeypatch):
+    (tmp_path / "planted_factory.py").write_text("import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = _lenet5_run_folder(tmp_path / "run")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model": "planted_factory:make"}))
+    with pytest.raises(ValueError, match="config.json: model must be one of the zoo's lenet5"):
+        load_run(folder)
+    assert not (tmp_path / "planted_factory.ran").exists()
+
+
 # -- fuzzing: random bytes, damaged real files, odd run folders --------------------------------------
 
 
@@ -393,23 +404,33 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )
-# A model may name a factory ``package.module:factory``, which load_run imports: keep random names plain.
-_MODEL_NAMES = st.sampled_from(["lenet5", "lenet300", "nope"]) | st.text(max_size=8).filter(lambda s: ":" not in s)
+_ODD_VALUES = {
+    "model": st.sampled_from(["lenet5", "lenet300", "nope", "os:getcwd"]) | st.text(max_size=8) | _JSON,
+    "profile": st.sampled_from(["eyeriss-iclr19", "edge-16x16", "nope"]) | _JSON,
+    "overrides": st.sampled_from([[], ["array.rows=8"], ["x"], ["array.rows=-1"]]) | _JSON,
+    "input_shape": st.sampled_from([None, [1, 32, 32], [1, 8, 8], [3, 32, 32], [784]]) | _JSON,
+}
+VALID_CONFIG = {"model": "lenet5", "profile": "eyeriss-iclr19", "overrides": [], "input_shape": None}
+
+
+@st.composite
+def _configs(draw):
+    """The config.json ``ecc train`` writes with some fields dropped or replaced by odd values."""
+    config = dict(VALID_CONFIG)
+    for name, odd in _ODD_VALUES.items():
+        change = draw(st.sampled_from(["keep", "keep", "drop", "replace"]))
+        if change == "drop":
+            del config[name]
+        elif change == "replace":
+            config[name] = draw(odd)
+    return config
 
 
 @FUZZ
 @given(
-    config=st.fixed_dictionaries(
-        {},
-        optional={
-            "model": _MODEL_NAMES | _JSON,
-            "profile": st.sampled_from(["eyeriss-iclr19", "edge-16x16", "nope"]) | _JSON,
-            "overrides": st.sampled_from([[], ["array.rows=8"], ["x"], ["array.rows=-1"]]) | _JSON,
-            "input_shape": st.sampled_from([None, [1, 32, 32], [1, 8, 8], [3, 32, 32], [784]]) | _JSON,
-        },
-    ),
-    top=st.sampled_from(["object", "list", "garbage"]),
-    model_file=st.sampled_from(["real", "mutated"]),
+    config=_configs(),
+    top=st.sampled_from(["object", "object", "object", "list", "garbage"]),
+    model_file=st.sampled_from(["real", "real", "mutated"]),
     mutated=_mutated(),
 )
 def test_fuzz_run_folder_reader(tmp_path, config, top, model_file, mutated):
