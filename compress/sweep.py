@@ -1,13 +1,20 @@
-"""Budget sweeps: every (method, budget, seed) cell trained like ``ecc train``, in parallel,
+"""Budget sweeps: every (variant, budget, seed) cell trained like ``ecc train``, in parallel,
 resumable, collected into ``results.csv`` and ``summary.csv``.
+
+A cell's :class:`Variant` says how it prunes: a projection method of
+:data:`compress.pruner.METHODS`, with or without learned input masks, and a weight
+structure of :data:`compress.pruner.STRUCTURES`. ``ecc sweep --methods ecc,ecc-mask``
+spells variants by name (``ecc-mask`` is ``ecc`` with input masks); :meth:`Variant.parse`
+reads a name into a value once, where it enters (``--methods``, ``sweep.json``,
+``results.csv``), and every cell carries the value from there on.
 
 Layout of a sweep directory::
 
     DIR/sweep.json                      the sweep's settings (a resumed sweep must match them)
     DIR/dense/seed<S>/                  the dense starting model of seed S (shared by every method)
-    DIR/cells/<method>/b<budget>_s<S>/  one `ecc train` run directory per cell
+    DIR/cells/<variant>/b<budget>_s<S>/ one `ecc train` run directory per cell (Variant.name)
     DIR/results.csv                     one row per finished cell
-    DIR/summary.csv                     mean and std over seeds per (method, budget)
+    DIR/summary.csv                     mean and std over seeds per (variant, budget)
     DIR/.locks/                         lock files: one per run folder, one for the files above
 
 A cell is finished when its ``report.json`` exists; a resumed sweep skips it. A cell whose
@@ -18,7 +25,7 @@ again retries it. Every method of a seed starts from the same dense checkpoint a
 with the same schedule (epochs, optimizer, distillation, seed), so the methods differ only
 in how they prune.
 
-A directory accumulates: ``ecc sweep`` run again on it with more budgets, methods or seeds
+A directory accumulates: ``ecc sweep`` run again on it with more budgets, methods, structures or seeds
 (and the same training settings, checked against ``sweep.json``) trains the new cells, and
 ``results.csv`` and ``summary.csv`` are rebuilt from every finished cell folder on disk,
 whichever run trained it. Several ``ecc sweep`` processes may work on one directory at the
@@ -33,12 +40,12 @@ whichever machine, executor or process runs it.
 Across machines:
 
 - ``shard=(i, n)`` (``ecc sweep --shard i/n``, one task of a job array) runs cells
-  ``i, i + n, i + 2n, ...`` of the sweep's cell list (seeds x methods x budgets, in the
+  ``i, i + n, i + 2n, ...`` of the sweep's cell list (seeds x methods x structures x budgets, in the
   order given) in its own directory. Each shard trains there the dense models of the
   seeds its cells need: no two processes ever write one run folder, and since training
   is deterministic for a seed on CPU, two shards that need seed 0 train the same dense
   model bitwise. A directory records its shard in ``sweep.json`` and refuses another.
-- :func:`merge_sweeps` (``ecc sweep --merge DIR... --out OUT``) combines the shard
+- :func:`merge_sweeps` (``ecc merge DIR... --out OUT``) combines the shard
   directories (or any sweeps of disjoint cells with the same settings) into one sweep
   directory: ``results.csv``, ``summary.csv``, ``sweep.json`` and relative symbolic links
   ``cells/...`` and ``dense/...`` to the shards' run folders, so ``ecc plot OUT`` draws
@@ -66,7 +73,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +85,8 @@ from energysim.workload import UnmodelledLayerWarning
 
 from .checkpoint import atomic_write_text
 from .executors import EXECUTORS, open_executor
+from .pruner import METHODS as _PROJECTIONS
+from .pruner import STRUCTURES
 from .train import TrainConfig, train
 
 __all__ = [
@@ -85,6 +94,7 @@ __all__ = [
     "Cell",
     "SweepConfig",
     "SweepFileError",
+    "Variant",
     "check_relative_budgets",
     "merge_sweeps",
     "read_json",
@@ -96,8 +106,20 @@ __all__ = [
     "summarize",
 ]
 
-METHODS = ("ecc", "ecc-mask", "magnitude", "uniform", "energy-aware")
+# Input masks are the paper's extension of its own projection: the sweep offers them with ecc.
+_INPUT_MASK_METHODS = ("ecc",)
+_INPUT_MASK_SUFFIX = "-mask"
+_STRUCTURE_SEPARATOR = "+"
+#: The names ``--methods`` accepts: each method of :data:`compress.pruner.METHODS`, and
+#: ``ecc-mask`` (ecc with learned input masks, ``ecc train --input-mask``).
+METHODS = tuple(
+    name
+    for method in _PROJECTIONS
+    for name in (method, *([method + _INPUT_MASK_SUFFIX] if method in _INPUT_MASK_METHODS else []))
+)
 
+# The lists of sweep.json whose product is the cell list.
+_CELL_AXES = ("budgets", "methods", "structures", "seeds")
 _REPORT = "report.json"
 _ERROR = "error.json"
 _LOCKS = ".locks"
@@ -173,6 +195,96 @@ def _check_cell_names(budgets: Sequence[float]) -> None:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """How a sweep cell prunes: a projection method, input masks or none, a weight structure.
+
+    Parameters
+    ----------
+    method : str
+        A key of :data:`compress.pruner.METHODS`.
+    input_mask : bool, default False
+        Learn input masks between the weight phases (with ``ecc`` only).
+    structure : str, default "none"
+        One of :data:`compress.pruner.STRUCTURES`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or structure, or input masks with another method than ecc.
+
+    Examples
+    --------
+    >>> Variant.parse("ecc-mask")
+    Variant(method='ecc', input_mask=True, structure='none')
+    >>> Variant("ecc", input_mask=True).name
+    'ecc-mask'
+    """
+
+    method: str
+    input_mask: bool = False
+    structure: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.method not in _PROJECTIONS:
+            raise ValueError(f"method must be one of {', '.join(_PROJECTIONS)}, got {self.method!r}")
+        if not isinstance(self.input_mask, bool):
+            raise TypeError(f"input_mask must be True or False, got {self.input_mask!r}")
+        if self.input_mask and self.method not in _INPUT_MASK_METHODS:
+            raise ValueError(f"input masks are swept with method {' or '.join(_INPUT_MASK_METHODS)} only, "
+                             f"got method {self.method!r}")
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {self.structure!r}")
+
+    @classmethod
+    def parse(cls, name: str, structure: str = "none") -> Variant:
+        """The variant that a ``--methods`` name (one of :data:`METHODS`) spells, with ``structure``.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not in :data:`METHODS` or ``structure`` not in :data:`compress.pruner.STRUCTURES`.
+        """
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+        method = name.removesuffix(_INPUT_MASK_SUFFIX) if name not in _PROJECTIONS else name
+        return cls(method, method != name, structure)
+
+    @classmethod
+    def from_name(cls, name: str) -> Variant:
+        """The variant whose :attr:`name` is ``name`` (a ``cells/`` folder, a ``method`` of ``results.csv``).
+
+        Raises
+        ------
+        ValueError
+            If no variant has that name.
+        """
+        method, separator, structure = name.partition(_STRUCTURE_SEPARATOR)
+        variant = cls.parse(method, structure if separator else "none")
+        if variant.name != name:  # one spelling per variant: "ecc+none" is "ecc"
+            raise ValueError(f"{name!r} names the variant {variant.name!r}")
+        return variant
+
+    @property
+    def method_name(self) -> str:
+        """The ``--methods`` name: the method, ``-mask`` appended with input masks."""
+        return self.method + (_INPUT_MASK_SUFFIX if self.input_mask else "")
+
+    @property
+    def name(self) -> str:
+        """The cells' folder under ``cells/`` and their ``method`` in ``results.csv``: :attr:`method_name`,
+        and ``+structure`` for a structure other than ``none``."""
+        suffix = "" if self.structure == "none" else _STRUCTURE_SEPARATOR + self.structure
+        return self.method_name + suffix
+
+
+def _unknown(kind: str, given: Sequence[Any], known: Sequence[str]) -> None:
+    """Refuse the values of ``given`` that ``known`` lacks, naming them and the known ones."""
+    unknown = [v for v in given if v not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}; known: {', '.join(known)}")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """What to sweep and where to run it.
 
@@ -197,6 +309,13 @@ class SweepConfig:
     executor : {"local", "dask"}
     scheduler : str, optional
         Dask scheduler address (``executor="dask"``).
+    structures : tuple of str
+        Weight structures from :data:`compress.pruner.STRUCTURES`; each method is swept with each.
+
+    Attributes
+    ----------
+    variants : tuple of Variant
+        Every (method, structure) pair, methods outer, as the cells train them.
     """
 
     base: TrainConfig
@@ -209,20 +328,24 @@ class SweepConfig:
     shard: tuple[int, int] = (0, 1)
     executor: str = "local"
     scheduler: str | None = None
+    structures: tuple[str, ...] = ("none",)
+    variants: tuple[Variant, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+        _unknown("methods", self.methods, METHODS)
+        _unknown("structures", self.structures, STRUCTURES)
         # One cell per (method, budget, seed): `--budgets 0.5,0.5` is one budget, not two seeds.
         object.__setattr__(self, "budgets", tuple(dict.fromkeys(check_relative_budgets(self.budgets))))
         _check_cell_names(self.budgets)
         object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
+        object.__setattr__(self, "structures", tuple(dict.fromkeys(self.structures)))
+        object.__setattr__(self, "variants",
+                           tuple(Variant.parse(m, s) for m in self.methods for s in self.structures))
         if not all(_is_int(s) for s in self.seeds):
             raise ValueError(f"seeds must be ints, got {list(self.seeds)}")
         object.__setattr__(self, "seeds", tuple(dict.fromkeys(int(s) for s in self.seeds)))
-        if not self.methods or not self.seeds:
-            raise ValueError("a sweep needs at least one method and one seed")
+        if not self.methods or not self.structures or not self.seeds:
+            raise ValueError("a sweep needs at least one method, one structure and one seed")
         if self.jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
@@ -240,12 +363,18 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    method: str
+    """One run of a sweep: a variant at a budget with a seed."""
+
+    variant: Variant
     budget: float
     seed: int
 
     def directory(self, root: Path) -> Path:
-        return root / "cells" / self.method / f"{_budget_name(self.budget)}_s{self.seed}"
+        """The cell's run folder in the sweep directory ``root``."""
+        return root / "cells" / self.variant.name / f"{_budget_name(self.budget)}_s{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.variant.name} @ {self.budget:g} seed {self.seed}"
 
 
 def _dense_dir(root: Path, seed: int) -> Path:
@@ -259,14 +388,15 @@ def _dense_config(config: SweepConfig, root: Path, seed: int) -> TrainConfig:
 
 
 def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
-    method = "ecc" if cell.method == "ecc-mask" else cell.method
+    """The training of one cell. Its structure is unstructured (``none``, the only one of
+    STRUCTURES), which is what `ecc train` trains: TrainConfig has no structure to set."""
     return replace(
         config.base,
         seed=cell.seed,
         budget=cell.budget,
         budget_abs=None,
-        method=method,
-        input_mask=cell.method == "ecc-mask",
+        method=cell.variant.method,
+        input_mask=cell.variant.input_mask,
         checkpoint=str(_dense_dir(root, cell.seed)),
         pretrain_epochs=0,
         out=str(cell.directory(root)),
@@ -346,6 +476,7 @@ def _settings(config: SweepConfig) -> dict[str, Any]:
         "threads": config.threads,
         "budgets": list(config.budgets),
         "methods": list(config.methods),
+        "structures": list(config.structures),
         "seeds": list(config.seeds),
     }
     return json.loads(json.dumps(settings))  # tuples become lists, as in the saved file
@@ -383,7 +514,7 @@ def run_sweep(config: SweepConfig, out: str | Path) -> list[dict[str, Any]]:
         _extend_settings(root, config)
 
     index, count = config.shard
-    cells = [Cell(m, b, s) for s in config.seeds for m in config.methods for b in config.budgets][index::count]
+    cells = [Cell(v, b, s) for s in config.seeds for v in config.variants for b in config.budgets][index::count]
     seeds = list(dict.fromkeys(c.seed for c in cells))  # the dense models this shard needs
     # A report.json is never removed: a run that has one needs no worker, nor its lock.
     seeds = [s for s in seeds if not (_dense_dir(root, s) / _REPORT).is_file()]
@@ -444,8 +575,8 @@ def _extend_settings(root: Path, config: SweepConfig) -> None:
                 f"{path}: this directory holds shard {_shard_text(shard)} of a sweep, not "
                 f"{_shard_text(config.shard)}: give every shard its own --out"
             )
-        # A resumed sweep may add budgets, methods or seeds; the union is recorded, earlier ones first.
-        for key in ("budgets", "methods", "seeds"):
+        # A resumed sweep may add budgets, methods, structures or seeds; the union is recorded, earlier ones first.
+        for key in _CELL_AXES:
             settings[key] = list(dict.fromkeys([*previous[key], *settings[key]]))
         _check_cell_names(settings["budgets"])
     if config.shard != (0, 1):
@@ -470,24 +601,27 @@ def _differences(first: dict[str, Any], second: dict[str, Any],
     ]
 
 
+def _cells(settings: dict[str, Any]) -> list[Cell]:
+    """Every cell of checked settings (``read_settings``), in the order a sweep runs them."""
+    variants = [Variant.parse(m, s) for m in settings["methods"] for s in settings["structures"]]
+    return [Cell(v, b, seed) for seed in settings["seeds"] for v in variants for b in settings["budgets"]]
+
+
 def _collect(root: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per finished cell folder of the directory, in the order of its settings."""
     dense_accuracy: dict[int, float | None] = {}
     rows = []
-    for seed in settings["seeds"]:
-        for method in settings["methods"]:
-            for budget in settings["budgets"]:
-                cell = Cell(method, budget, seed)
-                run_dir = cell.directory(root)
-                if not ((run_dir / _REPORT).is_file() or (run_dir / _ERROR).is_file()):
-                    continue
-                if seed not in dense_accuracy:
-                    dense_report = _dense_dir(root, seed) / _REPORT
-                    dense_accuracy[seed] = (
-                        _field(dense_report, read_json(dense_report), "accuracy", _FRACTION)
-                        if dense_report.is_file() else None
-                    )
-                rows.append(_row(cell, run_dir, dense_accuracy[seed]))
+    for cell in _cells(settings):
+        run_dir = cell.directory(root)
+        if not ((run_dir / _REPORT).is_file() or (run_dir / _ERROR).is_file()):
+            continue
+        if cell.seed not in dense_accuracy:
+            dense_report = _dense_dir(root, cell.seed) / _REPORT
+            dense_accuracy[cell.seed] = (
+                _field(dense_report, read_json(dense_report), "accuracy", _FRACTION)
+                if dense_report.is_file() else None
+            )
+        rows.append(_row(cell, run_dir, dense_accuracy[cell.seed]))
     return rows
 
 
@@ -502,18 +636,18 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
     ----------
     dirs : sequence of str or Path
         Sweep directories with the same settings and no cell in common: every shard
-        ``0/n .. n-1/n`` of a sharded sweep, or sweeps of disjoint budgets, methods or seeds.
+        ``0/n .. n-1/n`` of a sharded sweep, or sweeps of disjoint budgets, methods, structures or seeds.
     out : str or Path
         The merged directory (created; not one of ``dirs``). It receives ``results.csv``,
         ``summary.csv``, ``sweep.json`` (with ``merged_from``) and relative symbolic
-        links ``cells/<method>/<cell>`` and ``dense/seed<S>`` to the run folders; links
+        links ``cells/<variant>/<cell>`` and ``dense/seed<S>`` to the run folders; links
         from an earlier merge are replaced.
 
     Returns
     -------
     list of dict
         The rows of the merged ``results.csv``, ordered as an unsharded sweep orders them
-        (seeds, then methods, then budgets, in the order of the sweeps' settings).
+        (seeds, then methods, structures and budgets, in the order of the sweeps' settings).
 
     Raises
     ------
@@ -542,29 +676,25 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
                              f"({'; '.join(differences)}); cannot merge them")
     _check_shards(sources, [tuple(s.get("shard", (0, 1))) for s in settings])
     merged = {key: settings[0][key] for key in ("base", "threads")}
-    for key in ("budgets", "methods", "seeds"):
+    for key in _CELL_AXES:
         merged[key] = list(dict.fromkeys(v for s in settings for v in s[key]))
     _check_cell_names(merged["budgets"])
     merged["merged_from"] = [str(d) for d in sources]
 
     owner: dict[Cell, Path] = {}
-    rows = []
+    found: dict[Cell, dict[str, Any]] = {}
     for d, own in zip(sources, settings):
+        listed = set(_cells(own))
         for row in read_results(d):
-            cell = Cell(row["method"], row["budget"], row["seed"])
-            if not (cell.method in own["methods"] and cell.budget in own["budgets"] and cell.seed in own["seeds"]):
-                raise SweepFileError(
-                    f"{d / 'results.csv'}: cell {cell.method} @ {cell.budget:g} seed {cell.seed} is not among the "
-                    f"methods, budgets and seeds of {d / 'sweep.json'}"
-                )
+            cell = _row_cell(row)
+            if cell not in listed:
+                raise SweepFileError(f"{d / 'results.csv'}: cell {cell} is not among the methods, structures, "
+                                     f"budgets and seeds of {d / 'sweep.json'}")
             if cell in owner:
-                raise ValueError(f"cell {cell.method} @ {cell.budget:g} seed {cell.seed} is in both {owner[cell]} "
-                                 f"and {d}; merge each cell once")
+                raise ValueError(f"cell {cell} is in both {owner[cell]} and {d}; merge each cell once")
             owner[cell] = d
-            rows.append(row)
-    position = {key: {v: i for i, v in enumerate(merged[key])} for key in ("budgets", "methods", "seeds")}
-    rows.sort(key=lambda r: (position["seeds"][r["seed"]], position["methods"][r["method"]],
-                             position["budgets"][r["budget"]]))
+            found[cell] = row
+    rows = [found[cell] for cell in _cells(merged) if cell in found]
 
     root.mkdir(parents=True, exist_ok=True)
     for cell, d in owner.items():
@@ -614,9 +744,15 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(os.path.relpath(target.resolve(), link.parent.resolve()), target_is_directory=True)
 
 
+def _row_cell(row: dict[str, Any]) -> Cell:
+    """The cell of a row of ``read_results``."""
+    return Cell(Variant.from_name(row["method"]), row["budget"], row["seed"])
+
+
 def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, Any]:
     """The results.csv row of a finished cell, from its report.json or error.json."""
-    row = {"method": cell.method, "budget": cell.budget, "seed": cell.seed}
+    row = {"method": cell.variant.name, "budget": cell.budget, "seed": cell.seed,
+           "input_mask": cell.variant.input_mask, "structure": cell.variant.structure}
     path = run_dir / _REPORT
     if not path.is_file():
         path = run_dir / _ERROR
@@ -712,12 +848,15 @@ _SETTINGS_FIELDS: dict[str, _Check] = {
     "threads": _POSITIVE_INT,
     "budgets": _distinct_list((_is_budget, "a number in (0, 1]")),
     "methods": _distinct_list((lambda v: isinstance(v, str) and v in METHODS, f"one of {', '.join(METHODS)}")),
+    "structures": _distinct_list((lambda v: isinstance(v, str) and v in STRUCTURES,
+                                  f"one of {', '.join(STRUCTURES)}")),
     "seeds": _distinct_list((_is_int, "an int")),
     "shard": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(i) for i in v) and 0 <= v[0] < v[1],
               "[i, n] with 0 <= i < n"),
     "merged_from": (lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v), "a list of paths"),
 }
-_OPTIONAL_SETTINGS = ("shard", "merged_from")
+# Optional fields; "structures" is absent from sweeps written before there was a choice of them.
+_OPTIONAL_SETTINGS = ("structures", "shard", "merged_from")
 # The training settings a figure's title names.
 _TITLE_FIELDS = ("model", "dataset", "profile", "estimator")
 _MISSING = object()
@@ -785,8 +924,9 @@ def read_settings(root: str | Path) -> dict[str, Any]:
     -------
     dict
         ``base`` (the training settings, with at least ``model``, ``dataset``, ``profile``
-        and ``estimator``), ``threads``, ``budgets``, ``methods``, ``seeds``, and the
-        optional ``shard`` and ``merged_from``.
+        and ``estimator``), ``threads``, ``budgets``, ``methods``, ``structures``
+        (``["none"]`` where the file has none), ``seeds``, and the optional ``shard`` and
+        ``merged_from``.
 
     Raises
     ------
@@ -813,6 +953,7 @@ def read_settings(root: str | Path) -> dict[str, Any]:
         _check_cell_names(data["budgets"])
     except ValueError as exc:
         raise SweepFileError(f"{path}: field budgets: {exc}") from None
+    data.setdefault("structures", ["none"])
     return data
 
 
@@ -864,8 +1005,14 @@ def _parse_bool(text: str) -> bool:
     return text == "True"
 
 
-def _parse_method(text: str) -> str:
-    if text not in METHODS:
+def _parse_variant(text: str) -> str:
+    """The ``method`` column: a :attr:`Variant.name`, kept as text."""
+    Variant.from_name(text)
+    return text
+
+
+def _parse_structure(text: str) -> str:
+    if text not in STRUCTURES:
         raise ValueError(text)
     return text
 
@@ -880,11 +1027,14 @@ _ANY_FLOAT: _Column = (float, "a number")
 _CSV_FRACTION = _parsed(float, _FRACTION)
 _DENSITY_PREFIX = "density:"
 
-# Columns of results.csv: the first four are required, the others optional (older files lack `collapsed`).
+# Columns of results.csv: the first four are required, the others optional (older files lack `collapsed`,
+# `input_mask` and `structure`).
 _RESULT_COLUMNS: dict[str, _Column] = {
-    "method": (_parse_method, f"one of {', '.join(METHODS)}"),
+    "method": (_parse_variant, f"one of {', '.join(METHODS)}"),
     "budget": _parsed(float, (_is_budget, "a number in (0, 1]")),
     "seed": (int, "an int"),
+    "input_mask": (_parse_bool, "True or False"),
+    "structure": (_parse_structure, f"one of {', '.join(STRUCTURES)}"),
     "feasible": (_parse_bool, "True or False"),
     "reason": (str, "text"),
     "collapsed": (_parse_bool, "True or False"),
@@ -901,7 +1051,7 @@ _RESULT_REQUIRED = ("method", "budget", "seed", "feasible")
 _FEASIBLE_REQUIRED = ("accuracy", "energy_simulated_relative")
 
 _SUMMARY_COLUMNS: dict[str, _Column] = {
-    "method": (_parse_method, f"one of {', '.join(METHODS)}"),
+    "method": (_parse_variant, f"one of {', '.join(METHODS)}"),
     "budget": _parsed(float, (_is_budget, "a number in (0, 1]")),
     "seeds": _parsed(int, _POSITIVE_INT),
     "feasible_seeds": _parsed(int, (lambda v: v >= 0, "an int >= 0")),
@@ -980,16 +1130,19 @@ def read_results(root: str | Path) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        One per cell: ``method``, ``budget``, ``seed`` and ``feasible`` always; the other
-        columns where the file has them (None where a cell leaves them empty; a feasible
-        cell always has ``accuracy`` and ``energy_simulated_relative``).
+        One per cell: ``method`` (a :attr:`Variant.name`), ``budget``, ``seed``,
+        ``input_mask``, ``structure`` (from ``method`` where the file lacks these columns)
+        and ``feasible`` always; the other columns where the file has them (None where a
+        cell leaves them empty; a feasible cell always has ``accuracy`` and
+        ``energy_simulated_relative``).
 
     Raises
     ------
     FileNotFoundError
         If there is no ``results.csv``.
     SweepFileError
-        If a column is unknown or missing, a value is malformed, or a cell is repeated.
+        If a column is unknown or missing, a value is malformed, ``input_mask`` or
+        ``structure`` contradicts ``method``, or a cell is repeated.
     """
     path = Path(root) / "results.csv"
     rows = _read_table(path, _RESULT_COLUMNS, _RESULT_REQUIRED, (_DENSITY_PREFIX, _optional(_CSV_FRACTION)))
@@ -1000,6 +1153,11 @@ def read_results(root: str | Path) -> list[dict[str, Any]]:
             raise SweepFileError(f"{path}: line {line} repeats the cell {key[0]} @ {key[1]:g} seed {key[2]} "
                                  f"of line {first[key]}")
         first[key] = line
+        variant = Variant.from_name(row["method"])
+        for name, value in (("input_mask", variant.input_mask), ("structure", variant.structure)):
+            if row.setdefault(name, value) != value:
+                raise SweepFileError(f"{path}: line {line}, column {name!r} must be {value} for method "
+                                     f"{row['method']!r}, got {row[name]}")
         if row["feasible"]:
             for name in _FEASIBLE_REQUIRED:
                 if row.get(name) is None:

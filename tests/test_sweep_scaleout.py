@@ -116,12 +116,17 @@ def test_a_shard_directory_refuses_another_shard(shards):
 
 def test_cli_shard_and_merge(shards, tmp_path, capsys):
     dirs, _ = shards
-    assert main(["sweep", "--merge", *map(str, dirs), "--out", str(tmp_path / "m")]) == 0
+    assert main(["merge", *map(str, dirs), "--out", str(tmp_path / "m")]) == 0
     assert "merged 2 directories" in capsys.readouterr().out
     assert (tmp_path / "m" / "results.csv").is_file()
     with pytest.raises(SystemExit):
-        main(["sweep", "--merge", str(dirs[0]), "--model", "lenet5", "--out", str(tmp_path / "m4")])
-    assert "takes no training options, got --model" in capsys.readouterr().err
+        main(["merge", str(dirs[0]), "--model", "lenet5", "--out", str(tmp_path / "m4")])
+    assert "unrecognized arguments: --model lenet5" in capsys.readouterr().err
+    # The spelling before `ecc merge` is a usage error that names it, whatever else is missing.
+    with pytest.raises(SystemExit):
+        main(["sweep", "--merge", *map(str, dirs), "--out", str(tmp_path / "m7")])
+    assert "--merge is now a command of its own: ecc merge DIR... --out DIR" in capsys.readouterr().err
+    assert not (tmp_path / "m4").exists() and not (tmp_path / "m7").exists()
     with pytest.raises(SystemExit):
         main(["sweep", "--out", str(tmp_path / "m5")])
     assert "required: --model, --dataset, --profile, --budgets" in capsys.readouterr().err

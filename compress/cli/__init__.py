@@ -12,11 +12,11 @@ import argparse
 import os
 import sys
 
-from . import calibrate, coeffs, plot, profiles, simulate, sweep, train
+from . import calibrate, coeffs, merge, plot, profiles, simulate, sweep, train
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (profiles, simulate, coeffs, calibrate, train, sweep, plot)
+_COMMANDS = (profiles, simulate, coeffs, calibrate, train, sweep, merge, plot)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``ecc sweep``: every (method, budget, seed) cell of a budget sweep, resumable and in parallel."""
+"""``ecc sweep``: every (method, structure, budget, seed) cell of a budget sweep, resumable and in parallel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from ._common import model_from_args
 from .train import add_training_options, config_from_args
 
-__all__ = ["register", "run"]
+__all__ = ["print_summary", "register", "run"]
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -36,30 +36,48 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """``a,b,c`` as ("a", "b", "c"); SweepConfig checks the names."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+class _MovedToMerge(argparse.Action):
+    """``ecc sweep --merge``, the spelling before ``ecc merge``: a usage error that names the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is now a command of its own: ecc merge DIR... --out DIR")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from compress.executors import EXECUTORS
+    from compress.pruner import STRUCTURES
     from compress.sweep import METHODS
 
     parser = sub.add_parser(
         "sweep",
-        help="train every (method, budget, seed) cell of a budget sweep",
+        help="train every (method, structure, budget, seed) cell of a budget sweep",
         description=(
-            "Run an `ecc train`-style run for every (method, budget, seed) in DIR/cells/, all methods of a seed "
-            "starting from the same dense model (DIR/dense/seed<S>) with the same schedule. Finished cells are "
-            "skipped, so an interrupted sweep resumes where it stopped, and a sweep run again on DIR with more "
-            "budgets, methods or seeds (same training settings) adds them; several sweeps may run on one DIR at "
-            "once, each cell trained by one of them. Writes DIR/results.csv (one row per finished cell of DIR) "
+            "Run an `ecc train`-style run for every (method, structure, budget, seed) in DIR/cells/, all methods "
+            "of a seed starting from the same dense model (DIR/dense/seed<S>) with the same schedule. Finished "
+            "cells are skipped, so an interrupted sweep resumes where it stopped, and a sweep run again on DIR with "
+            "more budgets, methods, structures or seeds (same training settings) adds them; several sweeps may run "
+            "on one DIR at once, each cell trained by one of them. Writes DIR/results.csv (one row per finished "
+            "cell of DIR) "
             "and DIR/summary.csv (mean and std over seeds); `ecc plot DIR` draws them. Across machines: "
             "--shard I/N runs every N-th cell (one task of a job array, each with its own --out), "
-            "`ecc sweep --merge DIR... --out DIR` combines the shards, and --executor dask --scheduler ADDRESS runs "
+            "`ecc merge DIR... --out DIR` combines the shards, and --executor dask --scheduler ADDRESS runs "
             "the cells on a Dask cluster."
         ),
     )
     add_training_options(parser)
     parser.add_argument("--budgets", type=_floats, required=True, metavar="B,B,...",
                         help="relative energy budgets in (0, 1], e.g. 0.5,0.3,0.2")
-    parser.add_argument("--methods", default="ecc,magnitude", metavar="M,M,...",
-                        help=f"methods among {', '.join(METHODS)} (default: ecc,magnitude)")
+    parser.add_argument("--methods", type=_names, default=("ecc", "magnitude"), metavar="M,M,...",
+                        help=f"methods among {', '.join(METHODS)} (default: ecc,magnitude); ecc-mask is ecc "
+                             "with learned input masks")
+    parser.add_argument("--structures", type=_names, default=("none",), metavar="S,S,...",
+                        help=f"weight structures among {', '.join(STRUCTURES)}, each swept with every method "
+                             "(default: none, unstructured)")
     parser.add_argument("--seeds", type=_ints, default=(0,), metavar="S,S,...", help="seeds (default: 0)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="cells trained in parallel processes (default 1)")
     parser.add_argument(
@@ -71,10 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run only cells I, I+N, I+2N, ... (from 0; e.g. --shard $SLURM_ARRAY_TASK_ID/8), each shard with its "
              "own --out",
     )
-    parser.add_argument(
-        "--merge", nargs="+", default=None, metavar="DIR",
-        help="combine these finished sweep (shard) directories into --out instead of training",
-    )
+    parser.add_argument("--merge", nargs="*", action=_MovedToMerge, help=argparse.SUPPRESS)
     parser.add_argument(
         "--executor", choices=EXECUTORS, default="local",
         help="local worker processes (default) or dask: the cells are tasks on a running Dask cluster",
@@ -83,29 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.5:8786")
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory (resumed if it exists)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    # Required for a sweep, not for --merge: run() checks them.
-    needed = [a for a in parser._actions if a.required and a.dest != "out"]
-    for action in needed:
-        action.required = False
-    parser.set_defaults(run=run, sweep_parser=parser, sweep_needed=[(a.option_strings[0], a.dest) for a in needed])
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.sweep import SweepConfig, check_relative_budgets, merge_sweeps, run_sweep
+    from compress.sweep import SweepConfig, check_relative_budgets, run_sweep
 
-    given = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is not None]
-    if args.merge is not None:
-        if given:
-            args.sweep_parser.error(
-                f"--merge combines finished sweeps and takes no training options, got {', '.join(given)}"
-            )
-        rows = merge_sweeps(args.merge, args.out)
-        _print_summary(rows)
-        print(f"merged {len(args.merge)} directories into {args.out}: results.csv, summary.csv")
-        return 0
-    missing = [flag for flag, dest in args.sweep_needed if getattr(args, dest) is None]
-    if missing:
-        args.sweep_parser.error(f"the following arguments are required: {', '.join(missing)} (or --merge DIR...)")
     check_relative_budgets(args.budgets)  # a wrong budget is reported before the model is built
     # The cells ignore the unmodelled-layer note (the same in each): it is printed here, once,
     # and --strict, a bad model or input shape fail before any file is written.
@@ -115,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         base=base,
         budgets=args.budgets,
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        methods=args.methods,
         seeds=args.seeds,
         jobs=args.jobs,
         quiet=args.quiet,
@@ -123,15 +121,23 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         executor=args.executor,
         scheduler=args.scheduler,
+        structures=args.structures,
     )
     rows = run_sweep(config, args.out)
-    _print_summary(rows)
+    print_summary(rows)
     print(f"results: {args.out}/results.csv, summary: {args.out}/summary.csv")
     return 0
 
 
-def _print_summary(rows: list[dict]) -> None:
-    """Mean accuracy and energy of each (method, budget); unreached budgets and collapsed cells on stderr."""
+def print_summary(rows: list[dict]) -> None:
+    """Print the mean accuracy and energy of each (method, budget); unreached budgets and collapsed cells on stderr.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``results.csv``, as :func:`compress.sweep.run_sweep` and
+        :func:`compress.sweep.merge_sweeps` return them.
+    """
     from compress.sweep import summarize
 
     for entry in summarize(rows):
