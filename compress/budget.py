@@ -39,8 +39,9 @@ class EnergyModel:
     workload : Workload
         The compute layers (names are the model's module names).
     profile : Profile
-    estimator : {"paper", "systolic"}
-        The estimator behind the coefficient table and the final verification.
+    estimator : str
+        A key of :data:`energysim.estimators.ESTIMATORS`: the estimator behind the
+        coefficient table and the final verification.
     """
 
     def __init__(self, workload: Workload, profile: Profile, estimator: str = "paper"):

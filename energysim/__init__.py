@@ -6,9 +6,11 @@ load_profile, dump_profile, Profile, SpecError   hardware profiles (``energysim.
 extract_workload, Workload, LayerSpec             the compute layers of a torch model
 Sparsity, LayerSparsity                           where the zeros are
 simulate, Report, LayerReport                     per-layer energy and cycles
+ESTIMATORS, Estimator, get_estimator              the estimators (``energysim.estimators``)
 build_model, MODEL_NAMES                          the built-in model zoo
 """
 
+from .estimators import ESTIMATORS, Estimator, get_estimator
 from .report import LayerReport, Report
 from .simulate import simulate
 from .sparsity import LayerSparsity, Sparsity
@@ -17,7 +19,9 @@ from .workload import LayerSpec, UnmodelledLayerWarning, Workload, extract_workl
 from .zoo import MODEL_NAMES, build_model
 
 __all__ = [
+    "ESTIMATORS",
     "MODEL_NAMES",
+    "Estimator",
     "LayerReport",
     "LayerSparsity",
     "LayerSpec",
@@ -30,6 +34,7 @@ __all__ = [
     "build_model",
     "dump_profile",
     "extract_workload",
+    "get_estimator",
     "load_profile",
     "parse_overrides",
     "shipped_profile_names",

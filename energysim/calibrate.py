@@ -3,18 +3,16 @@
 Energy is linear in the nine per-access parameters of a profile (:data:`PARAMETERS`):
 for a layer, ``E = sum(count_p * value_p)`` where the counts (reads and writes per
 memory level, effective and gated MACs, and the leakage time) depend only on the
-workload, the sparsity and the profile's sizes. The BASE profile's simulation gives the
-counts of every measured layer; the fit finds the non-negative values that best explain
-the measured energies, and writes them into a copy of BASE.
+workload, the sparsity and the profile's sizes. The estimator's typed counts of every
+measured layer on the BASE profile (:meth:`energysim.estimators.Estimator.counts`),
+arranged per parameter by :func:`energysim.estimators.pricing.parameter_counts` (the
+pricing every estimator's energy goes through), are the design matrix; the fit finds
+the non-negative values that best explain the measured energies, and writes them into
+a copy of BASE. The estimator is never run with perturbed profiles: its energy is its
+counts priced, by construction.
 
 The design matrix has one row per measurement (a layer, a model ``total``, or one level
-of a measured per-level split) and one column per parameter. The columns come from the
-estimator's reported access counts; the leakage column from its reported leakage energy
-divided by the probed leakage power. The estimator runs once per (model, input shape,
-density) with distinct probe values for the nine parameters, and every layer's energy
-and per-level split must equal the counts times the probe values (relative 1e-9): an
-estimator whose energy is not the counts times the per-access energies is refused
-rather than fitted wrongly.
+of a measured per-level split) and one column per parameter.
 
 Weighting: each row is divided by its measured energy, so the fit minimises relative
 errors: a 1 % miss on a small layer (or a small level of a split) counts as much as a
@@ -49,8 +47,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from .estimators import Estimator, get_estimator
+from .estimators.pricing import PARAMETERS, parameter_counts
 from .measurements import CSV_COLUMNS, Measurement, Run, read_measurements
-from .report import LEVELS, MEMORY_LEVELS, OPERANDS, LayerReport
+from .report import LEVELS
 from .sparsity import Sparsity
 from .spec import Profile
 from .spec.schema import validate_tree
@@ -75,18 +75,6 @@ __all__ = [
     "read_measurements",
 ]
 
-PARAMETERS: tuple[str, ...] = (
-    "compute.mac",
-    "compute.gated_mac",
-    "memory.rf.read",
-    "memory.rf.write",
-    "memory.buffer.read",
-    "memory.buffer.write",
-    "memory.dram.read",
-    "memory.dram.write",
-    "leakage_mw",
-)
-
 GROUPS: dict[str, tuple[str, ...]] = {
     "mac": ("compute.mac",),
     "gated_mac": ("compute.gated_mac",),
@@ -95,10 +83,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "dram": ("memory.dram.read", "memory.dram.write"),
     "leakage": ("leakage_mw",),
 }
-
-# Distinct values for the one estimator run per workload: a wrong count-to-parameter
-# mapping (e.g. RF writes charged at the read energy) cannot cancel out with them.
-_PROBE = dict(zip(PARAMETERS, (1.3, 0.7, 1.1, 1.7, 2.3, 2.9, 3.1, 3.7, 1.9)))
 
 # A column-scaled singular value below RCOND x the largest is a null direction: numerically
 # collinear counts (exact collinearity leaves ~1e-16; noise-free data cannot separate them).
@@ -326,51 +310,19 @@ def _resolve_run(run: Run, where: str) -> Workload:
             raise ValueError(f"{where}: column 'input_shape': {str(exc).splitlines()[0]}") from None
 
 
-def _probe_profile(profile: Profile) -> Profile:
-    """``profile`` with the probe values; built unvalidated, since they need not satisfy gated <= mac."""
-    return Profile.from_flat(profile.to_flat() | _PROBE)
+def _level_columns(units: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    """Per energy level, the layer's energy per unit of each parameter (in :data:`PARAMETERS` order)."""
+    return {level: np.array([float(units[level].get(p, 0)) for p in PARAMETERS]) for level in LEVELS}
 
 
-def _level_columns(layer: LayerReport, probe_leakage_mw: float) -> dict[str, np.ndarray]:
-    """Per energy level, the layer's energy per unit of each parameter."""
-    columns = {level: np.zeros(len(PARAMETERS)) for level in LEVELS}
-    index = {p: i for i, p in enumerate(PARAMETERS)}
-    for level in MEMORY_LEVELS:
-        for rw in ("read", "write"):
-            columns[level][index[f"memory.{level}.{rw}"]] = sum(layer.accesses[level][op][rw + "s"] for op in OPERANDS)
-    columns["mac"][index["compute.mac"]] = layer.effective_macs
-    columns["mac"][index["compute.gated_mac"]] = layer.gated_macs or 0
-    columns["leakage"][index["leakage_mw"]] = layer.energy_by_level.get("leakage", 0.0) / probe_leakage_mw
-    return columns
-
-
-def _check_linear(layer: LayerReport, columns: dict[str, np.ndarray], probe: np.ndarray, estimator: str) -> None:
-    """Raise when the estimator's energy is not its counts times the per-access energies."""
-    for what, expected, got in [
-        *((f"its {level} energy", columns[level] @ probe, layer.energy_by_level.get(level, 0.0)) for level in LEVELS),
-        ("its energy", sum(columns.values()) @ probe, layer.energy),
-    ]:
-        if abs(expected - got) > 1e-9 * abs(layer.energy) + 1e-12:
-            raise RuntimeError(
-                f"estimator {estimator!r}, layer {layer.name}: {what} ({got:.9g}) is not its access counts times "
-                f"the per-access energies ({expected:.9g}); calibration needs energy linear in {', '.join(PARAMETERS)}"
-            )
-
-
-def _run_columns(workload: Workload, run: Run, profile: Profile, estimator: str) -> dict[str, dict[str, np.ndarray]]:
-    """layer name -> level -> design vector, from one probed estimator run."""
-    from .simulate import simulate
-
+def _run_columns(workload: Workload, run: Run, profile: Profile, estimator: Estimator) -> dict[str, dict[str, np.ndarray]]:
+    """layer name -> level -> design vector, from the estimator's counts of the run's pattern."""
     dense = run.weight_density == 1 and run.input_density == 1
     sparsity = Sparsity() if dense else Sparsity.synthetic(workload, run.weight_density, run.input_density, "random", 0)
-    probe = _probe_profile(profile)
-    probe_values = np.array([_PROBE[p] for p in PARAMETERS])
-    out = {}
-    for layer in simulate(workload, probe, estimator, sparsity).layers:
-        columns = _level_columns(layer, _PROBE["leakage_mw"])
-        _check_linear(layer, columns, probe_values, estimator)
-        out[layer.name] = columns
-    return out
+    return {
+        layer.name: _level_columns(parameter_counts(profile, estimator.counts(layer, profile, sparsity[layer.name])))
+        for layer in workload.layers
+    }
 
 
 def design_matrix(
@@ -387,7 +339,8 @@ def design_matrix(
         From :func:`read_measurements`; energies in ``profile``'s unit.
     profile : Profile
         The BASE profile: its sizes decide the access counts (its energies do not matter).
-    estimator : {"systolic", "paper"}
+    estimator : str
+        A key of :data:`energysim.estimators.ESTIMATORS`.
     workloads : mapping of Run to Workload, optional
         Ready workloads (to reuse extractions); others are built from the zoo.
 
@@ -399,12 +352,11 @@ def design_matrix(
     Raises
     ------
     ValueError
-        Unknown model, layer or input shape, a non-finite, zero or negative energy, or
-        a report's MAC count that does not match the model, naming the measurement's
-        file and row.
-    RuntimeError
-        The estimator's energy is not linear in the per-access energies.
+        Unknown estimator, model, layer or input shape, a non-finite, zero or negative
+        energy, or a report's MAC count that does not match the model, naming the
+        measurement's file and row.
     """
+    counter = get_estimator(estimator)
     if not measurements:
         raise ValueError("no measurements to calibrate against")
     for m in measurements:
@@ -416,7 +368,7 @@ def design_matrix(
         if m.run not in columns:
             if m.run not in workloads:
                 workloads[m.run] = _resolve_run(m.run, m.where)
-            columns[m.run] = _run_columns(workloads[m.run], m.run, profile, estimator)
+            columns[m.run] = _run_columns(workloads[m.run], m.run, profile, counter)
         workload, per_layer = workloads[m.run], columns[m.run]
         if m.layer == "total":
             levels = {level: sum(c[level] for c in per_layer.values()) for level in LEVELS}
@@ -663,7 +615,8 @@ def calibrate(
     base : Profile
         The profile to calibrate: its sizes give the access counts, its energies are
         the starting point and the values of held parameters.
-    estimator : {"systolic", "paper"}
+    estimator : str
+        A key of :data:`energysim.estimators.ESTIMATORS`.
     fixed : iterable of str
         Parameter keys to hold at BASE (see :func:`parse_fix`).
     name : str, optional

@@ -8,19 +8,23 @@ For each layer the energy is modelled as a function of its nonzero pattern::
       + per_input_use * nnz(unfold(X)) + per_input_refetch * (refetched nonzeros)
       + per_effective_mac * effective MACs
 
-The terms a layer does not need are 0. How the coefficients are obtained:
+The terms a layer does not need are 0. Each estimator derives its rows
+(:meth:`energysim.estimators.Estimator.coefficients`):
 
-- ``paper``: read off the paper model's access counts in closed form (its relaxed energy
-  is exactly this expression: per-weight costs with the weight-buffer kink, a cost per
-  nonzero input fetched from DRAM, per nonzero *use* of an input in a window
-  (buffer and RF reads), per refetched input row, outputs as a constant).
-- ``systolic``: from the estimator's own counts on four corner patterns (no weights or
-  all weights x no inputs or all inputs): the constant, the cost per nonzero weight, per
-  nonzero input, and per effective MAC (the bilinear term: a MAC costs ``mac`` instead
-  of ``gated_mac`` only when both operands are nonzero). With ``skip_zero_tiles`` the
-  corners are taken with skipping off, so the table is an upper bound (skipping only
-  removes work) and says so; their constant also holds the leakage of the dense
-  pattern's bandwidth stalls, which no sparser pattern exceeds.
+- ``paper`` (:func:`energysim.estimators.paper.coefficients`): read off the paper model's
+  access counts in closed form (its relaxed energy is exactly this expression: per-weight
+  costs with the weight-buffer kink, a cost per nonzero input fetched from DRAM, per
+  nonzero *use* of an input in a window (buffer and RF reads), per refetched input row,
+  outputs as a constant).
+- ``systolic`` (:func:`energysim.estimators.systolic.coefficients`): from the priced
+  counts of four corner patterns (no weights or all weights x no inputs or all inputs):
+  the constant, the cost per nonzero weight, per nonzero input, and per effective MAC.
+  With ``skip_zero_tiles`` the corners are counted with skipping off, so the table is an
+  upper bound (skipping only removes work) and says so; their constant also holds the
+  leakage of the dense pattern's bandwidth stalls, which no sparser pattern exceeds.
+
+The table models each estimator's relaxed energy (``LayerReport.energy_relaxed``), which
+is its energy for an estimator without a relaxed bound.
 
 The table is JSON with a schema version, model, profile name and profile digest; loading
 it against a different profile is refused as stale.
@@ -29,7 +33,6 @@ it against a different profile is refused as stale.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,8 @@ import numpy as np
 from ._naming import find_named
 from .estimators import get_estimator
 from .estimators.paper import paper_constants, pattern_counts
-from .sparsity import LayerSparsity, Sparsity
-from .spec import Profile, load_profile, with_overrides
+from .sparsity import LayerSparsity
+from .spec import Profile, load_profile
 from .workload import LayerSpec, Workload
 
 __all__ = [
@@ -121,80 +124,6 @@ def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> d
         "input_refetch": extra.get("refetched_input_nnz", 0),
         "effective_macs": counts["effective_macs"],
     }
-
-
-def _paper_layer(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
-    """Closed-form coefficients of the paper model's relaxed energy."""
-    c = paper_constants(profile)
-    if layer.kind == "linear":
-        rows, _, d = layer.gemm
-        row_folds = -(-d // c.n)
-        return dict(
-            constant=c.e_dram_write * d * rows,
-            per_weight=c.e_dram + c.e_buf + c.e_rf + c.e_mac * rows,
-            per_weight_overflow=c.e_dram + c.e_buf + c.e_rf + c.e_mac * rows,
-            weight_breakpoint=None,
-            per_input=c.e_dram + row_folds * c.e_buf + d * c.e_rf,
-            per_input_overflow=(row_folds - 1) * c.e_dram,
-            input_breakpoint=c.s1,
-            per_input_use=0.0,
-            per_input_refetch=0.0,
-            per_effective_mac=0.0,
-            upper_bound=False,
-        )
-    d, g = layer.out_channels, layer.groups
-    hw = int(np.prod(layer.output_shape[1:]))
-    row_folds = -(-hw // c.m)
-    mac = c.e_mac * hw  # the relaxed bound: every output position of a nonzero weight
-    return dict(
-        constant=c.e_dram_write * d * hw,
-        per_weight=c.e_dram + row_folds * c.e_buf + hw * c.e_rf + mac,
-        per_weight_overflow=row_folds * (c.e_dram + c.e_buf) + hw * c.e_rf + mac,
-        weight_breakpoint=c.s2,
-        per_input=c.e_dram,
-        per_input_overflow=0.0,
-        input_breakpoint=None,
-        per_input_use=-(-d // g // c.n) * c.e_buf + -(-d // g) * c.e_rf,
-        per_input_refetch=c.e_dram,
-        per_effective_mac=0.0,
-        upper_bound=False,
-    )
-
-
-def _probed_layer(layer: LayerSpec, profile: Profile, estimate_layer: Callable) -> dict[str, Any]:
-    """Coefficients from the estimator's energy at the four corner patterns."""
-    upper_bound = profile.sparsity.skip_zero_tiles
-    if upper_bound:
-        profile = with_overrides(profile, {"sparsity.skip_zero_tiles": False})
-    none_w, all_w = np.zeros(layer.weight_shape, bool), np.ones(layer.weight_shape, bool)
-    none_x, all_x = np.zeros(layer.input_shape, bool), np.ones(layer.input_shape, bool)
-
-    def energy(w, x):
-        return estimate_layer(layer, profile, LayerSparsity(w, x)).energy
-
-    e00, e10, e01, e11 = energy(none_w, none_x), energy(all_w, none_x), energy(none_w, all_x), energy(all_w, all_x)
-    dense_macs = pattern_features(layer, LayerSparsity(), profile)["effective_macs"]
-    margin = 0.0
-    if upper_bound:
-        # Bandwidth stalls grow faster than linearly when one fold's traffic exceeds the
-        # average, so a pattern can stall a little more than the corners suggest. No fold
-        # carries more traffic than dense, so the leakage of the dense stalls bounds it.
-        dense = estimate_layer(layer, profile, LayerSparsity(all_w, all_x))
-        if dense.cycles:
-            margin = dense.energy_by_level["leakage"] * dense.stall_cycles / dense.cycles
-    return dict(
-        constant=e00 + margin,
-        per_weight=(e10 - e00) / layer.weight_count,
-        per_weight_overflow=(e10 - e00) / layer.weight_count,
-        weight_breakpoint=None,
-        per_input=(e01 - e00) / int(np.prod(layer.input_shape)),
-        per_input_overflow=0.0,
-        input_breakpoint=None,
-        per_input_use=0.0,
-        per_input_refetch=0.0,
-        per_effective_mac=(e11 - e10 - e01 + e00) / dense_macs if dense_macs else 0.0,
-        upper_bound=upper_bound,
-    )
 
 
 @dataclass
@@ -278,7 +207,8 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
     ----------
     workload : Workload
     profile : Profile or str
-    estimator : {"paper", "systolic"}
+    estimator : str
+        A key of :data:`energysim.estimators.ESTIMATORS`, which derives the rows.
 
     Returns
     -------
@@ -287,15 +217,7 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
     """
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
-    get_estimator(estimator)  # validates the name
-    if estimator == "paper":
-        derive = _paper_layer
-    else:
-        from .estimators.systolic import estimate_layer
-
-        def derive(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
-            return _probed_layer(layer, profile, estimate_layer)
-
+    derive = get_estimator(estimator).coefficients
     layers = []
     for layer in workload.layers:
         coeffs = LayerCoefficients(
@@ -323,8 +245,8 @@ def verify_table(
     """Compare the table with the full estimator on random patterns.
 
     For every layer and every (weight density, input density) pair of ``densities``,
-    draws a random pattern, predicts its energy from the table and simulates it (the
-    relaxed energy for ``paper``, which is what the table models).
+    draws a random pattern, predicts its energy from the table and simulates it (its
+    relaxed energy, which is what the table models).
 
     Returns
     -------
@@ -334,7 +256,7 @@ def verify_table(
     """
     if table.profile_digest != profile.digest:
         raise ValueError(f"table derived from profile {table.profile!r}, verifying against {profile.name!r}")
-    estimate = get_estimator(table.estimator)
+    estimator = get_estimator(table.estimator)
     rng = np.random.default_rng(seed)
     rows = []
     for layer in workload.layers:
@@ -343,8 +265,7 @@ def verify_table(
         for wd in densities:
             for xd in densities:
                 ls = LayerSparsity(rng.random(layer.weight_shape) < wd, rng.random(layer.input_shape) < xd)
-                report = estimate(Workload(workload.model, workload.input_shape, (layer,)), profile, Sparsity({layer.name: ls}))[0]
-                truth = report.energy_relaxed if table.estimator == "paper" else report.energy
+                truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
                 predicted = coeffs.predict(pattern_features(layer, ls, profile))
                 errors.append((predicted - truth) / truth if truth else 0.0)
         rows.append(

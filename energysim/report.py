@@ -26,8 +26,11 @@ def empty_accesses() -> dict[str, dict[str, dict[str, int]]]:
 class LayerReport:
     """What one estimator says about one layer.
 
-    Energies are in the profile's unit (pJ or normalized). A quantity the estimator
-    does not model is ``None`` (never 0): the ``paper`` model has no cycles.
+    Energies are in the profile's unit (pJ or normalized): the estimator's counts priced
+    by :func:`energysim.estimators.pricing.energy_breakdown`. ``energy_relaxed`` is the
+    estimator's relaxed bound, which coefficient tables model (the ``paper`` model's
+    projection bound); it equals ``energy`` for an estimator without one. A quantity the
+    estimator does not model is ``None`` (never 0): the ``paper`` model has no cycles.
     """
 
     name: str

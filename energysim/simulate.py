@@ -23,7 +23,7 @@ def simulate(
     sparsity: Sparsity | None = None,
     input_shape: Sequence[int] | None = None,
 ) -> Report:
-    """Estimate energy (and, for ``systolic``, cycles) of every compute layer.
+    """Estimate energy (and, for an estimator with a time model, cycles) of every compute layer.
 
     Parameters
     ----------
@@ -31,8 +31,9 @@ def simulate(
         A model (its workload is extracted with ``input_shape``) or a ready workload.
     profile : Profile, str or Path
         A loaded profile, a shipped profile name or a YAML path.
-    estimator : {"systolic", "paper"}
-        ``paper`` is the ICLR 2019 analytic model; ``systolic`` the cycle-level model.
+    estimator : str
+        A key of :data:`energysim.estimators.ESTIMATORS`: ``paper`` is the ICLR 2019
+        analytic model; ``systolic`` (default) the cycle-level model.
     sparsity : Sparsity, optional
         The pattern to simulate. Default: the model's own weights (exact zeros and
         pruning masks) with dense inputs, or dense for a bare workload.
@@ -64,7 +65,7 @@ def simulate(
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
     sparsity = default if sparsity is None else sparsity.check(workload)
-    layers = get_estimator(estimator)(workload, profile, sparsity)
+    layers = get_estimator(estimator).estimate(workload, profile, sparsity)
     return Report(
         model=workload.model,
         profile=profile.name,

@@ -14,6 +14,7 @@ __all__ = ["register", "render"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     from energysim.calibrate import CSV_COLUMNS, GROUPS
+    from energysim.estimators import ESTIMATORS
 
     parser = sub.add_parser(
         "calibrate",
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="NEW.yaml", help="where to write the calibrated profile")
     parser.add_argument(
-        "--estimator", choices=("systolic", "paper"), default="systolic",
+        "--estimator", choices=list(ESTIMATORS), default="systolic",
         help="estimator whose access counts are fitted (default: systolic)",
     )
     parser.add_argument(

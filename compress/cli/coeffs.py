@@ -11,6 +11,8 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from energysim.estimators import ESTIMATORS
+
     parser = sub.add_parser(
         "coeffs",
         help="per-layer energy coefficients (per nonzero weight / input) for the compressor",
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(parser)
     add_profile_args(parser)
-    parser.add_argument("--estimator", choices=("systolic", "paper"), default="systolic", help="estimator (default: systolic)")
+    parser.add_argument("--estimator", choices=list(ESTIMATORS), default="systolic", help="estimator (default: systolic)")
     parser.add_argument("--out", metavar="PATH", default=None, help="write the table as JSON here")
     parser.add_argument("--verify", action="store_true", help="check the table against the full estimator")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --verify patterns")

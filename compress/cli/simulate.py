@@ -12,6 +12,8 @@ _KIND = {"conv": "conv", "depthwise": "dw", "linear": "fc"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from energysim.estimators import ESTIMATORS
+
     parser = sub.add_parser(
         "simulate",
         help="energy and cycles per layer of a model on a hardware profile",
@@ -24,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(parser)
     add_profile_args(parser)
     parser.add_argument(
-        "--estimator", choices=("systolic", "paper"), default="systolic",
-        help="systolic: cycle-level array model (default); paper: the ICLR 2019 analytic model",
+        "--estimator", choices=list(ESTIMATORS), default="systolic",
+        help="; ".join(f"{e.name}: {e.summary}" for e in ESTIMATORS.values()) + " (default: systolic)",
     )
     parser.add_argument("--checkpoint", metavar="PATH", help="state_dict file or `ecc train` run directory")
     parser.add_argument("--weight-density", type=float, default=None, metavar="D", help="synthetic weight density in (0,1]")
@@ -148,6 +150,8 @@ def _trace(args, workload, profile, sparsity):
 
 def render(report) -> str:
     """The per-layer table and totals, readable in 100 columns."""
+    from energysim.estimators import get_estimator
+
     total = report.energy
     rows = []
     for l in report.layers:
@@ -168,7 +172,7 @@ def render(report) -> str:
     )
     head = f"{report.model} on {report.profile} ({report.estimator} estimator, energy in {report.units})"
     lines = [head, table]
-    if report.estimator == "paper":
+    if get_estimator(report.estimator).relaxed_bound:
         lines.append(f"relaxed energy (the paper's projection bound): {report.energy_relaxed:.6g}")
     if t["stall_cycles"]:
         lines.append(f"stall cycles (DRAM bandwidth): {si(t['stall_cycles'])} of {si(t['cycles'])}")

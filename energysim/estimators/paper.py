@@ -22,12 +22,20 @@ nnz(x)(ceil(d/n) e_buf + d e_RF) + e_DRAM (min(nnz(x), s1) + ceil(d/n) max(0, nn
 + d e_DRAM for inputs and outputs (the authors' code uses nnz(x) where the paper's text writes c).
 A linear layer applied to R rows (e.g. a sequence) costs R times the input, output and MAC
 terms, with the weights fetched once. The model has no notion of time: cycles are ``None``.
+
+Both energies are typed counts priced by :func:`energysim.estimators.pricing.energy_breakdown`,
+like every estimator's: the weight and input terms above are DRAM, buffer and RF reads
+of the weights and inputs, the outputs are DRAM writes, and the MACs are the effective
+ones (exact) or ``relaxed_macs`` (relaxed); the model has no writes into the buffer or
+the RF, no gated MACs and no leakage, so those counts are 0. The decomposition is exact:
+no term of the closed form lies outside counts x per-access energies.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +45,18 @@ from ..report import LayerReport, empty_accesses
 from ..sparsity import LayerSparsity, Sparsity
 from ..spec import Profile
 from ..workload import LayerSpec, Workload
+from .pricing import AccessCounts, energy_breakdown
 
-__all__ = ["PaperConstants", "estimate", "estimate_layer", "paper_constants", "pattern_counts", "refetched_input_nnz"]
+__all__ = [
+    "PaperConstants",
+    "access_counts",
+    "coefficients",
+    "estimate",
+    "estimate_layer",
+    "paper_constants",
+    "pattern_counts",
+    "refetched_input_nnz",
+]
 
 
 @dataclass(frozen=True)
@@ -171,10 +189,8 @@ def pattern_counts(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> di
     return _conv_terms(layer, ls, c) if layer.kind in ("conv", "depthwise") else _linear_terms(layer, ls, c)
 
 
-def estimate_layer(layer: LayerSpec, profile: Profile, ls: LayerSparsity) -> LayerReport:
-    """The paper model's report for one layer (see the module docstring)."""
-    c = paper_constants(profile)
-    t = pattern_counts(layer, ls, c)
+def _access_counts(t: dict) -> AccessCounts:
+    """The typed counts of :func:`pattern_counts`' terms."""
     acc = empty_accesses()
     acc["dram"]["weights"]["reads"] = t["w_dram"]
     acc["buffer"]["weights"]["reads"] = t["w_buf"]
@@ -183,31 +199,74 @@ def estimate_layer(layer: LayerSpec, profile: Profile, ls: LayerSparsity) -> Lay
     acc["buffer"]["inputs"]["reads"] = t["x_buf"]
     acc["rf"]["inputs"]["reads"] = t["x_rf"]
     acc["dram"]["outputs"]["writes"] = t["o_dram"]
-    by_operand = {
-        "weights": t["w_dram"] * c.e_dram + t["w_buf"] * c.e_buf + t["w_rf"] * c.e_rf,
-        "inputs": t["x_dram"] * c.e_dram + t["x_buf"] * c.e_buf + t["x_rf"] * c.e_rf,
-        "outputs": t["o_dram"] * c.e_dram_write,
-    }
-    mac = t["effective_macs"] * c.e_mac
-    by_level = {
-        "dram": (t["w_dram"] + t["x_dram"]) * c.e_dram + t["o_dram"] * c.e_dram_write,
-        "buffer": (t["w_buf"] + t["x_buf"]) * c.e_buf,
-        "rf": (t["w_rf"] + t["x_rf"]) * c.e_rf,
-        "mac": mac,
-        "leakage": 0.0,
-    }
-    memory = sum(by_operand.values())
+    return AccessCounts(acc, t["effective_macs"], relaxed_macs=t["relaxed_macs"])
+
+
+def access_counts(layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity) -> AccessCounts:
+    """The paper model's typed counts for one layer (no gated MACs, no cycles; see the module docstring)."""
+    return _access_counts(pattern_counts(layer, layer_sparsity, paper_constants(profile)))
+
+
+def estimate_layer(layer: LayerSpec, profile: Profile, ls: LayerSparsity) -> LayerReport:
+    """The paper model's report for one layer (see the module docstring)."""
+    t = pattern_counts(layer, ls, paper_constants(profile))
+    counts = _access_counts(t)
+    energy, by_level, by_operand = energy_breakdown(profile, counts)
     return LayerReport(
         name=layer.name,
         kind=layer.kind,
         macs=layer.macs,
         effective_macs=t["effective_macs"],
-        energy=memory + mac,
-        energy_relaxed=memory + t["relaxed_macs"] * c.e_mac,
+        energy=energy,
+        energy_relaxed=energy_breakdown(profile, counts.relaxed())[0],
         energy_by_level=by_level,
         energy_by_operand=by_operand,
-        accesses=acc,
+        accesses=counts.accesses,
         extra=t["extra"] | {"relaxed_macs": t["relaxed_macs"]},
+    )
+
+
+def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
+    """Closed-form coefficients of the relaxed energy (see :mod:`energysim.coeffs`).
+
+    The relaxed energy is exactly the table's expression: per-weight costs with the
+    weight-buffer kink at s2, a cost per nonzero input fetched from DRAM, per nonzero
+    *use* of an input in a window (buffer and RF reads), per refetched input row, and
+    the outputs as a constant; a linear layer's inputs past s1 are refetched per column fold.
+    """
+    c = paper_constants(profile)
+    if layer.kind == "linear":
+        rows, _, d = layer.gemm
+        col_folds = -(-d // c.n)
+        return dict(
+            constant=c.e_dram_write * d * rows,
+            per_weight=c.e_dram + c.e_buf + c.e_rf + c.e_mac * rows,
+            per_weight_overflow=c.e_dram + c.e_buf + c.e_rf + c.e_mac * rows,
+            weight_breakpoint=None,
+            per_input=c.e_dram + col_folds * c.e_buf + d * c.e_rf,
+            per_input_overflow=(col_folds - 1) * c.e_dram,
+            input_breakpoint=c.s1,
+            per_input_use=0.0,
+            per_input_refetch=0.0,
+            per_effective_mac=0.0,
+            upper_bound=False,
+        )
+    d, g = layer.out_channels, layer.groups
+    hw = int(np.prod(layer.output_shape[1:]))
+    row_folds = -(-hw // c.m)
+    mac = c.e_mac * hw  # the relaxed bound: every output position of a nonzero weight
+    return dict(
+        constant=c.e_dram_write * d * hw,
+        per_weight=c.e_dram + row_folds * c.e_buf + hw * c.e_rf + mac,
+        per_weight_overflow=row_folds * (c.e_dram + c.e_buf) + hw * c.e_rf + mac,
+        weight_breakpoint=c.s2,
+        per_input=c.e_dram,
+        per_input_overflow=0.0,
+        input_breakpoint=None,
+        per_input_use=-(-d // g // c.n) * c.e_buf + -(-d // g) * c.e_rf,
+        per_input_refetch=c.e_dram,
+        per_effective_mac=0.0,
+        upper_bound=False,
     )
 
 

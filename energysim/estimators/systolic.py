@@ -9,18 +9,19 @@ skipped all-zero folds, compressed weight traffic). The model is documented in
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..dataflow import get_dataflow
-from ..model import LayerCounts, energy_breakdown, simulate_layer
+from ..model import LayerCounts, simulate_layer
 from ..report import LayerReport
 from ..sparsity import LayerSparsity, Sparsity
-from ..spec import Profile
+from ..spec import Profile, with_overrides
 from ..workload import LayerSpec, Workload
+from .pricing import AccessCounts, energy_breakdown
 
-__all__ = ["estimate", "estimate_layer", "layer_counts", "utilization_trace"]
-
-TRACE_COLUMNS = ("effective", "gated", "idle")
+__all__ = ["access_counts", "coefficients", "estimate", "estimate_layer", "layer_counts", "utilization_trace"]
 
 
 def layer_counts(
@@ -50,11 +51,19 @@ def layer_counts(
     )
 
 
+def _typed(counts: LayerCounts) -> AccessCounts:
+    """The priced part of the model's counts."""
+    return AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles)
+
+
+def access_counts(layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None) -> AccessCounts:
+    """The typed counts of one layer, from the fold-level closed forms (the cycle-level ones are identical)."""
+    return _typed(layer_counts(layer, profile, layer_sparsity, cycle_level=False))
+
+
 def _report(layer: LayerSpec, profile: Profile, counts: LayerCounts) -> LayerReport:
     """Turn the model's counts into a :class:`LayerReport` with energies."""
-    energy, by_level, by_operand = energy_breakdown(
-        profile, counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles
-    )
+    energy, by_level, by_operand = energy_breakdown(profile, _typed(counts))
     plan = counts.plan
     return LayerReport(
         name=layer.name,
@@ -117,6 +126,48 @@ def estimate_layer(
     (640, 4, 187)
     """
     return _report(layer, profile, layer_counts(layer, profile, layer_sparsity, cycle_level=cycle_level))
+
+
+def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
+    """Coefficients from the priced counts of four corner patterns (see :mod:`energysim.coeffs`).
+
+    No weights or all weights x no inputs or all inputs give the constant, the cost per
+    nonzero weight, per nonzero input, and per effective MAC (the bilinear term: a MAC
+    costs ``mac`` instead of ``gated_mac`` only when both operands are nonzero). With
+    ``skip_zero_tiles`` the corners are counted with skipping off, so the row is an upper
+    bound (skipping only removes work) and says so.
+    """
+    upper_bound = profile.sparsity.skip_zero_tiles
+    if upper_bound:
+        profile = with_overrides(profile, {"sparsity.skip_zero_tiles": False})
+    none_w, all_w = np.zeros(layer.weight_shape, bool), np.ones(layer.weight_shape, bool)
+    none_x, all_x = np.zeros(layer.input_shape, bool), np.ones(layer.input_shape, bool)
+
+    def energy(w: np.ndarray, x: np.ndarray) -> float:
+        return energy_breakdown(profile, access_counts(layer, profile, LayerSparsity(w, x)))[0]
+
+    e00, e10, e01 = energy(none_w, none_x), energy(all_w, none_x), energy(none_w, all_x)
+    dense = layer_counts(layer, profile, LayerSparsity(all_w, all_x), cycle_level=False)
+    e11, dense_levels, _ = energy_breakdown(profile, _typed(dense))
+    margin = 0.0
+    if upper_bound and dense.cycles:
+        # Bandwidth stalls grow faster than linearly when one fold's traffic exceeds the
+        # average, so a pattern can stall a little more than the corners suggest. No fold
+        # carries more traffic than dense, so the leakage of the dense stalls bounds it.
+        margin = dense_levels["leakage"] * dense.stall_cycles / dense.cycles
+    return dict(
+        constant=e00 + margin,
+        per_weight=(e10 - e00) / layer.weight_count,
+        per_weight_overflow=(e10 - e00) / layer.weight_count,
+        weight_breakpoint=None,
+        per_input=(e01 - e00) / int(np.prod(layer.input_shape)),
+        per_input_overflow=0.0,
+        input_breakpoint=None,
+        per_input_use=0.0,
+        per_input_refetch=0.0,
+        per_effective_mac=(e11 - e10 - e01 + e00) / dense.effective_macs if dense.effective_macs else 0.0,
+        upper_bound=upper_bound,
+    )
 
 
 def utilization_trace(layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Pure systolic-array model: (profile, layer, dataflow, masks) -> fold-level counts.
 
 See ``docs/systolic-model.md`` for the mapping, fold timing, loop order and refetch,
-partial sums, stalls, sparsity and energy.
+partial sums, stalls and sparsity. The model counts; :mod:`energysim.estimators.pricing`
+prices the counts into energy.
 """
 
-from .energy import energy_breakdown, leakage_energy
 from .folds import FoldPlan, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
 from .layer import LayerCounts, cycle_trace, simulate_layer
@@ -21,13 +21,11 @@ __all__ = [
     "block_sums",
     "buffer_capacities",
     "cycle_trace",
-    "energy_breakdown",
     "fold_effective_macs",
     "fold_slice_sums",
     "gemm_operands",
     "input_footprint",
     "input_index",
-    "leakage_energy",
     "plan_folds",
     "simulate_layer",
     "weight_words",
