@@ -609,13 +609,12 @@ def _check_finished_run(run_dir: Path, report: Any, checkpoint: Path) -> None:
         found = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(
-            f"{path}: not valid JSON ({exc}); the finished run's report is damaged (its checkpoint "
-            f"{checkpoint.name} still holds it)"
+            f"{path}: not valid JSON ({exc}): the finished run's report was damaged after it was written"
         ) from None
     if found != report:
         raise ValueError(
-            f"{path}: differs from the report in the run's checkpoint {checkpoint.name}: report.json was changed "
-            "or damaged after the run finished"
+            f"{path}: differs from the report in {checkpoint.name}: the finished run's report was changed or damaged "
+            "after it was written"
         )
     torchfile.load(run_dir / _MODEL, "model file")
 

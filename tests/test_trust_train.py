@@ -9,8 +9,10 @@ error line (or a valid result), never a traceback, never a written file.
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -262,15 +264,14 @@ def finished_run(tmp_path_factory):
     "damage, message",
     [
         (lambda d: (d / "report.json").write_bytes(b"\x00\xff garbage {"), "report.json: not valid JSON"),
-        (lambda d: (d / "report.json").write_text('{"accuracy": 1.0}'), "report.json: differs from the report"),
+        (lambda d: (d / "report.json").write_text('{"accuracy": 1.0}'),
+         "report.json: differs from the report in checkpoint.pt"),
         (lambda d: _flip_middle_byte(d / "model.pt"), "model.pt: checksum mismatch"),
         (lambda d: (d / "model.pt").write_bytes(b""), "model.pt: empty file (0 bytes)"),
     ],
     ids=["garbage-report", "changed-report", "damaged-model", "empty-model"],
 )
 def test_resuming_a_damaged_finished_run_reports_it(finished_run, tmp_path, capsys, damage, message):
-    import shutil
-
     source, args = finished_run
     out = tmp_path / "run"
     shutil.copytree(source, out)
@@ -365,8 +366,6 @@ def _real_files() -> list[bytes]:
                                   "model": state, "rng": {"torch": torch.get_rng_state()}})
     run_model = torchfile.dumps({"state_dict": state, "model": "lenet5", "input_shape": [1, 32, 32],
                                  "num_classes": 10})
-    import io
-
     plain = io.BytesIO()
     torch.save(state, plain)  # a foreign state_dict: no checksum, so damage reaches torch.load
     return [checkpoint, run_model, plain.getvalue()]
@@ -434,8 +433,6 @@ def _configs(draw):
     mutated=_mutated(),
 )
 def test_fuzz_run_folder_reader(tmp_path, config, top, model_file, mutated):
-    import shutil
-
     folder = tmp_path / "run"
     shutil.rmtree(folder, ignore_errors=True)
     _lenet5_run_folder(folder)
