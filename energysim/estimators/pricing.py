@@ -105,18 +105,14 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
     """
     units: dict[str, dict[str, float]] = {}
     for level in MEMORY_LEVELS:
-        units[level] = {
-            f"memory.{level}.{rw}": sum(counts.accesses[level][op][rw + "s"] for op in OPERANDS)
-            for rw in ("read", "write")
-        }
+        reads = writes = 0
+        for op in OPERANDS:
+            reads += counts.accesses[level][op]["reads"]
+            writes += counts.accesses[level][op]["writes"]
+        units[level] = {f"memory.{level}.read": reads, f"memory.{level}.write": writes}
     units["mac"] = {"compute.mac": counts.effective_macs, "compute.gated_mac": counts.gated_macs or 0}
     units["leakage"] = {"leakage_mw": leakage_time(profile, counts.cycles)}
     return units
-
-
-def _value(profile: Profile, key: str) -> float:
-    """The profile's value of a dotted key of :data:`PARAMETERS`."""
-    return reduce(getattr, key.split("."), profile)
 
 
 def energy_breakdown(profile: Profile, counts: AccessCounts) -> tuple[float, dict[str, float], dict[str, float]]:
@@ -145,19 +141,16 @@ def energy_breakdown(profile: Profile, counts: AccessCounts) -> tuple[float, dic
     >>> energy_breakdown(p, AccessCounts(acc, effective_macs=10))[0]
     430.0
     """
-    by_level = {
-        level: sum((n * _value(profile, key) for key, n in units.items()), 0.0)
-        for level, units in parameter_counts(profile, counts).items()
-    }
-    by_operand = {
-        op: sum(
-            (
-                counts.accesses[level][op]["reads"] * _value(profile, f"memory.{level}.read")
-                + counts.accesses[level][op]["writes"] * _value(profile, f"memory.{level}.write")
-                for level in MEMORY_LEVELS
-            ),
-            0.0,
-        )
-        for op in OPERANDS
-    }
+    values = {key: reduce(getattr, key.split("."), profile) for key in PARAMETERS}
+    by_level = {}
+    for level, units in parameter_counts(profile, counts).items():
+        total = 0.0
+        for key, n in units.items():
+            total += n * values[key]
+        by_level[level] = total
+    by_operand = dict.fromkeys(OPERANDS, 0.0)
+    for level in MEMORY_LEVELS:
+        read, write = values[f"memory.{level}.read"], values[f"memory.{level}.write"]
+        for op in OPERANDS:
+            by_operand[op] += counts.accesses[level][op]["reads"] * read + counts.accesses[level][op]["writes"] * write
     return sum(by_level[level] for level in LEVELS), by_level, by_operand
