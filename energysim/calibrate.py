@@ -315,7 +315,9 @@ def _level_columns(units: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
     return {level: np.array([float(units[level].get(p, 0)) for p in PARAMETERS]) for level in LEVELS}
 
 
-def _run_columns(workload: Workload, run: Run, profile: Profile, estimator: Estimator) -> dict[str, dict[str, np.ndarray]]:
+def _run_columns(
+    workload: Workload, run: Run, profile: Profile, estimator: Estimator
+) -> dict[str, dict[str, np.ndarray]]:
     """layer name -> level -> design vector, from the estimator's counts of the run's pattern."""
     dense = run.weight_density == 1 and run.input_density == 1
     sparsity = Sparsity() if dense else Sparsity.synthetic(workload, run.weight_density, run.input_density, "random", 0)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..report import LayerReport
-    from ..sparsity import LayerSparsity, Sparsity
-    from ..spec import Profile
-    from ..workload import LayerSpec, Workload
-    from .pricing import AccessCounts
+from ..report import LayerReport
+from ..sparsity import LayerSparsity, Sparsity
+from ..spec import Profile
+from ..workload import LayerSpec, Workload
+from .pricing import AccessCounts
 
 __all__ = ["ESTIMATORS", "Estimator", "get_estimator"]
 
@@ -58,24 +57,22 @@ class Estimator:
 
     def estimate(self, workload: Workload, profile: Profile, sparsity: Sparsity | None = None) -> list[LayerReport]:
         """One report per layer of ``workload``; layers ``sparsity`` does not list (or None) are dense."""
-        from ..sparsity import Sparsity
-
         return self._module().estimate(workload, profile, Sparsity() if sparsity is None else sparsity)
 
-    def estimate_layer(self, layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None) -> LayerReport:
+    def estimate_layer(
+        self, layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None
+    ) -> LayerReport:
         """The report of one layer (None is dense)."""
-        from ..sparsity import LayerSparsity
-
-        return self._module().estimate_layer(layer, profile, LayerSparsity() if layer_sparsity is None else layer_sparsity)
+        ls = LayerSparsity() if layer_sparsity is None else layer_sparsity
+        return self._module().estimate_layer(layer, profile, ls)
 
     def counts(self, layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None) -> AccessCounts:
         """The typed counts of one layer (None is dense); priced, they are its report's energy.
 
         They depend on the profile's sizes, never on its energies.
         """
-        from ..sparsity import LayerSparsity
-
-        return self._module().access_counts(layer, profile, LayerSparsity() if layer_sparsity is None else layer_sparsity)
+        ls = LayerSparsity() if layer_sparsity is None else layer_sparsity
+        return self._module().access_counts(layer, profile, ls)
 
     def coefficients(self, layer: LayerSpec, profile: Profile) -> dict[str, Any]:
         """The fields of a :class:`~energysim.coeffs.LayerCoefficients` row derived from this
