@@ -22,6 +22,20 @@ def layer_spec(layer):
     return LayerSpec(layer["name"], "conv", (c, h, w), (n, *out), c, n, (fh, fw), (s, s), (0, 0), (1, 1), 1, False)
 
 
+def scalesim_profile(rows, cols, dataflow):
+    """The profile of a SCALE-Sim run: a ``rows`` x ``cols`` array, dense weights, unlimited DRAM bandwidth."""
+    return load_profile(
+        "edge-16x16",
+        [
+            f"array.rows={rows}",
+            f"array.cols={cols}",
+            f"array.dataflow={dataflow}",
+            "sparsity.weight_format=dense",
+            "memory.dram.bandwidth_words_per_cycle=.inf",
+        ],
+    )
+
+
 def assert_agrees_with_scalesim(rows, cols, dataflow, layers, refs):
     """Assert that our dense estimate of each layer equals SCALE-Sim's figures for it.
 
@@ -41,16 +55,7 @@ def assert_agrees_with_scalesim(rows, cols, dataflow, layers, refs):
         ``benchmarks/_scalesim_runner.py`` reports them.
     """
     assert len(refs) == len(layers), f"{len(layers)} layers but {len(refs)} SCALE-Sim results"
-    profile = load_profile(
-        "edge-16x16",
-        [
-            f"array.rows={rows}",
-            f"array.cols={cols}",
-            f"array.dataflow={dataflow}",
-            "sparsity.weight_format=dense",
-            "memory.dram.bandwidth_words_per_cycle=.inf",
-        ],
-    )
+    profile = scalesim_profile(rows, cols, dataflow)
     for layer, ref in zip(layers, refs):
         ours = estimate_layer(layer_spec(layer), profile)
         where = f"{layer['name']} on {rows}x{cols} {dataflow}"
