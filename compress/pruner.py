@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from energysim import Profile, Report, Sparsity, load_profile, simulate
+from energysim.estimators import ESTIMATORS
 from energysim.workload import Workload, extract_workload
 
 from .baselines import BASELINES
@@ -43,7 +44,6 @@ from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, p
 from .schedule import BudgetPlan, InfeasibleBudgetError, anneal, plan_budget, projection_index, projections_per_epoch
 
 __all__ = [
-    "ESTIMATORS",
     "METHODS",
     "STRUCTURES",
     "BudgetNotMetError",
@@ -68,9 +68,6 @@ def _ecc_masks(
 #: Projection methods by name: ``ecc`` (the paper's weighted sparse projection) and
 #: the baselines of :mod:`compress.baselines`.
 METHODS: dict[str, ProjectFn] = {"ecc": _ecc_masks, **BASELINES}
-
-#: Estimators the pruner can build its energy model on.
-ESTIMATORS = ("systolic", "paper")
 
 #: Weight structures the projection supports (unstructured only, so far).
 STRUCTURES = ("none",)
@@ -331,7 +328,8 @@ class EnergyPruner:
 
         The budget falls geometrically from the current proxy energy to ``target``
         (default: the plan's target) over the phase's projections. ``ecc train`` calls
-        this at the start of each weight phase; in a plain loop the constructor does.
+        this at the start of each weight phase; in a plain loop the constructor does. With
+        ``regrow`` the masks are released first.
 
         Returns
         -------
@@ -341,6 +339,8 @@ class EnergyPruner:
         target = self.plan.target if target is None else float(target)
         self.step_count = 0
         self._final = False
+        if self.regrow:  # the previous phase left its masks in place; this phase may regrow them
+            self.release()
         if total_steps is None:
             self._schedule = (target, target, 0, None)
             return []

@@ -16,8 +16,11 @@ epochs, checkpointed after every epoch:
     model's proxy energy at the start of the phase to the target, and the last
     projection of the phase is exactly at the target. As in the paper's code, pruned
     weights are set to zero and may regrow between projections (``regrow``): the
-    masks are released to all ones for the SGD steps and re-applied by the next
-    projection. Every epoch therefore ends with the masks in place.
+    masks are released to all ones after every projection but the phase's last.
+    Every epoch therefore ends with the pruned weights at zero, and the phase with the
+    masks in place. The projections, their schedule and the guarantee below are a
+    :class:`compress.EnergyPruner`'s: this module is the loop around it (the budget
+    arithmetic is :mod:`compress.schedule`).
 ``mask`` (with ``input_mask``)
     The weights are frozen; the conv layers' input masks learn in [0, 1] (Adam),
     clamped after each step, projected every ``proj_interval`` batches onto an input
@@ -70,7 +73,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +85,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .baselines import BASELINES
+from energysim.estimators import ESTIMATORS
+
 from .distributed import DEVICES, Context, session
-from .budget import EnergyModel, geometric_budgets
+from .budget import EnergyModel
 from .checkpoint import (
     CheckpointError,
     atomic_torch_save,
@@ -96,18 +100,17 @@ from .checkpoint import (
 )
 from .masks import (
     add_input_masks,
-    add_weight_masks,
     clamp_input_masks,
     effective_weights,
     input_masks,
     load_masked_state_dict,
     project_input_masks,
-    release_weight_masks,
     round_input_masks,
     set_weight_masks,
     weight_masks,
 )
-from .projection import InfeasibleBudgetError, LayerCost, layer_energy, project
+from .pruner import METHODS, BudgetNotMetError, EnergyPruner, ProjectFn, meet_budget
+from .schedule import InfeasibleBudgetError, after_weight_phase, mask_keep, weight_target
 
 __all__ = [
     "METHODS",
@@ -120,27 +123,7 @@ __all__ = [
     "train",
 ]
 
-#: A projection method: ``(weights, costs, budget) -> masks`` with the weights and
-#: bool masks keyed by layer name and ``costs`` the layers' :class:`LayerCost` for the
-#: current input masks. It must never exceed the budget and never keep a zero weight.
-ProjectFn = Callable[[Mapping[str, torch.Tensor], Mapping[str, LayerCost], float], dict[str, torch.Tensor]]
-
-
-def _ecc_masks(
-    weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost], budget: float
-) -> dict[str, torch.Tensor]:
-    """The weighted sparse projection (the paper's method)."""
-    return project(weights, costs, budget).masks
-
-
-#: Projection methods by name: ``ecc`` (the paper's weighted sparse projection) and
-#: the baselines of :mod:`compress.baselines`.
-METHODS: dict[str, ProjectFn] = {"ecc": _ecc_masks, **BASELINES}
-
-_ESTIMATORS = ("systolic", "paper")
 _DEFAULT_PRETRAIN_EPOCHS = 10
-# Re-projections the guarantee may take before giving up (each drops >= 1 weight).
-_MAX_TIGHTEN_STEPS = 25
 _EVAL_BATCH = 1000
 # Distillation is Hinton, Vinyals and Dean's (2015): _DISTILL_WEIGHT x T^2 x KL(teacher || student)
 # of the softmaxes at temperature T, plus (1 - _DISTILL_WEIGHT) x cross-entropy (the paper's 0.5/0.5).
@@ -171,10 +154,6 @@ _REPORT = "report.json"
 _SIMULATED = "simulated.json"  # the full estimator's report of the final pattern (energysim.Report)
 _LOG_CSV = "log.csv"
 _LOG_JSONL = "log.jsonl"
-
-
-class BudgetNotMetError(ValueError):
-    """The simulated energy cannot be brought within the budget by re-projection."""
 
 
 class TrainingDivergedError(ValueError):
@@ -322,7 +301,7 @@ def _config_problems(c: TrainConfig) -> list[str]:
     for name in ("budget", "budget_abs"):
         value = getattr(c, name)
         need(value is None or (is_num(value) and value > 0), name, "a number > 0")
-    need(c.estimator in _ESTIMATORS, "estimator", f"one of {', '.join(_ESTIMATORS)}")
+    need(c.estimator in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}")
     need(c.method in METHODS, "method", f"one of {', '.join(METHODS)}")
     for name in ("epochs", "max_rounds", "batch_size", "proj_interval"):
         need(is_int(getattr(c, name)) and getattr(c, name) >= 1, name, "an int >= 1")
@@ -379,75 +358,6 @@ class TrainResult:
     model: nn.Module
 
 
-def meet_budget(
-    model: nn.Module,
-    energy_model: EnergyModel,
-    project_fn: ProjectFn,
-    costs: Mapping[str, LayerCost],
-    budget: float,
-    max_steps: int = _MAX_TIGHTEN_STEPS,
-) -> tuple[Any, float, int]:
-    """Re-project the model's weights until the full estimator says it fits ``budget``.
-
-    Each step projects at ``proxy * budget / simulated``, where ``proxy`` is the
-    proxy energy of the current pattern: a budget below the current pattern's own
-    energy, so every step drops at least one weight, and it aims where the
-    simulation would meet the budget if the ratio simulated/proxy stayed the same.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A model with weight masks (see :mod:`compress.masks`); changed in place.
-    energy_model : EnergyModel
-    project_fn : ProjectFn
-    costs : mapping of str to LayerCost
-        The layers' costs for the model's current input masks.
-    budget : float
-        The energy the simulated pattern must not exceed.
-    max_steps : int
-        Re-projections allowed.
-
-    Returns
-    -------
-    report : energysim Report
-        The simulation of the final pattern; ``report.energy <= budget``.
-    proxy_budget : float
-        The budget of the last re-projection, or ``budget`` when none was needed.
-    steps : int
-        Number of re-projections.
-
-    Raises
-    ------
-    BudgetNotMetError
-        If the simulation is still above the budget after ``max_steps``
-        re-projections, or the next proxy budget is below the energy floor.
-    """
-    report = energy_model.simulate(model)
-    proxy_budget = float(budget)
-    steps = 0
-    while report.energy > budget:
-        if steps == max_steps:
-            raise BudgetNotMetError(
-                f"simulated energy {report.energy:.6g} still exceeds the budget {budget:.6g} after {steps} "
-                f"re-projections (proxy budget {proxy_budget:.6g})"
-            )
-        weights = effective_weights(model)
-        proxy = _proxy_energy(weights, costs)
-        proxy_budget = proxy * budget / report.energy
-        try:
-            masks = project_fn(weights, costs, proxy_budget)
-        except InfeasibleBudgetError as exc:
-            raise BudgetNotMetError(
-                f"simulated energy {report.energy:.6g} exceeds the budget {budget:.6g}, and the proxy budget "
-                f"{proxy_budget:.6g} that would meet it is below the minimum achievable energy "
-                f"{exc.min_energy:.6g}: choose a larger budget"
-            ) from None
-        set_weight_masks(model, masks)
-        report = energy_model.simulate(model)
-        steps += 1
-    return report, proxy_budget, steps
-
-
 def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Hinton's distillation objective (see ``_DISTILL_WEIGHT``), averaged over the batch."""
     t = _DISTILL_TEMPERATURE
@@ -467,11 +377,6 @@ def _collapsed(accuracy: float, dense_accuracy: float | None, num_classes: int) 
     return gain >= _COLLAPSE_MIN_GAIN and accuracy - chance <= _COLLAPSE_KEPT * gain
 
 
-def _proxy_energy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost]) -> float:
-    """Proxy energy of the nonzero pattern of ``weights`` (layers without weights: dense)."""
-    return math.fsum(layer_energy(cost, int(torch.count_nonzero(weights[name]))) for name, cost in costs.items())
-
-
 @dataclass
 class _State:
     """Where a run is, saved in every checkpoint (plain values only)."""
@@ -483,16 +388,9 @@ class _State:
     budget_abs: float = 0.0
     energy_dense: float = 0.0
     dense_accuracy: float | None = None
-    phase_start_energy: float | None = None  # proxy energy at the start of a weight phase
-    proxy_budget: float | None = None  # budget of the last weight projection
     mask_budget: float | None = None  # input energy allowed in the current mask phase
     best_accuracy: float | None = None
     best_round: int | None = None
-    # Energy left for weights when the target is below the weight floor at dense inputs and only
-    # input masks can reach it (None otherwise): each weight phase then aims at the current floor
-    # plus this, which is the target once the masks have lowered the floor far enough.
-    weight_allowance: float | None = None
-    tighten_steps: int = 0
     wall_time_s: float = 0.0
     log: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
@@ -589,9 +487,14 @@ def _open_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> dict[str,
             "delete the folder and start again without --resume"
         )
     saved = load_checkpoint(path)
-    missing = [key for key in ("config", "state", "model", "rng") if key not in saved]
+    missing = [key for key in ("config", "state", "model", "rng", "pruner") if key not in saved]
     if missing:
         raise CheckpointError(f"{path}: the checkpoint has no {', '.join(missing)}")
+    fields = {f.name for f in dataclasses.fields(_State)}
+    if not isinstance(saved["state"], dict) or set(saved["state"]) != fields:
+        raise CheckpointError(
+            f"{path}: the checkpoint's run state is not the one this version of ecc train writes: start the run again"
+        )
     _check_same_config(config, saved["config"], path)
     for leftover in run_dir.glob(".*.tmp"):  # files of an atomic write that was killed
         leftover.unlink()
@@ -670,7 +573,7 @@ class _Run:
         self.profile = load_profile(c.profile, list(c.overrides))
         # The coefficient table comes from the simulator: built on rank 0 only.
         self.energy = ctx.on_main(EnergyModel, self.workload, self.profile, c.estimator)
-        self.project_fn = METHODS[c.method]
+        self.pruner: EnergyPruner | None = None  # made by _start or _restore
         self.generator = torch.Generator().manual_seed(c.seed)
         self.sampler = ctx.train_sampler(self.data.train, c.seed)
         loading = dict(num_workers=c.workers, persistent_workers=c.workers > 0, pin_memory=self.device.type == "cuda")
@@ -683,7 +586,6 @@ class _Run:
         self.net: nn.Module = self.model  # the model as trained: in DistributedDataParallel across ranks
         self.teacher: nn.Module | None = None
         self.best: dict[str, torch.Tensor] | None = None
-        self.costs: dict[str, LayerCost] | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.simulated = None
         self.input_costs = self.energy.input_costs() if config.input_mask else {}
@@ -713,26 +615,13 @@ class _Run:
         c = self.config
         # A relative budget is relative to the dense model's energy on the full estimator: the
         # quantity the final pattern is verified against (the proxy table may be an upper bound).
-        costs = self.energy.costs()
         dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
-        floor = math.fsum(cost.constant for cost in costs.values())
-        target = c.budget_abs if c.budget_abs is not None else c.budget * dense
         if c.input_mask and not self._mask_layers():
             raise ValueError(f"input masks apply to conv layers, and {c.model} has none: drop --input-mask")
-        allowance = None
-        if target < floor:
-            reachable = floor
-            if c.input_mask:
-                # The last mask round keeps the least input energy: the lowest floor masks reach.
-                dense_inputs = math.fsum(self.input_costs[n] * math.prod(shape) for n, shape in self._mask_layers().items())
-                reachable = floor - (1 - max(self._mask_keep(c.max_rounds), 0.0)) * dense_inputs
-            if target < reachable:
-                raise InfeasibleBudgetError(float(target), reachable, dense)
-            allowance = target - reachable
         start_inputs = {}
         if c.checkpoint is not None:
             start_inputs = self._load_start(c.checkpoint)
-        add_weight_masks(self.model, self.workload.layer_names)
+        self.pruner = self._make_pruner(dense)
         shapes = dict(self._mask_layers()) if c.input_mask else {}
         shapes.update({n: tuple(m.shape) for n, m in start_inputs.items()})
         add_input_masks(self.model, {n: shapes[n] for n in self.workload.layer_names if n in shapes})
@@ -741,13 +630,24 @@ class _Run:
                 if name in start_inputs:
                     mask.copy_(start_inputs[name])
         self.model.to(self.device)
-        self.state = _State(budget_abs=float(target), energy_dense=float(dense), weight_allowance=allowance)
+        self.state = _State(budget_abs=self.pruner.plan.target, energy_dense=float(dense))
         self._enter("pretrain")
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._save()
         if self.ctx.is_main:
             atomic_write_text(self.run_dir / _CONFIG, json.dumps(_config_dict(c), indent=2) + "\n")
+
+    def _make_pruner(self, energy_dense: float) -> EnergyPruner:
+        """The pruner of the weight phases: the run's method, budget, interval and regrowth; with
+        input masks, budgets down to the floor the last mask round reaches."""
+        c = self.config
+        last_keep = max(mask_keep(c.mask_keep, c.mask_keep_step, c.max_rounds), 0.0) if c.input_mask else None
+        return EnergyPruner(
+            self.model, self.profile, budget=c.budget, budget_abs=c.budget_abs, input_shape=self.input_shape,
+            estimator=c.estimator, method=c.method, interval=c.proj_interval, regrow=c.regrow,
+            input_mask_keep=last_keep, energy_model=self.energy, energy_dense=energy_dense,
+        )
 
     def _load_start(self, source: str) -> dict[str, torch.Tensor]:
         """Load starting weights (plain or masked state_dict, or a run folder); return its input masks."""
@@ -779,9 +679,11 @@ class _Run:
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Rebuild everything from a checkpoint."""
-        load_masked_state_dict(self.model, saved["model"])
-        self.model.to(self.device)
         self.state = _State(**saved["state"])
+        self.pruner = self._make_pruner(self.state.energy_dense)
+        load_masked_state_dict(self.model, saved["model"])
+        self.pruner.load_state_dict(saved["pruner"])
+        self.model.to(self.device)
         if saved.get("teacher") is not None:
             self.teacher = self._fresh_model(saved["teacher"]).eval()
         self.best = saved.get("best")
@@ -817,14 +719,15 @@ class _Run:
         s.phase, s.epoch = phase, 0
         self._setup_phase()
         if phase == "weights":
-            s.phase_start_energy = _proxy_energy(effective_weights(self.model), self.costs)
+            steps = len(self.train_loader)
+            self.pruner.anneal(steps * self._phase_epochs("weights"), steps, self._weight_target())
         elif phase == "mask":
             dense_inputs = math.fsum(self.input_costs[n] * m.numel() for n, m in input_masks(self.model).items())
             s.mask_budget = self._mask_keep(s.round) * dense_inputs
 
     def _mask_keep(self, round_: int) -> float:
         """Share of the dense input energy that mask round ``round_`` (from 1) keeps."""
-        return self.config.mask_keep - self.config.mask_keep_step * (round_ - 1)
+        return mask_keep(self.config.mask_keep, self.config.mask_keep_step, round_)
 
     def _setup_phase(self) -> None:
         """Optimizer, trainable parameters and costs of the current phase (no state change)."""
@@ -832,8 +735,6 @@ class _Run:
         masks = set(map(id, input_masks(self.model).values()))
         for p in self.model.parameters():
             p.requires_grad_((id(p) in masks) == (phase == "mask"))
-        fixed_inputs = phase in ("weights", "finetune", "finish")
-        self.costs = self.energy.costs(self._input_mask_arrays()) if fixed_inputs else None
         if phase == "mask":
             self.optimizer = torch.optim.Adam(list(input_masks(self.model).values()), lr=c.mask_lr)
         elif phase in ("pretrain", "weights", "finetune"):
@@ -845,29 +746,13 @@ class _Run:
         self.net = self.ctx.wrap(self.model) if phase in _TRAINING_PHASES else self.model
 
     def _weight_target(self) -> float:
-        """Where the current weight phase ends: the budget, unless the input masks have not yet
-        lowered the floor enough (see ``_State.weight_allowance``)."""
-        s = self.state
-        if s.weight_allowance is None:
-            return s.budget_abs
-        floor_now = math.fsum(cost.constant for cost in self.costs.values())
-        if not self._more_rounds() and floor_now <= s.budget_abs:
-            return s.budget_abs  # the last chance: whatever the masks left for the weights
-        return max(s.budget_abs, floor_now + s.weight_allowance)
+        """Where the current weight phase ends (see :func:`compress.schedule.weight_target`)."""
+        return weight_target(self.pruner.plan, self.pruner.floor_energy(), self._more_rounds())
 
     def _more_rounds(self) -> bool:
         """Whether another input-mask round may follow the current weight phase."""
         s, c = self.state, self.config
         return c.input_mask and s.round < c.max_rounds and self._mask_keep(s.round + 1) > 0
-
-    def _budgets(self) -> list[float]:
-        """The projection budgets of the current weight phase, one per projection."""
-        per_epoch = math.ceil(len(self.train_loader) / self.config.proj_interval)
-        steps = per_epoch * self._phase_epochs("weights")
-        start, target = self.state.phase_start_energy, self._weight_target()
-        if start <= target:
-            return [target] * steps
-        return geometric_budgets(start, target, steps)
 
     def _advance(self) -> None:
         """The current phase has run all its epochs: move to the next one."""
@@ -885,16 +770,15 @@ class _Run:
         elif s.phase == "weights" and c.input_mask:
             accuracy = s.log[-1]["val_accuracy"]
             met = self._weight_target() <= s.budget_abs
-            improved = met and (s.best_accuracy is None or accuracy > s.best_accuracy)
+            following, improved = after_weight_phase(accuracy, s.best_accuracy, met, self._more_rounds())
             if improved:
                 s.best_accuracy, s.best_round = accuracy, s.round
                 self.best = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            if (improved or not met) and self._more_rounds():
+            if following == "mask":
                 s.round += 1
                 self._enter("mask")
-            elif s.best_accuracy is None:
-                floor_now = math.fsum(cost.constant for cost in self.costs.values())
-                raise InfeasibleBudgetError(s.budget_abs, floor_now, s.energy_dense)
+            elif following == "infeasible":
+                raise InfeasibleBudgetError(s.budget_abs, self.pruner.floor_energy(), s.energy_dense)
             else:
                 self.model.load_state_dict(self.best)
                 self._verify(after_finetune=False)
@@ -903,21 +787,19 @@ class _Run:
 
     def _verify(self, after_finetune: bool) -> None:
         """The guarantee: re-project until the simulation fits, then fine-tune or finish."""
-        s = self.state
-        costs = self.energy.costs(self._input_mask_arrays())
+        pruner = self.pruner
 
-        def tighten() -> tuple[Any, float, int, dict[str, torch.Tensor] | None]:
-            report, proxy_budget, steps = meet_budget(self.model, self.energy, self.project_fn, costs, s.budget_abs)
+        def tighten() -> tuple[Any, int, dict[str, torch.Tensor] | None, float | None]:
+            report, steps = pruner.verify()
             masks = {n: m.cpu() for n, m in weight_masks(self.model).items()} if steps else None
-            return report, proxy_budget, steps, masks
+            return report, steps, masks, pruner.proxy_budget
 
         # The simulation runs on rank 0; the other ranks install the masks it settled on.
-        self.simulated, proxy_budget, steps, masks = self.ctx.on_main(tighten)
+        self.simulated, steps, masks, proxy_budget = self.ctx.on_main(tighten)
         if masks is not None and not self.ctx.is_main:
             set_weight_masks(self.model, {n: m.to(self.device) for n, m in masks.items()})
-        if steps:
-            s.tighten_steps += steps
-            s.proxy_budget = proxy_budget
+            pruner.tighten_steps += steps
+            pruner.proxy_budget = proxy_budget
         if steps and not after_finetune and self.config.finetune_epochs > 0:
             self._enter("finetune")
         else:
@@ -962,12 +844,7 @@ class _Run:
         phase = s.phase
         if self.sampler is not None:
             self.sampler.set_epoch(s.epochs_done)
-        if phase == "weights" and c.regrow:
-            release_weight_masks(model)
-        budgets = self._budgets() if phase == "weights" else None
-        per_epoch = math.ceil(len(self.train_loader) / c.proj_interval)
         last = len(self.train_loader) - 1
-        projections = 0
         loss_sum, correct, seen = 0.0, 0, 0
         model.train()
         bar = tqdm(
@@ -995,17 +872,12 @@ class _Run:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            if phase == "mask":
+            if phase == "weights":
+                self.pruner.step()  # projects every proj_interval batches and after the epoch's last
+            elif phase == "mask":
                 clamp_input_masks(model)
-            if (b + 1) % c.proj_interval == 0 or b == last:
-                if phase == "weights":
-                    s.proxy_budget = budgets[s.epoch * per_epoch + projections]
-                    set_weight_masks(model, self.project_fn(effective_weights(model), self.costs, s.proxy_budget))
-                    if c.regrow and b != last:
-                        release_weight_masks(model)
-                elif phase == "mask":
+                if (b + 1) % c.proj_interval == 0 or b == last:
                     project_input_masks(model, self.input_costs, s.mask_budget)
-                projections += 1
             loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -1031,9 +903,8 @@ class _Run:
         """Budget, proxy energy and densities of the model as it is now."""
         s = self.state
         weights = effective_weights(self.model)
-        costs = self.costs if self.costs is not None else self.energy.costs(self._input_mask_arrays())
-        proxy = _proxy_energy(weights, costs)
-        budget = s.proxy_budget if s.phase in ("weights", "finetune") else None
+        proxy = self.pruner.proxy_energy()
+        budget = self.pruner.proxy_budget if s.phase in ("weights", "finetune") else None
         return {
             "budget": budget,
             "budget_relative": None if budget is None else budget / s.energy_dense,
@@ -1079,6 +950,7 @@ class _Run:
                 "best": self.best,
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "rng": capture_rng(self.generator),
+                "pruner": self.pruner.state_dict(),
             },
         )
         _write_logs(self.run_dir, self.state.log)
@@ -1089,23 +961,7 @@ class _Run:
         begin = time.perf_counter()
         simulated = self.simulated if self.simulated is not None else self.ctx.on_main(self.energy.simulate, self.model)
         accuracy = self._evaluate()
-        weights = effective_weights(self.model)
-        costs = self.costs
-        masks_in = input_masks(self.model)
-        layers = []
-        for layer in simulated.layers:
-            w = weights[layer.name]
-            m = masks_in.get(layer.name)
-            layers.append(
-                {
-                    "name": layer.name,
-                    "density": float(torch.count_nonzero(w)) / w.numel(),
-                    "input_density": 1.0 if m is None else float(torch.count_nonzero(m)) / m.numel(),
-                    "energy": layer.energy,
-                    "energy_proxy": layer_energy(costs[layer.name], int(torch.count_nonzero(w))),
-                }
-            )
-        proxy = _proxy_energy(weights, costs)
+        summary = self.pruner.summary(simulated)
         if self.ctx.is_main:
             atomic_torch_save(
                 self.run_dir / _MODEL,
@@ -1120,34 +976,21 @@ class _Run:
         epochs_by_phase: dict[str, int] = {}
         for row in s.log:
             epochs_by_phase[row["phase"]] = epochs_by_phase.get(row["phase"], 0) + 1
-        kept = sum(int(torch.count_nonzero(w)) for w in weights.values())
         s.report = {
             "model": c.model,
             "dataset": c.dataset,
             "method": c.method,
             "estimator": c.estimator,
             "profile": self.profile.name,
-            "units": self.profile.units,
             "seed": c.seed,
             "input_mask": c.input_mask,
             "accuracy": accuracy,
             "dense_accuracy": s.dense_accuracy,
             "chance_accuracy": 1 / self.data.num_classes,
             "collapsed": _collapsed(accuracy, s.dense_accuracy, self.data.num_classes),
-            "budget": s.budget_abs / s.energy_dense,
-            "budget_abs": s.budget_abs,
-            "energy_dense": s.energy_dense,
-            "energy_proxy": proxy,
-            "energy_proxy_relative": proxy / s.energy_dense,
-            "energy_simulated": simulated.energy,
-            "energy_simulated_relative": simulated.energy / s.energy_dense,
-            "proxy_budget": s.budget_abs if s.tighten_steps == 0 else s.proxy_budget,
-            "tighten_steps": s.tighten_steps,
-            "weights_kept": kept,
-            "weights_total": sum(w.numel() for w in weights.values()),
+            **summary,
             "input_mask_rounds": s.round,
             "best_round": s.best_round,
-            "layers": layers,
             "epochs": s.epochs_done,
             "epochs_by_phase": epochs_by_phase,
             "wall_time_s": s.wall_time_s,

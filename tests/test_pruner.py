@@ -221,7 +221,7 @@ def test_a_failing_pruner_leaves_the_model_untouched():
         (dict(budget=1.5), "budget must be a number in \\(0, 1\\], got 1.5"),
         (dict(budget=0.3, budget_abs=10.0), "exactly one of budget and budget_abs"),
         (dict(budget=float("nan")), "budget must be"),
-        (dict(budget=0.3, estimator="spice"), "estimator must be one of systolic, paper"),
+        (dict(budget=0.3, estimator="spice"), "estimator must be one of paper, systolic"),
         (dict(budget=0.3, method="random"), "method must be one of"),
         (dict(budget=0.3, interval=0), "interval must be an int >= 1"),
         (dict(budget=0.3, total_steps=2.5), "total_steps must be None or an int >= 1"),

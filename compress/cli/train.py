@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from energysim.estimators import ESTIMATORS
+
 from ._common import add_model_args, add_profile_args
 
 __all__ = ["add_training_options", "config_from_args", "register", "run"]
@@ -55,7 +57,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, metavar="PATH", help="folder holding the dataset files")
     add_profile_args(parser)
     parser.add_argument(
-        "--estimator", choices=("systolic", "paper"), default=None,
+        "--estimator", choices=list(ESTIMATORS), default=None,
         help="energy model behind the projection and the final check (default: systolic)",
     )
     option = _int_option(parser)
