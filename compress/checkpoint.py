@@ -1,16 +1,14 @@
 """Crash-safe files of a training run: atomic writes, checkpoint load, RNG state.
 
-Every file is written to a temporary file in the destination's folder, flushed and
-fsynced, then renamed over the destination with ``os.replace`` (atomic on POSIX), and
-the folder is fsynced. A process killed at any moment leaves either the old file or
-the new one, never a torn one. Torch files carry a SHA-256 of their content, checked
+Every file is written atomically by :mod:`energysim.files` (re-exported here): a
+process killed at any moment leaves either the old file or the new one, never a torn
+one. Torch files carry a SHA-256 of their content, checked
 on load (:mod:`energysim.torchfile`), so a file damaged later is an error too.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 
 from energysim import torchfile
+from energysim.files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -36,10 +35,6 @@ __all__ = [
 #: Value of the ``"format"`` key of every checkpoint ``ecc train`` writes.
 CHECKPOINT_FORMAT = "ecc-train-checkpoint/1"
 
-# The process umask, read once (reading it means setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
 
 class CheckpointError(ValueError):
     """A checkpoint file is empty, damaged, truncated or not an ``ecc train`` checkpoint."""
@@ -47,50 +42,6 @@ class CheckpointError(ValueError):
 
 class UnverifiedCheckpointWarning(UserWarning):
     """A checkpoint was read without a checksum to verify (it predates checksums)."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync folder).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        Destination; its folder must exist.
-    data : bytes
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file owner-only; give it the permissions open() would.
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename in ``folder`` (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:

@@ -86,6 +86,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from energysim.estimators import ESTIMATORS
+from energysim.files import atomic_write_json, json_text
 
 from .distributed import DEVICES, Context, session
 from .budget import EnergyModel
@@ -514,7 +515,7 @@ def _check_finished_run(run_dir: Path, report: Any, checkpoint: Path) -> None:
         raise ValueError(
             f"{path}: not valid JSON ({exc}): the finished run's report was damaged after it was written"
         ) from None
-    if found != report:
+    if found != json.loads(json_text(report)):  # as written: non-finite numbers are null
         raise ValueError(
             f"{path}: differs from the report in {checkpoint.name}: the finished run's report was changed or damaged "
             "after it was written"
@@ -636,7 +637,7 @@ class _Run:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._save()
         if self.ctx.is_main:
-            atomic_write_text(self.run_dir / _CONFIG, json.dumps(_config_dict(c), indent=2) + "\n")
+            atomic_write_json(self.run_dir / _CONFIG, _config_dict(c))
 
     def _make_pruner(self, energy_dense: float) -> EnergyPruner:
         """The pruner of the weight phases: the run's method, budget, interval and regrowth; with
@@ -1003,8 +1004,8 @@ class _Run:
         }
         s.report = self.ctx.broadcast(s.report)  # rank 0's, wall times included
         if self.ctx.is_main:
-            atomic_write_text(self.run_dir / _SIMULATED, json.dumps(simulated.to_dict(), indent=2) + "\n")
-            atomic_write_text(self.run_dir / _REPORT, json.dumps(s.report, indent=2) + "\n")
+            atomic_write_json(self.run_dir / _SIMULATED, simulated.to_dict())
+            atomic_write_json(self.run_dir / _REPORT, s.report)
         s.phase = "done"
         self.optimizer = None
         self._save()
@@ -1027,7 +1028,7 @@ def _flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _write_logs(run_dir: Path, log: list[dict[str, Any]]) -> None:
     """``log.jsonl`` (one JSON object per epoch) and ``log.csv`` (flattened), atomically."""
-    atomic_write_text(run_dir / _LOG_JSONL, "".join(json.dumps(row) + "\n" for row in log))
+    atomic_write_text(run_dir / _LOG_JSONL, "".join(json_text(row, indent=None) for row in log))
     rows = [_flat_row(r) for r in log]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     text = io.StringIO()

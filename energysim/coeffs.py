@@ -41,6 +41,7 @@ import numpy as np
 
 from ._naming import find_named
 from .estimators import get_estimator
+from .files import atomic_write_json
 from .estimators.paper import paper_constants, pattern_counts
 from .sparsity import LayerSparsity
 from .spec import Profile, load_profile
@@ -182,7 +183,7 @@ class CoefficientTable:
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path, profile: Profile | None = None) -> "CoefficientTable":

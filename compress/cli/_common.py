@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -58,17 +56,6 @@ def add_json_arg(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _finite_or_null(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float replaced by None (dicts, lists and tuples walked)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {key: _finite_or_null(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_or_null(value) for value in obj]
-    return obj
-
-
 def write_json(obj: Any, dest: str) -> None:
     """Write ``obj`` as indented JSON to ``dest`` ('-' is stdout), atomically.
 
@@ -76,12 +63,12 @@ def write_json(obj: Any, dest: str) -> None:
     a non-finite float is written as ``null``: an undefined R^2 of a calibration, an
     unlimited DRAM bandwidth. Profiles admit no other non-finite number.
     """
-    text = json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n"
+    from energysim.files import atomic_write_text, json_text
+
+    text = json_text(obj)
     if dest == "-":
         sys.stdout.write(text)
     else:
-        from compress.checkpoint import atomic_write_text
-
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest, text)
 
