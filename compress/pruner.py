@@ -41,7 +41,15 @@ from .masks import (
     weight_masks,
 )
 from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
-from .schedule import BudgetPlan, InfeasibleBudgetError, anneal, plan_budget, projection_index, projections_per_epoch
+from .schedule import (
+    BudgetPlan,
+    InfeasibleBudgetError,
+    anneal,
+    is_relative_budget,
+    plan_budget,
+    projection_index,
+    projections_per_epoch,
+)
 
 __all__ = [
     "METHODS",
@@ -544,7 +552,7 @@ def _check_arguments(**args: Any) -> None:
     if (budget is None) == (budget_abs is None):
         problems.append(f"exactly one of budget and budget_abs must be given, got budget={budget!r}, "
                         f"budget_abs={budget_abs!r}")
-    need(budget is None or (_is_number(budget) and 0 < budget <= 1), "budget", "a number in (0, 1]")
+    need(budget is None or is_relative_budget(budget), "budget", "a number in (0, 1]")
     need(budget_abs is None or (_is_number(budget_abs) and budget_abs > 0), "budget_abs", "a number > 0")
     shape = args["input_shape"]
     need(shape is not None and isinstance(shape, Sequence) and len(shape) > 0

@@ -20,14 +20,19 @@ training anything:
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "BudgetPlan",
     "InfeasibleBudgetError",
     "after_weight_phase",
     "anneal",
+    "check_relative_budgets",
     "geometric_budgets",
+    "is_relative_budget",
     "mask_keep",
     "plan_budget",
     "projection_index",
@@ -58,6 +63,51 @@ class InfeasibleBudgetError(ValueError):
             f"energy budget {budget:.6g} is below the minimum achievable energy {min_energy:.6g} "
             f"(every weight pruned; {share} of the dense energy {dense_energy:.6g})"
         )
+
+
+def is_relative_budget(value: Any) -> bool:
+    """Whether ``value`` is a relative energy budget: a finite real number in (0, 1].
+
+    >>> [is_relative_budget(v) for v in (0.3, 1, 1.5, 0, float("nan"), True)]
+    [True, True, False, False, False, False]
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and 0 < value <= 1
+
+
+def check_relative_budgets(values: Sequence[float], *, name: str = "budgets") -> tuple[float, ...]:
+    """Relative energy budgets checked to lie in (0, 1], as floats.
+
+    A relative budget is a fraction of the dense model's energy: 1 keeps the dense model,
+    and nothing can be pruned to more than it (an absolute budget, ``budget_abs``, has no
+    such bound). ``ecc train --budget`` and ``ecc sweep --budgets`` both obey this rule.
+
+    Parameters
+    ----------
+    values : sequence of float
+    name : str, default "budgets"
+        What the values are called in the error message, e.g. ``--budget``.
+
+    Returns
+    -------
+    tuple of float
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty, or one of them is not a number in (0, 1].
+
+    Examples
+    --------
+    >>> check_relative_budgets([0.5, 1])
+    (0.5, 1.0)
+    """
+    values = tuple(values)
+    if not values or not all(is_relative_budget(v) for v in values):
+        raise ValueError(
+            f"{name} must be relative energies in (0, 1] (fractions of the dense model's energy; 1 prunes "
+            f"nothing), got {list(values)}"
+        )
+    return tuple(float(v) for v in values)
 
 
 @dataclass(frozen=True)

@@ -80,13 +80,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from energysim.files import atomic_write_json, atomic_write_text
 from energysim.report import LEVELS
 from energysim.workload import UnmodelledLayerWarning
 
-from .checkpoint import atomic_write_text
 from .executors import EXECUTORS, open_executor
 from .pruner import METHODS as _PROJECTIONS
 from .pruner import STRUCTURES
+from .schedule import check_relative_budgets, is_relative_budget
 from .train import TrainConfig, train
 
 __all__ = [
@@ -95,7 +96,6 @@ __all__ = [
     "SweepConfig",
     "SweepFileError",
     "Variant",
-    "check_relative_budgets",
     "merge_sweeps",
     "read_json",
     "read_results",
@@ -130,48 +130,12 @@ class SweepFileError(ValueError):
     """A file of a sweep directory is unreadable, or not what ``ecc sweep`` writes."""
 
 
-def check_relative_budgets(values: Sequence[float], *, name: str = "budgets") -> tuple[float, ...]:
-    """Relative energy budgets checked to lie in (0, 1], as floats.
-
-    A relative budget is a fraction of the dense model's energy: 1 keeps the dense model,
-    and nothing can be pruned to more than it (an absolute budget, ``budget_abs``, has no
-    such bound). ``ecc train --budget`` and ``ecc sweep --budgets`` both obey this rule.
-
-    Parameters
-    ----------
-    values : sequence of float
-    name : str, default "budgets"
-        What the values are called in the error message, e.g. ``--budget``.
-
-    Returns
-    -------
-    tuple of float
-
-    Raises
-    ------
-    ValueError
-        If ``values`` is empty, or one of them is not a number in (0, 1].
-
-    Examples
-    --------
-    >>> check_relative_budgets([0.5, 1])
-    (0.5, 1.0)
-    """
-    values = tuple(values)
-    if not values or not all(_is_budget(v) for v in values):
-        raise ValueError(
-            f"{name} must be relative energies in (0, 1] (fractions of the dense model's energy; 1 prunes "
-            f"nothing), got {list(values)}"
-        )
-    return tuple(float(v) for v in values)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_budget(value: Any) -> bool:
-    return _is_number(value) and 0 < value <= 1
+    return is_relative_budget(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -454,7 +418,7 @@ def _run(config: TrainConfig, threads: int, lock: str) -> str | None:
         except ValueError as exc:  # an infeasible budget or other bad setting of this one run
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / _ERROR, json.dumps({"error": reason}, indent=2) + "\n")
+            atomic_write_json(run_dir / _ERROR, {"error": reason})
             return reason
         finally:
             torch.set_num_threads(previous)
@@ -581,7 +545,7 @@ def _extend_settings(root: Path, config: SweepConfig) -> None:
         _check_cell_names(settings["budgets"])
     if config.shard != (0, 1):
         settings["shard"] = list(config.shard)
-    atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+    atomic_write_json(path, settings)
 
 
 def _differences(first: dict[str, Any], second: dict[str, Any],
@@ -704,7 +668,7 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
         dense = next((_dense_dir(d, seed) for d in sources if _dense_dir(d, seed).is_dir()), None)
         if dense is not None:
             _link(dense, _dense_dir(root, seed))
-    atomic_write_text(root / "sweep.json", json.dumps(merged, indent=2) + "\n")
+    atomic_write_json(root / "sweep.json", merged)
     _write_csv(root / "results.csv", rows)
     _write_csv(root / "summary.csv", summarize(rows))
     return rows

@@ -111,7 +111,7 @@ from .masks import (
     weight_masks,
 )
 from .pruner import METHODS, BudgetNotMetError, EnergyPruner, ProjectFn, meet_budget
-from .schedule import InfeasibleBudgetError, after_weight_phase, mask_keep, weight_target
+from .schedule import InfeasibleBudgetError, after_weight_phase, is_relative_budget, mask_keep, weight_target
 
 __all__ = [
     "METHODS",
@@ -299,9 +299,8 @@ def _config_problems(c: TrainConfig) -> list[str]:
     if (c.budget is None) == (c.budget_abs is None):
         problems.append(f"exactly one of budget and budget_abs must be given, got budget={c.budget!r}, "
                         f"budget_abs={c.budget_abs!r}")
-    for name in ("budget", "budget_abs"):
-        value = getattr(c, name)
-        need(value is None or (is_num(value) and value > 0), name, "a number > 0")
+    need(c.budget is None or is_relative_budget(c.budget), "budget", "a relative energy in (0, 1]")
+    need(c.budget_abs is None or (is_num(c.budget_abs) and c.budget_abs > 0), "budget_abs", "a number > 0")
     need(c.estimator in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}")
     need(c.method in METHODS, "method", f"one of {', '.join(METHODS)}")
     for name in ("epochs", "max_rounds", "batch_size", "proj_interval"):

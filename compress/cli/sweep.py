@@ -102,7 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.sweep import SweepConfig, check_relative_budgets, run_sweep
+    from compress.schedule import check_relative_budgets
+    from compress.sweep import SweepConfig, run_sweep
 
     check_relative_budgets(args.budgets)  # a wrong budget is reported before the model is built
     # The cells ignore the unmodelled-layer note (the same in each): it is printed here, once,

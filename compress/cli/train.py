@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from compress.distributed import is_main_process
-    from compress.sweep import check_relative_budgets
+    from compress.schedule import check_relative_budgets
     from compress.train import train
     from energysim.workload import UnmodelledLayerWarning
 
