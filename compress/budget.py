@@ -11,7 +11,6 @@ number of effective MACs a nonzero weight takes part in for those inputs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -21,9 +20,9 @@ from energysim import Profile, Report, Sparsity, Workload, simulate
 from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features
 from energysim.sparsity import LayerSparsity
 
-from .projection import LayerCost, layer_energy
+from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
 
-__all__ = ["EnergyModel", "geometric_budgets"]
+__all__ = ["EnergyModel"]
 
 # A weight whose modelled cost is zero (e.g. dense weight storage, where traffic does not
 # depend on the zeros, and zero inputs) is given this tiny cost relative to the layer's
@@ -80,22 +79,19 @@ class EnergyModel:
     def proxy_energy(
         self, weight_masks: Mapping[str, torch.Tensor], input_masks: Mapping[str, np.ndarray | None] | None = None
     ) -> float:
-        """The table's energy of these weight masks (nonzero = kept) and input masks."""
-        return math.fsum(
-            layer_energy(
-                cost,
-                int(torch.count_nonzero(weight_masks[name])) if name in weight_masks else self.table.layer(name).weight_count,
-            )
-            for name, cost in self.costs(input_masks).items()
-        )
+        """The table's energy of these weight masks (nonzero = kept; a layer not given is
+        dense) and input masks (:func:`compress.projection.proxy_energy`)."""
+        kept = {c.name: c.weight_count for c in self.table.layers} | nonzero_counts(weight_masks)
+        return proxy_energy(kept, self.costs(input_masks))
 
     def dense_energy(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> float:
         """Proxy energy with every weight kept."""
         return self.proxy_energy({}, input_masks)
 
     def floor_energy(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> float:
-        """Proxy energy with every weight pruned: the least any weight projection reaches."""
-        return sum(c.constant for c in self.costs(input_masks).values())
+        """Proxy energy with every weight pruned: the least any weight projection reaches
+        (:func:`compress.projection.floor_energy`)."""
+        return floor_energy(self.costs(input_masks))
 
     def input_costs(self) -> dict[str, float]:
         """Energy per nonzero input of each layer (dense pattern), for input-mask budgets.
@@ -115,21 +111,3 @@ class EnergyModel:
     def simulate(self, model: torch.nn.Module) -> Report:
         """The full estimator on the model's real weight pattern and input masks."""
         return simulate(self.workload, self.profile, self.estimator, Sparsity.from_model(model, self.workload))
-
-
-def geometric_budgets(start: float, target: float, steps: int) -> list[float]:
-    """``steps`` budgets falling geometrically from ``start`` to exactly ``target``.
-
-    Examples
-    --------
-    >>> [round(b) for b in geometric_budgets(1000, 10, 3)]
-    [215, 46, 10]
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not (start > 0 and target > 0):
-        raise ValueError(f"budgets must be > 0, got start={start}, target={target}")
-    ratio = (target / start) ** (1.0 / steps)
-    budgets = [start * ratio ** (i + 1) for i in range(steps)]
-    budgets[-1] = target
-    return budgets

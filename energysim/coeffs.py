@@ -33,6 +33,7 @@ it against a different profile is refused as stale.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,13 @@ class CoefficientTable:
 
     @property
     def dense_energy(self) -> float:
-        return sum(l.dense_energy for l in self.layers)
+        """The table's energy of the dense pattern (correctly rounded sum of the layers')."""
+        return math.fsum(l.dense_energy for l in self.layers)
 
     @property
     def floor_energy(self) -> float:
-        return sum(l.floor_energy for l in self.layers)
+        """The table's energy with every weight zero, at dense inputs (correctly rounded)."""
+        return math.fsum(l.floor_energy for l in self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         return {

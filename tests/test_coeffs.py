@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from compress.budget import EnergyModel, geometric_budgets
+from compress.budget import EnergyModel
+from compress.schedule import geometric_budgets
 from compress.cli import main
 from energysim import LayerSparsity, Sparsity, build_model, extract_workload, load_profile, simulate
 from energysim.coeffs import CoefficientTable, coefficient_table, verify_table
