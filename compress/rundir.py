@@ -1,4 +1,11 @@
-"""Reading a finished ``ecc train`` run folder back: its workload, profile and final pattern."""
+"""The ``ecc train`` run folder: where each of its files lives, and reading a finished one back.
+
+:class:`RunFolder` spells the name of every file of a run folder, once: the trainer
+writes through it, the sweep and the CLI read through it, and :func:`model_file`
+turns a run folder given on a command line into the model file the loaders of
+:mod:`energysim.sparsity` take (they take files only). :func:`load_run` reads a
+finished run back: its workload, profile and final pattern.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,102 @@ from energysim import MODEL_NAMES, Profile, Sparsity, Workload, build_model, ext
 from energysim.sparsity import load_checkpoint_file
 from energysim.workload import UnmodelledLayerWarning
 
-__all__ = ["Run", "load_run"]
+__all__ = ["Run", "RunFolder", "load_run", "model_file"]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of an ``ecc train`` run folder (see :mod:`compress.train`).
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        The run folder; it need not exist.
+
+    Examples
+    --------
+    >>> RunFolder("runs/a").model.as_posix()
+    'runs/a/model.pt'
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def checkpoint(self) -> Path:
+        """``checkpoint.pt``: everything a resumed run needs, rewritten after every epoch."""
+        return self.root / "checkpoint.pt"
+
+    @property
+    def config(self) -> Path:
+        """``config.json``: the run's :class:`~compress.train.TrainConfig` as JSON."""
+        return self.root / "config.json"
+
+    @property
+    def model(self) -> Path:
+        """``model.pt``: the final state_dict with its masks (``ecc simulate --checkpoint``)."""
+        return self.root / "model.pt"
+
+    @property
+    def report(self) -> Path:
+        """``report.json``: the run's report; its presence means the run finished."""
+        return self.root / "report.json"
+
+    @property
+    def simulated(self) -> Path:
+        """``simulated.json``: the full estimator's report of the final pattern (an ``energysim.Report``)."""
+        return self.root / "simulated.json"
+
+    @property
+    def log_csv(self) -> Path:
+        """``log.csv``: one flattened row per epoch."""
+        return self.root / "log.csv"
+
+    @property
+    def log_jsonl(self) -> Path:
+        """``log.jsonl``: one JSON object per epoch."""
+        return self.root / "log.jsonl"
+
+    @property
+    def error(self) -> Path:
+        """``error.json``: why ``ecc sweep`` could not train the run (a cell finished as infeasible)."""
+        return self.root / "error.json"
+
+
+def model_file(path: str | Path) -> Path:
+    """The model file of ``path``: a run folder's ``model.pt``; any other path stays itself.
+
+    For the edges that accept either (``--checkpoint`` of ``ecc simulate`` and ``ecc
+    train``): the loaders of :mod:`energysim.sparsity` take a file.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A checkpoint file, or an ``ecc train`` run folder.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is a folder without a model file.
+
+    Examples
+    --------
+    >>> model_file("no/such/weights.pt").as_posix()
+    'no/such/weights.pt'
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    model = RunFolder(path).model
+    if not model.is_file():
+        raise FileNotFoundError(f"{path}: not an `ecc train` run directory (no {model.name} inside)")
+    return model
 
 
 @dataclass(frozen=True)
@@ -53,9 +155,10 @@ def load_run(path: str | Path) -> Run:
         one-line message names the file and the field.
     """
     path = Path(path)
-    config_path = path / "config.json"
+    folder = RunFolder(path)
+    config_path = folder.config
     if not config_path.is_file():
-        raise FileNotFoundError(f"{path}: not an `ecc train` run folder (no config.json)")
+        raise FileNotFoundError(f"{path}: not an `ecc train` run folder (no {config_path.name})")
     try:
         config = json.loads(config_path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -68,9 +171,9 @@ def load_run(path: str | Path) -> Run:
             f"{config_path}: model must be one of the zoo's {', '.join(MODEL_NAMES)}, got {config['model']!r} "
             "(a run folder is data: the model factory it names is not imported)"
         )
-    if not (path / "model.pt").is_file():
-        raise FileNotFoundError(f"{path}: the run has no model.pt yet (not finished?)")
-    checkpoint, saved = load_checkpoint_file(path)
+    if not folder.model.is_file():
+        raise FileNotFoundError(f"{path}: the run has no {folder.model.name} yet (not finished?)")
+    checkpoint, saved = load_checkpoint_file(folder.model)
     if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict):
         raise ValueError(f"{checkpoint}: expected the dict `ecc train` writes, with a state_dict")
     _check_fields(checkpoint, saved, required=())

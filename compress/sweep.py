@@ -87,6 +87,7 @@ from energysim.workload import UnmodelledLayerWarning
 from .executors import EXECUTORS, open_executor
 from .pruner import METHODS as _PROJECTIONS
 from .pruner import STRUCTURES
+from .rundir import RunFolder
 from .schedule import check_relative_budgets, is_relative_budget
 from .train import TrainConfig, train
 
@@ -120,8 +121,6 @@ METHODS = tuple(
 
 # The lists of sweep.json whose product is the cell list.
 _CELL_AXES = ("budgets", "methods", "structures", "seeds")
-_REPORT = "report.json"
-_ERROR = "error.json"
 _LOCKS = ".locks"
 _DIRECTORY_LOCK = "sweep.lock"
 
@@ -403,11 +402,12 @@ def _run(config: TrainConfig, threads: int, lock: str) -> str | None:
     folder that another process trains holds no lock that process could need.
     """
     run_dir = Path(config.out)
+    files = RunFolder(run_dir)
     with _ONE_CELL_AT_A_TIME, _locked(Path(lock)):
-        if (run_dir / _REPORT).is_file():  # finished, perhaps by another process while this one waited
+        if files.report.is_file():  # finished, perhaps by another process while this one waited
             return None
-        (run_dir / _ERROR).unlink(missing_ok=True)  # a failed run is retried from where it stopped
-        resume = (run_dir / "config.json").is_file()
+        files.error.unlink(missing_ok=True)  # a failed run is retried from where it stopped
+        resume = files.config.is_file()
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -418,7 +418,7 @@ def _run(config: TrainConfig, threads: int, lock: str) -> str | None:
         except ValueError as exc:  # an infeasible budget or other bad setting of this one run
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(run_dir / _ERROR, {"error": reason})
+            atomic_write_json(files.error, {"error": reason})
             return reason
         finally:
             torch.set_num_threads(previous)
@@ -481,8 +481,8 @@ def run_sweep(config: SweepConfig, out: str | Path) -> list[dict[str, Any]]:
     cells = [Cell(v, b, s) for s in config.seeds for v in config.variants for b in config.budgets][index::count]
     seeds = list(dict.fromkeys(c.seed for c in cells))  # the dense models this shard needs
     # A report.json is never removed: a run that has one needs no worker, nor its lock.
-    seeds = [s for s in seeds if not (_dense_dir(root, s) / _REPORT).is_file()]
-    cells = [c for c in cells if not (c.directory(root) / _REPORT).is_file()]
+    seeds = [s for s in seeds if not RunFolder(_dense_dir(root, s)).report.is_file()]
+    cells = [c for c in cells if not RunFolder(c.directory(root)).report.is_file()]
     if seeds or cells:
         with tqdm(total=len(seeds) + len(cells), desc="sweep", unit="run", disable=config.quiet) as bar, \
                 open_executor(config.executor, jobs=config.jobs, scheduler=config.scheduler) as pool:
@@ -577,10 +577,10 @@ def _collect(root: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for cell in _cells(settings):
         run_dir = cell.directory(root)
-        if not ((run_dir / _REPORT).is_file() or (run_dir / _ERROR).is_file()):
+        if not (RunFolder(run_dir).report.is_file() or RunFolder(run_dir).error.is_file()):
             continue
         if cell.seed not in dense_accuracy:
-            dense_report = _dense_dir(root, cell.seed) / _REPORT
+            dense_report = RunFolder(_dense_dir(root, cell.seed)).report
             dense_accuracy[cell.seed] = (
                 _field(dense_report, read_json(dense_report), "accuracy", _FRACTION)
                 if dense_report.is_file() else None
@@ -717,9 +717,9 @@ def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, A
     """The results.csv row of a finished cell, from its report.json or error.json."""
     row = {"method": cell.variant.name, "budget": cell.budget, "seed": cell.seed,
            "input_mask": cell.variant.input_mask, "structure": cell.variant.structure}
-    path = run_dir / _REPORT
+    path = RunFolder(run_dir).report
     if not path.is_file():
-        path = run_dir / _ERROR
+        path = RunFolder(run_dir).error
         reason = _field(path, read_json(path), "error", _TEXT)
         return row | {"feasible": False, "reason": reason, "collapsed": False, "dense_accuracy": dense_accuracy}
     report = read_json(path)

@@ -111,6 +111,7 @@ from .masks import (
     weight_masks,
 )
 from .pruner import METHODS, BudgetNotMetError, EnergyPruner, ProjectFn, meet_budget
+from .rundir import RunFolder, model_file
 from .schedule import InfeasibleBudgetError, after_weight_phase, is_relative_budget, mask_keep, weight_target
 
 __all__ = [
@@ -147,14 +148,6 @@ _COLLAPSE_MIN_GAIN = 0.1
 # decides where and how fast it runs (the checkpoint is device-independent).
 _RESUMABLE_CHANGES = ("quiet", "out", "device", "workers")
 _TRAINING_PHASES = ("pretrain", "weights", "mask", "finetune")
-
-_CHECKPOINT = "checkpoint.pt"
-_CONFIG = "config.json"
-_MODEL = "model.pt"
-_REPORT = "report.json"
-_SIMULATED = "simulated.json"  # the full estimator's report of the final pattern (energysim.Report)
-_LOG_CSV = "log.csv"
-_LOG_JSONL = "log.jsonl"
 
 
 class TrainingDivergedError(ValueError):
@@ -480,7 +473,7 @@ def _open_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> dict[str,
                 f"{run_dir} is not an empty folder: pass --resume to continue the run there, or choose another --out"
             )
         return None
-    path = run_dir / _CHECKPOINT
+    path = RunFolder(run_dir).checkpoint
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no checkpoint to resume from (the run never finished its setup); "
@@ -507,7 +500,7 @@ def _check_finished_run(run_dir: Path, report: Any, checkpoint: Path) -> None:
     """A finished run's report.json must hold the report of its checkpoint, and model.pt must read."""
     from energysim import torchfile
 
-    path = run_dir / _REPORT
+    path = RunFolder(run_dir).report
     try:
         found = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -519,7 +512,7 @@ def _check_finished_run(run_dir: Path, report: Any, checkpoint: Path) -> None:
             f"{path}: differs from the report in {checkpoint.name}: the finished run's report was changed or damaged "
             "after it was written"
         )
-    torchfile.load(run_dir / _MODEL, "model file")
+    torchfile.load(RunFolder(run_dir).model, "model file")
 
 
 def _config_dict(config: TrainConfig) -> dict[str, Any]:
@@ -551,6 +544,7 @@ class _Run:
 
         self.config = config
         self.run_dir = run_dir
+        self.files = RunFolder(run_dir)
         self.ctx = ctx
         self.device = ctx.device
         c = config
@@ -636,7 +630,7 @@ class _Run:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._save()
         if self.ctx.is_main:
-            atomic_write_json(self.run_dir / _CONFIG, _config_dict(c))
+            atomic_write_json(self.files.config, _config_dict(c))
 
     def _make_pruner(self, energy_dense: float) -> EnergyPruner:
         """The pruner of the weight phases: the run's method, budget, interval and regrowth; with
@@ -653,8 +647,8 @@ class _Run:
         """Load starting weights (plain or masked state_dict, or a run folder); return its input masks."""
         from energysim.sparsity import load_checkpoint_state
 
-        state = self.ctx.on_main(load_checkpoint_state, source)
-        shown = Path(source) / _MODEL if Path(source).is_dir() else Path(source)
+        shown = self.ctx.on_main(model_file, source)  # a run folder means its model file
+        state = self.ctx.on_main(load_checkpoint_state, shown)
         for key, value in state.items():
             if value.is_floating_point() and not torch.isfinite(value).all():
                 bad = int((~torch.isfinite(value)).sum())
@@ -940,7 +934,7 @@ class _Run:
         if not self.ctx.is_main:
             return
         save_checkpoint(
-            self.run_dir / _CHECKPOINT,
+            self.files.checkpoint,
             {
                 "config": _config_dict(self.config),
                 "state": dataclasses.asdict(self.state),
@@ -964,7 +958,7 @@ class _Run:
         summary = self.pruner.summary(simulated)
         if self.ctx.is_main:
             atomic_torch_save(
-                self.run_dir / _MODEL,
+                self.files.model,
                 {
                     "state_dict": _cpu(self.model.state_dict()),
                     "model": c.model,
@@ -1003,8 +997,8 @@ class _Run:
         }
         s.report = self.ctx.broadcast(s.report)  # rank 0's, wall times included
         if self.ctx.is_main:
-            atomic_write_json(self.run_dir / _SIMULATED, simulated.to_dict())
-            atomic_write_json(self.run_dir / _REPORT, s.report)
+            atomic_write_json(self.files.simulated, simulated.to_dict())
+            atomic_write_json(self.files.report, s.report)
         s.phase = "done"
         self.optimizer = None
         self._save()
@@ -1027,11 +1021,11 @@ def _flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _write_logs(run_dir: Path, log: list[dict[str, Any]]) -> None:
     """``log.jsonl`` (one JSON object per epoch) and ``log.csv`` (flattened), atomically."""
-    atomic_write_text(run_dir / _LOG_JSONL, "".join(json_text(row, indent=None) for row in log))
+    atomic_write_text(RunFolder(run_dir).log_jsonl, "".join(json_text(row, indent=None) for row in log))
     rows = [_flat_row(r) for r in log]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
-    atomic_write_text(run_dir / _LOG_CSV, text.getvalue())
+    atomic_write_text(RunFolder(run_dir).log_csv, text.getvalue())

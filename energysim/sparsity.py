@@ -151,7 +151,7 @@ class Sparsity(Mapping[str, LayerSparsity]):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, workload: Workload) -> "Sparsity":
-        """Masks from a saved ``state_dict`` file or an ``ecc train`` run directory."""
+        """Masks from a saved ``state_dict`` file (an ``ecc train`` run's: ``compress.rundir.model_file``)."""
         state = load_checkpoint_state(path)
         return cls.from_state_dict(state, workload, source=str(path))
 
@@ -245,22 +245,24 @@ def _pattern_mask(shape: tuple[int, ...], density: float, pattern: str, rng: np.
 
 
 def load_checkpoint_file(path: str | Path) -> tuple[Path, object]:
-    """What ``torch.save`` wrote to ``path`` (an ``ecc train`` run directory means its
-    ``model.pt``), checksum-verified and loaded safely on the CPU by
-    :func:`energysim.torchfile.load`; returns the file read and its content."""
+    """What ``torch.save`` wrote to the file ``path``, checksum-verified and loaded safely on
+    the CPU by :func:`energysim.torchfile.load`; returns the file read and its content.
+
+    A folder is an error (IsADirectoryError): which file of an ``ecc train`` run folder
+    holds the model is :mod:`compress.rundir`'s to say (``compress.rundir.model_file``)."""
     path = Path(path)
     if path.is_dir():
-        candidate = path / "model.pt"
-        if not candidate.is_file():
-            raise FileNotFoundError(f"{path}: not an `ecc train` run directory (no model.pt inside)")
-        path = candidate
+        raise IsADirectoryError(
+            f"{path}: is a folder, not a checkpoint file: pass the file itself "
+            "(of an `ecc train` run folder RUN: RUN/model.pt)"
+        )
     obj, _ = torchfile.load(path, "PyTorch checkpoint")
     return path, obj
 
 
 def load_checkpoint_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` in ``path``: a file saved by ``torch.save`` (a state_dict, or a
-    dict holding one under ``"state_dict"``) or an ``ecc train`` run directory."""
+    """The ``state_dict`` in the file ``path``, saved by ``torch.save``: a state_dict, or a
+    dict holding one under ``"state_dict"`` (a folder is an error, see :func:`load_checkpoint_file`)."""
     path, obj = load_checkpoint_file(path)
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]

@@ -20,6 +20,7 @@ from compress.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from compress.cli import main
 from compress.masks import add_weight_masks, effective_weights, input_masks
 from compress.projection import InfeasibleBudgetError, LayerCost, layer_energy, project
+from compress.rundir import model_file
 from compress.train import (
     METHODS,
     BudgetNotMetError,
@@ -189,7 +190,7 @@ def test_lenet5_digits_meets_the_budget(tmp_path):
     profile = load_profile("eyeriss-iclr19")
     model, shape = build_model("lenet5")
     workload = extract_workload(model, shape, name="lenet5")
-    report = simulate(workload, profile, "paper", Sparsity.from_checkpoint(out, workload))
+    report = simulate(workload, profile, "paper", Sparsity.from_checkpoint(model_file(out), workload))
     assert report.energy == r["energy_simulated"]
     assert [l["name"] for l in r["layers"]] == list(workload.layer_names)
     assert [l["energy"] for l in r["layers"]] == [l.energy for l in report.layers]

@@ -33,7 +33,7 @@ from compress.checkpoint import (
 )
 from compress.cli import main
 from compress.masks import add_weight_masks
-from compress.rundir import load_run
+from compress.rundir import load_run, model_file
 from compress.train import TrainConfig, _collapsed, _distillation_loss, _Run, train
 from energysim import torchfile
 from energysim.sparsity import load_checkpoint_file, load_checkpoint_state
@@ -221,7 +221,7 @@ def test_any_flipped_byte_of_a_checksummed_file_is_an_error(tmp_path, data):
     path = tmp_path / "model.pt"
     path.write_bytes(bytes(damaged))
     with pytest.raises(torchfile.TorchFileError) as info:
-        load_checkpoint_file(tmp_path)
+        load_checkpoint_file(model_file(tmp_path))
     assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
 
 
@@ -327,7 +327,7 @@ def _loaders(folder: Path):
     path = folder / "model.pt"
     return [
         lambda: torchfile.load(path),
-        lambda: load_checkpoint_file(folder),
+        lambda: load_checkpoint_file(model_file(folder)),
         lambda: load_checkpoint_state(path),
         lambda: load_checkpoint(path),
     ]

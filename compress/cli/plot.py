@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> list[Path]:
     """Figures (a)-(c) of a sweep directory; every input is read and checked before any figure is written."""
     from compress import plot
+    from compress.rundir import RunFolder
     from compress.sweep import SweepFileError, read_results, read_settings, read_simulated, read_summary
 
     base = read_settings(root)["base"]
@@ -56,8 +57,8 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
         raise SweepFileError(f"{root / 'results.csv'}: the feasible cells at budget {chosen:g} give the densities "
                              f"of different layers ({given})")
     seed = min(r["seed"] for r in results)
-    dense_path = root / "dense" / f"seed{seed}" / "simulated.json"
-    pruned_path = root / "cells" / method / f"b{chosen:g}_s{seed}" / "simulated.json"
+    dense_path = RunFolder(root / "dense" / f"seed{seed}").simulated
+    pruned_path = RunFolder(root / "cells" / method / f"b{chosen:g}_s{seed}").simulated
     reports = {}
     if dense_path.is_file() and pruned_path.is_file():
         reports = {"dense": read_simulated(dense_path), f"{method} @ {chosen:g}": read_simulated(pruned_path)}

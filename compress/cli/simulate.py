@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--estimator", choices=list(ESTIMATORS), default="systolic",
         help="; ".join(f"{e.name}: {e.summary}" for e in ESTIMATORS.values()) + " (default: systolic)",
     )
-    parser.add_argument("--checkpoint", metavar="PATH", help="state_dict file or `ecc train` run directory")
+    parser.add_argument("--checkpoint", metavar="PATH", help="state_dict file or `ecc train` run directory (its model.pt)")
     parser.add_argument("--weight-density", type=float, default=None, metavar="D", help="synthetic weight density in (0,1]")
     parser.add_argument("--input-density", type=float, default=None, metavar="D", help="synthetic input density in (0,1]")
     parser.add_argument("--pattern", choices=("random", "block", "channel"), default="random", help="synthetic pattern")
@@ -63,6 +63,7 @@ def si(value: float | None) -> str:
 
 def sparsity_from_args(args, model, shape, workload):
     """The sparsity pattern the options ask for (see ``ecc simulate --help``)."""
+    from compress.rundir import model_file
     from energysim.sparsity import Sparsity, load_checkpoint_state
 
     synthetic = args.weight_density is not None or args.input_density is not None
@@ -71,8 +72,9 @@ def sparsity_from_args(args, model, shape, workload):
     if args.input_density is not None and args.inputs_from:
         raise ValueError("--input-density and --inputs-from are exclusive: choose one source of input sparsity")
     if args.checkpoint:
-        state = load_checkpoint_state(args.checkpoint)
-        sparsity = Sparsity.from_state_dict(state, workload, source=str(args.checkpoint))
+        path = model_file(args.checkpoint)  # a run folder means its model file
+        state = load_checkpoint_state(path)
+        sparsity = Sparsity.from_state_dict(state, workload, source=str(path))
         if args.inputs_from:
             # The activations must come from the checkpoint's weights (masks included), not the fresh model's.
             from compress.masks import load_masked_state_dict
@@ -80,7 +82,7 @@ def sparsity_from_args(args, model, shape, workload):
             try:
                 load_masked_state_dict(model, state)
             except RuntimeError as exc:
-                raise ValueError(f"{args.checkpoint}: does not fit {args.model}: {str(exc).splitlines()[0]}") from None
+                raise ValueError(f"{path}: does not fit {args.model}: {str(exc).splitlines()[0]}") from None
     elif synthetic:
         sparsity = Sparsity.synthetic(
             workload,

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--input-mask", action="store_true", default=None, help="alternate weight and input-mask phases"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of initialisation and data order (default 0)")
-    parser.add_argument("--checkpoint", default=None, metavar="PATH", help="start from this state_dict or run folder")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH", help="start from this state_dict file or run folder (its model.pt)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (must be empty unless --resume)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from compress.distributed import is_main_process
+    from compress.rundir import RunFolder
     from compress.schedule import check_relative_budgets
     from compress.train import train
     from energysim.workload import UnmodelledLayerWarning
@@ -155,5 +156,5 @@ def run(args: argparse.Namespace) -> int:
             f"while the dense model had {r['dense_accuracy']:.4f}; report.json says \"collapsed\": true",
             file=sys.stderr,
         )
-    print(f"report: {result.run_dir / 'report.json'}")
+    print(f"report: {RunFolder(result.run_dir).report}")
     return 0
