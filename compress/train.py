@@ -85,10 +85,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from energysim.estimators import ESTIMATORS
 from energysim.files import atomic_write_json, json_text
 
-from .distributed import DEVICES, Context, session
+from .distributed import Context, session
 from .budget import EnergyModel
 from .checkpoint import (
     CheckpointError,
@@ -99,6 +98,7 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from .config import TrainConfig
 from .masks import (
     add_input_masks,
     clamp_input_masks,
@@ -112,7 +112,7 @@ from .masks import (
 )
 from .pruner import METHODS, BudgetNotMetError, EnergyPruner, ProjectFn, meet_budget
 from .rundir import RunFolder, model_file
-from .schedule import InfeasibleBudgetError, after_weight_phase, is_relative_budget, mask_keep, weight_target
+from .schedule import InfeasibleBudgetError, after_weight_phase, mask_keep, weight_target
 
 __all__ = [
     "METHODS",
@@ -153,184 +153,6 @@ _TRAINING_PHASES = ("pretrain", "weights", "mask", "finetune")
 class TrainingDivergedError(ValueError):
     """The training loss became NaN or infinite (on the first batch: the starting weights or the
     data are unusable; later: the learning rate is too high)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (the options of ``ecc train``).
-
-    Parameters
-    ----------
-    model : str
-        Zoo name or ``package.module:factory``.
-    dataset : str
-        A name from :data:`compress.data.DATASET_NAMES`.
-    profile : str
-        Hardware profile name or YAML path.
-    out : str
-        Run folder; must be empty or absent unless resuming.
-    budget : float, optional
-        Energy budget relative to the dense model's proxy energy, > 0.
-    budget_abs : float, optional
-        Absolute energy budget in the profile's unit; exactly one of the two.
-    overrides : tuple of str
-        Profile overrides ``KEY=VALUE``.
-    estimator : {"systolic", "paper"}
-        Estimator of the energy model and of the final verification.
-    method : str
-        Projection method, a key of :data:`METHODS`.
-    input_mask : bool
-        Alternate weight phases with input-mask phases.
-    epochs : int
-        Epochs of each weight phase, >= 1.
-    pretrain_epochs : int, optional
-        Dense epochs first; default 10, or 0 when ``checkpoint`` is given.
-    mask_epochs : int, optional
-        Epochs of each mask phase; default ``epochs``.
-    max_rounds : int
-        Most mask phases, >= 1.
-    mask_keep, mask_keep_step : float
-        Input energy kept by the first mask phase (of the dense input energy of the
-        masked layers) and the decrease per further round.
-    finetune_epochs : int
-        Epochs of fine-tuning after a re-projection by the guarantee.
-    lr, momentum, weight_decay : float
-        SGD of the weight, pretrain and finetune phases.
-    mask_lr : float
-        Adam learning rate of the mask phases.
-    batch_size : int
-    proj_interval : int
-        Batches between projections, >= 1.
-    seed : int
-    checkpoint : str, optional
-        State_dict file or ``ecc train`` run folder to start from.
-    distill : bool
-        Distil from the dense model: 0.5 x the KL divergence of the student's softmax from
-        the dense model's (Hinton's distillation at temperature 1) + 0.5 x cross-entropy.
-    regrow : bool
-        Let pruned weights regrow between projections (the paper's behaviour).
-    data_root : str, optional
-    input_shape : tuple of int, optional
-        Per-sample input shape; default the model's.
-    strict : bool
-        Fail on layers the estimators do not model.
-    device : str
-        ``cpu`` (deterministic), ``cuda`` (under torchrun: ``cuda:LOCAL_RANK``),
-        ``auto`` (CUDA when available) or an explicit device such as ``cuda:1``.
-    amp : bool
-        Mixed precision (float16 autocast and gradient scaling); CUDA only.
-    workers : int
-        Data-loading worker processes per training process, >= 0 (0: load in the
-        training process; image folders want 8 or more).
-    quiet : bool
-        No progress bars.
-    """
-
-    model: str
-    dataset: str
-    profile: str
-    out: str
-    budget: float | None = None
-    budget_abs: float | None = None
-    overrides: tuple[str, ...] = ()
-    estimator: str = "systolic"
-    method: str = "ecc"
-    input_mask: bool = False
-    epochs: int = 10
-    pretrain_epochs: int | None = None
-    mask_epochs: int | None = None
-    max_rounds: int = 3
-    mask_keep: float = 0.9
-    mask_keep_step: float = 0.1
-    finetune_epochs: int = 1
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    mask_lr: float = 0.01
-    batch_size: int = 32
-    proj_interval: int = 10
-    seed: int = 0
-    checkpoint: str | None = None
-    distill: bool = True
-    regrow: bool = True
-    data_root: str | None = None
-    input_shape: tuple[int, ...] | None = None
-    strict: bool = False
-    device: str = "cpu"
-    amp: bool = False
-    workers: int = 0
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "overrides", tuple(self.overrides))
-        if self.input_shape is not None:
-            object.__setattr__(self, "input_shape", tuple(self.input_shape))
-        problems = _config_problems(self)
-        if problems:
-            raise ValueError("invalid training configuration:\n" + "\n".join(problems))
-
-
-def _config_problems(c: TrainConfig) -> list[str]:
-    """Every invalid field of ``c``, as 'field must be ..., got ...' lines."""
-    from .data import DATASET_NAMES
-
-    problems = []
-
-    def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            problems.append(f"{name} must be {what}, got {getattr(c, name)!r}")
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    def is_num(v: Any) -> bool:
-        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-    for name in ("model", "profile", "out"):
-        need(isinstance(getattr(c, name), str) and getattr(c, name) != "", name, "a non-empty string")
-    need(c.dataset in DATASET_NAMES, "dataset", f"one of {', '.join(DATASET_NAMES)}")
-    if (c.budget is None) == (c.budget_abs is None):
-        problems.append(f"exactly one of budget and budget_abs must be given, got budget={c.budget!r}, "
-                        f"budget_abs={c.budget_abs!r}")
-    need(c.budget is None or is_relative_budget(c.budget), "budget", "a relative energy in (0, 1]")
-    need(c.budget_abs is None or (is_num(c.budget_abs) and c.budget_abs > 0), "budget_abs", "a number > 0")
-    need(c.estimator in ESTIMATORS, "estimator", f"one of {', '.join(ESTIMATORS)}")
-    need(c.method in METHODS, "method", f"one of {', '.join(METHODS)}")
-    for name in ("epochs", "max_rounds", "batch_size", "proj_interval"):
-        need(is_int(getattr(c, name)) and getattr(c, name) >= 1, name, "an int >= 1")
-    for name in ("pretrain_epochs", "mask_epochs"):
-        value = getattr(c, name)
-        need(value is None or (is_int(value) and value >= 0), name, "None or an int >= 0")
-    for name in ("finetune_epochs", "workers"):
-        need(is_int(getattr(c, name)) and getattr(c, name) >= 0, name, "an int >= 0")
-    need(is_int(c.seed), "seed", "an int")
-    need(is_num(c.mask_keep) and 0 < c.mask_keep <= 1, "mask_keep", "a number in (0, 1]")
-    need(is_num(c.mask_keep_step) and 0 <= c.mask_keep_step < 1, "mask_keep_step", "a number in [0, 1)")
-    for name in ("lr", "mask_lr"):
-        need(is_num(getattr(c, name)) and getattr(c, name) > 0, name, "a number > 0")
-    need(is_num(c.momentum) and 0 <= c.momentum < 1, "momentum", "a number in [0, 1)")
-    need(is_num(c.weight_decay) and c.weight_decay >= 0, "weight_decay", "a number >= 0")
-    for name in ("input_mask", "distill", "regrow", "strict", "amp", "quiet"):
-        need(isinstance(getattr(c, name), bool), name, "True or False")
-    need(all(isinstance(o, str) for o in c.overrides), "overrides", "a tuple of 'KEY=VALUE' strings")
-    device_type = _device_type(c.device)
-    if device_type is None:
-        problems.append(f"device must be one of {', '.join(DEVICES)} or a torch device such as 'cuda:0', "
-                        f"got {c.device!r}")
-    elif c.amp is True and device_type not in ("cuda", "auto"):
-        problems.append(f"amp must be False on device {c.device!r}: mixed precision runs on CUDA only "
-                        "(use device 'cuda' or 'auto')")
-    return problems
-
-
-def _device_type(device: Any) -> str | None:
-    """``auto`` or the torch device type of ``device``; None if it names no device."""
-    if device == "auto":
-        return "auto"
-    try:
-        return torch.device(device).type
-    except (RuntimeError, TypeError):
-        return None
 
 
 @dataclass(frozen=True)

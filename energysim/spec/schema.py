@@ -8,7 +8,9 @@ sees all mistakes in one go (as ZigZag's ``AcceleratorValidator`` does).
 from __future__ import annotations
 
 import math
+import numbers
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,22 +106,32 @@ def shown_value(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """One leaf key of the profile tree.
+    """One leaf key of the profile tree (or one field of another table of settings, such as
+    ``compress.config``'s).
 
     ``minimum``/``positive`` are the sign constraint; ``smallest`` (a floor above zero,
-    inclusive) and ``maximum`` (inclusive) the range the model can compute with.
+    inclusive) and ``maximum`` (inclusive) or ``below`` (exclusive) the range the model
+    can compute with. Numbers are any real numbers but bools (numpy's included).
+    ``test`` is a further rule that a value of the right kind must pass; ``expected``
+    words what a value must be, for every failed check, where the generic words of
+    :meth:`describe` do not fit (a table for Python callers, a rule of ``test``).
     """
 
-    kind: str  # "int", "float", "str", "bool" or "choice"
+    kind: str  # "int", "float", "str", "bool", "choice" or "tuple"
     default: Any = _REQUIRED
     minimum: float | None = None  # inclusive lower bound
     positive: bool = False  # strictly > 0
     maximum: float | None = None  # inclusive upper bound
+    below: float | None = None  # exclusive upper bound
     smallest: float | None = None  # inclusive floor of a positive number
     infinite: bool = False  # .inf is accepted (unlimited)
     single_line: bool = False  # a non-empty string of printable characters (no line breaks)
     choices: tuple[str, ...] | None = None
     nullable: bool = False
+    strict: bool = False  # "int": int values only (otherwise a float such as YAML's 2.0 is one too)
+    items: Field | None = None  # "tuple": what each item must be
+    test: Callable[[Any], bool] | None = None
+    expected: str = ""
     doc: str = ""
 
     @property
@@ -128,10 +140,14 @@ class Field:
 
     def describe(self) -> str:
         """What the key accepts, in words, for type and sign errors."""
+        if self.expected:
+            return self.expected
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "str" and self.single_line:
             return "a non-empty single line of printable characters"
+        if self.kind == "tuple":
+            return "a tuple" + ("" if self.items is None else f" of items each {self.items.describe()}")
         word = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}[self.kind]
         if self.positive:
             word += " > 0"
@@ -143,15 +159,24 @@ class Field:
 
     def describe_range(self) -> str:
         """The whole accepted range in words, for a number outside it."""
+        if self.expected:
+            return self.expected
         word, spell = ("an integer", "{:d}") if self.kind == "int" else ("a number", "{:g}")
         low = self.smallest
         if low is None:
             low = 1 if self.positive and self.kind == "int" else self.minimum
-        high = spell.format(self.maximum)
-        if low is None:
-            word += f" > 0 and <= {high}" if self.positive else f" <= {high}"
+        if self.maximum is None:  # the exclusive bound, below
+            high = f"< {self.below:g}"
+            if low is None:
+                word += f" > 0 and {high}" if self.positive else f" {high}"
+            else:
+                word += f" >= {spell.format(low)} and {high}"
         else:
-            word += f" from {spell.format(low)} to {high}"
+            high = spell.format(self.maximum)
+            if low is None:
+                word += f" > 0 and <= {high}" if self.positive else f" <= {high}"
+            else:
+                word += f" from {spell.format(low)} to {high}"
         if self.infinite:
             word += ", or .inf for unlimited"
         if self.nullable:
@@ -162,8 +187,19 @@ class Field:
         """Return None when ``value`` is acceptable, else what was expected."""
         if value is None:
             return None if self.nullable else self.describe()
+        expected = self._check_kind(value)
+        if expected is None and self.test is not None and not self.test(value):
+            return self.describe()
+        return expected
+
+    def _check_kind(self, value: Any) -> str | None:
+        """``check`` of a value that is not None, before ``test``."""
         if self.kind == "bool":
             return None if isinstance(value, bool) else self.describe()
+        if self.kind == "tuple":
+            if not isinstance(value, tuple) or (self.items is not None and any(self.items.check(v) for v in value)):
+                return self.describe()
+            return None
         if self.kind in ("str", "choice"):
             if not isinstance(value, str):
                 return self.describe()
@@ -172,22 +208,26 @@ class Field:
             if self.single_line and not (value.strip() and value.isprintable()):
                 return self.describe()
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return self.describe()
+        fractional = not isinstance(value, numbers.Integral)
+        if fractional and self.kind == "int" and self.strict:
             return self.describe()
         # NaN and the sign first: math functions on a huge int would overflow, comparisons do not.
-        if isinstance(value, float) and math.isnan(value):
+        if fractional and math.isnan(value):
             return self.describe()
         if self.positive and not value > 0:
             return self.describe()
         if self.minimum is not None and not value >= self.minimum:
             return self.describe()
-        if isinstance(value, float) and math.isinf(value):
-            return None if self.infinite else self.describe_range() if self.maximum is not None else self.describe()
-        if self.maximum is not None and value > self.maximum:
+        bounded = self.maximum is not None or self.below is not None
+        if fractional and math.isinf(value):
+            return None if self.infinite else self.describe_range() if bounded else self.describe()
+        if (self.maximum is not None and value > self.maximum) or (self.below is not None and not value < self.below):
             return self.describe_range()
         if self.smallest is not None and value < self.smallest:
             return self.describe_range()
-        if self.kind == "int" and isinstance(value, float) and not value.is_integer():
+        if self.kind == "int" and fractional and not float(value).is_integer():
             return self.describe()
         return None
 
