@@ -30,15 +30,10 @@ from energysim.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = dict(profile="eyeriss-iclr19", estimator="paper")
-pytestmark = pytest.mark.filterwarnings("ignore::energysim.workload.UnmodelledLayerWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::energysim.workload.UnmodelledLayerWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _lenet(seed: int = 0):

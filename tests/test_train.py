@@ -36,20 +36,14 @@ from energysim.sparsity import Sparsity
 from energysim.workload import extract_workload
 from energysim.zoo import build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::energysim.workload.UnmodelledLayerWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::energysim.workload.UnmodelledLayerWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 REPO = Path(__file__).resolve().parents[1]
 # A short lenet5 run on digits with the paper's model (each epoch takes well under a second).
 FAST = dict(model="lenet5", dataset="digits", profile="eyeriss-iclr19", estimator="paper", quiet=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: lenet5 steps are tiny, and on a busy machine two threads are several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(out: Path, **kw) -> TrainConfig:

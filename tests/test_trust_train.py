@@ -39,7 +39,10 @@ from energysim import torchfile
 from energysim.sparsity import load_checkpoint_file, load_checkpoint_state
 from energysim.zoo import build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::energysim.workload.UnmodelledLayerWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::energysim.workload.UnmodelledLayerWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 FUZZ = settings(
     max_examples=60, deadline=None,
@@ -48,15 +51,6 @@ FUZZ = settings(
 CLEAN = (ValueError, TypeError, OSError)
 _CLI = ["train", "--model", "lenet5", "--dataset", "digits", "--profile", "eyeriss-iclr19", "--estimator", "paper",
         "--quiet"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: lenet5 steps are tiny, and the collapse below was found at one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _error_line(capsys, command: str = "train") -> str:
