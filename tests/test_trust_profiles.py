@@ -19,24 +19,10 @@ from compress.cli import main
 from compress.cli._common import write_json
 from energysim.spec import FIELDS, SpecError, dump_profile, load_profile, shipped_profile_path
 from energysim.spec.schema import set_dotted
+from test_profiles import VALID  # the minimal valid profile tree
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-VALID = {
-    "version": 1,
-    "name": "edge",
-    "source": "test",
-    "units": "pJ",
-    "word_bits": 8,
-    "clock_mhz": 500,
-    "array": {"rows": 16, "cols": 16, "dataflow": "ws"},
-    "memory": {
-        "rf": {"words": 16, "read": 0.03, "write": 0.03},
-        "buffer": {"ifmap_words": 65536, "filter_words": 65536, "ofmap_words": 32768, "read": 1.2, "write": 1.4},
-        "dram": {"bandwidth_words_per_cycle": 16, "read": 64.0, "write": 64.0},
-    },
-    "compute": {"mac": 0.23, "gated_mac": 0.02},
-}
 
 VALID_TEXT = yaml.safe_dump(VALID, sort_keys=False)
 
