@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from energysim.files import atomic_write_bytes  # noqa: E402
+
 __all__ = ["energy_accuracy", "layer_density", "layer_energy", "save", "utilization_timeline"]
 
 _LEVEL_COLORS = {"dram": "#c0392b", "buffer": "#e67e22", "rf": "#f1c40f", "mac": "#2980b9", "leakage": "#7f8c8d"}
@@ -29,14 +32,16 @@ _TIMELINE_POINTS = 2000  # at most this many points are drawn; longer traces are
 
 
 def save(fig: plt.Figure, path: str | Path) -> list[Path]:
-    """Write ``fig`` as PNG and SVG next to each other (``path`` without or with a suffix)."""
+    """Write ``fig`` as PNG and SVG next to each other (``path`` without or with a suffix), atomically."""
     path = Path(path)
     base = path.with_suffix("") if path.suffix in (".png", ".svg") else path
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix in (".png", ".svg"):
         target = base.parent / f"{base.name}{suffix}"  # names like density_b0.2 keep their dot
-        fig.savefig(target, dpi=150, bbox_inches="tight")
+        image = io.BytesIO()
+        fig.savefig(image, format=suffix[1:], dpi=150, bbox_inches="tight")
+        atomic_write_bytes(target, image.getvalue())
         written.append(target)
     plt.close(fig)
     return written
