@@ -38,12 +38,13 @@ class EnergyModel:
     workload : Workload
         The compute layers (names are the model's module names).
     profile : Profile
-    estimator : str
+    estimator : str, default "systolic"
         A key of :data:`energysim.estimators.ESTIMATORS`: the estimator behind the
-        coefficient table and the final verification.
+        coefficient table and the final verification (the same default as ``ecc`` and
+        :class:`compress.EnergyPruner`).
     """
 
-    def __init__(self, workload: Workload, profile: Profile, estimator: str = "paper"):
+    def __init__(self, workload: Workload, profile: Profile, estimator: str = "systolic"):
         self.workload = workload
         self.profile = profile
         self.estimator = estimator

@@ -204,15 +204,16 @@ class CoefficientTable:
         return table
 
 
-def coefficient_table(workload: Workload, profile: Profile | str, estimator: str = "paper") -> CoefficientTable:
+def coefficient_table(workload: Workload, profile: Profile | str, estimator: str = "systolic") -> CoefficientTable:
     """Derive the per-layer coefficient table of ``workload`` on ``profile``.
 
     Parameters
     ----------
     workload : Workload
     profile : Profile or str
-    estimator : str
-        A key of :data:`energysim.estimators.ESTIMATORS`, which derives the rows.
+    estimator : str, default "systolic"
+        A key of :data:`energysim.estimators.ESTIMATORS`, which derives the rows (the
+        default of ``ecc coeffs`` and :func:`energysim.simulate` too).
 
     Returns
     -------
