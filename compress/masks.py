@@ -76,7 +76,8 @@ def add_weight_masks(model: nn.Module, names: Iterable[str]) -> None:
     Raises
     ------
     ValueError
-        If a module does not exist, has no ``weight`` parameter or is already masked.
+        If a module does not exist, has no ``weight`` parameter or is already masked;
+        then no layer is masked.
 
     Examples
     --------
@@ -85,14 +86,16 @@ def add_weight_masks(model: nn.Module, names: Iterable[str]) -> None:
     >>> sorted(net.state_dict())
     ['0.bias', '0.weight_mask', '0.weight_orig']
     """
-    for name in names:
+    modules = []
+    for name in names:  # every check first: on an error no layer has been masked
         module = _module(model, name)
         if _has_weight_mask(module):
             raise ValueError(f"layer {name!r} already has a weight mask")
-        weight = module._parameters.get("weight")
-        if weight is None:
+        if module._parameters.get("weight") is None:
             raise ValueError(f"layer {name!r} has no 'weight' parameter to mask")
-        prune.custom_from_mask(module, "weight", torch.ones_like(weight, dtype=torch.bool))
+        modules.append(module)
+    for module in modules:
+        prune.custom_from_mask(module, "weight", torch.ones_like(module.weight, dtype=torch.bool))
 
 
 def _masked_modules(model: nn.Module) -> dict[str, nn.Module]:

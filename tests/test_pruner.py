@@ -241,3 +241,14 @@ def test_the_example_trains_with_its_own_loop_within_budget():
     result = example.main(["--budget", "0.4", "--pretrain-epochs", "1", "--epochs", "1"])
     assert result["energy_simulated_relative"] <= 0.4
     assert result["accuracy"] > 0.3  # far above chance (0.1) after two short epochs
+
+
+def test_add_weight_masks_on_a_partly_pruned_model_changes_nothing():
+    from compress.masks import add_weight_masks
+
+    model, _ = _lenet()
+    prune.l1_unstructured(model.fc1, "weight", amount=0.5)
+    keys = set(model.state_dict())
+    with pytest.raises(ValueError, match="'fc1' already has a weight mask"):
+        add_weight_masks(model, ["conv1", "conv2", "fc1", "fc2"])
+    assert set(model.state_dict()) == keys  # conv1 and conv2 were not masked half-way
