@@ -1,9 +1,10 @@
 """Overhead of the weighted sparse projection in a LeNet-5 training step (issue 6, requirement 2).
 
 Measures, in one run, the mean time of an SGD step of LeNet-5 on digits (batch 32) and the mean
-time of one projection as the trainer does it (project the effective weights with the cached
-per-layer costs, then install the masks), and prints the overhead per step with a projection
-every `--interval` batches: t_projection / (interval * t_step). Goal: below 10 %.
+time of one projection as the trainer does it (``EnergyPruner.step()`` at a projection step:
+check the input masks for changed costs, project the effective weights, install the masks,
+release them for regrowth), and prints the overhead per step with a projection every
+`--interval` batches: t_projection / (interval * t_step). Goal: below 10 %.
 
     python benchmarks/bench_train_step.py [--interval 10] [--steps 200] [--threads 1]
 """
@@ -16,11 +17,10 @@ import warnings
 
 import torch
 
-from compress.budget import EnergyModel
+from compress import EnergyPruner
 from compress.data import load_dataset
-from compress.masks import add_weight_masks, effective_weights, set_weight_masks
-from compress.projection import project
-from energysim import build_model, extract_workload, load_profile
+from energysim import build_model
+from energysim.estimators import ESTIMATORS
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10, help="batches between projections")
     parser.add_argument("--steps", type=int, default=200, help="timed training steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--estimator", default="paper", choices=("paper", "systolic"))
+    parser.add_argument("--estimator", default="paper", choices=list(ESTIMATORS))
     parser.add_argument("--profile", default="eyeriss-iclr19")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -36,11 +36,8 @@ def main() -> None:
     model, shape = build_model("lenet5")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        workload = extract_workload(model, shape, name="lenet5")
-    energy = EnergyModel(workload, load_profile(args.profile), args.estimator)
-    costs = energy.costs()
-    budget = 0.3 * energy.dense_energy()
-    add_weight_masks(model, workload.layer_names)
+        # interval=1 and no annealing: every pruner.step() is a projection at the budget.
+        pruner = EnergyPruner(model, args.profile, budget=0.3, input_shape=shape, estimator=args.estimator, interval=1)
     data = load_dataset("digits", input_shape=shape).train
     loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -58,7 +55,7 @@ def main() -> None:
         optimizer.step()
 
     def projection() -> None:
-        set_weight_masks(model, project(effective_weights(model), costs, budget).masks)
+        pruner.step()
 
     for _ in range(20):  # warm-up
         step()
