@@ -34,9 +34,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path : str or os.PathLike
         Destination; its folder must exist.
     data : bytes
+
+    Raises
+    ------
+    OSError
+        Of the kind the system raised (disk full, read-only, no such folder), naming
+        ``path``; the destination is then unchanged and no temporary file is left.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         # mkstemp creates the file owner-only; give it the permissions open() would.
         os.fchmod(fd, 0o666 & ~_UMASK)
@@ -45,10 +54,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same kind of error with the destination as its file name (a full disk or a read-only
+    folder otherwise reports the temporary file, or no file at all): ``[Errno 28] No space left
+    on device: 'RUN/checkpoint.pt'``."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
