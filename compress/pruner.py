@@ -302,6 +302,7 @@ class EnergyPruner:
         self.tighten_steps = 0
         self.simulated: Report | None = None
         self._schedule = (0.0, self.plan.target, 0, None)  # start, target, projections, steps per epoch
+        self._budgets: tuple[tuple, list[float]] = ((), [])  # (the schedule they belong to, budgets)
         self._final = False  # the masks are those of the phase's last projection (or of finalize)
         self.anneal(total_steps, steps_per_epoch)
 
@@ -359,8 +360,14 @@ class EnergyPruner:
 
     def budgets(self) -> list[float]:
         """The budget of each projection of the current phase."""
-        start, target, projections, _ = self._schedule
-        return anneal(start, target, projections) if projections else []
+        return list(self._phase_budgets())
+
+    def _phase_budgets(self) -> list[float]:
+        """The phase's budgets, computed once per schedule rather than at every projection."""
+        if self._budgets[0] != self._schedule:
+            start, target, projections, _ = self._schedule
+            self._budgets = (self._schedule, anneal(start, target, projections) if projections else [])
+        return self._budgets[1]
 
     @property
     def target(self) -> float:
@@ -385,7 +392,7 @@ class EnergyPruner:
         if index is None:
             return None
         last = index >= projections - 1
-        budget = target if last else self.budgets()[index]
+        budget = target if last else self._phase_budgets()[index]
         self._project(budget)
         self._final = last
         if self.regrow and not last:
