@@ -7,6 +7,13 @@ with the inputs fixed, a layer's energy is a constant plus a piecewise-linear co
 nonzero weight, which is what the weighted sparse projection needs. The bilinear term
 of the table (per effective MAC) is folded into the per-weight cost as the average
 number of effective MACs a nonzero weight takes part in for those inputs.
+
+Where the array skips all-zero weight tiles, :meth:`EnergyModel.group_costs` gives the
+structured view the tile and hybrid projections need (:class:`compress.structured.GroupCost`):
+each skip group's cost, with the cost of the items several groups share (an input slice
+or channel, an output tile) split evenly among the groups that use them, and the constant
+of the layer with every group skipped. :meth:`EnergyModel.costs` stays the unstructured
+view: there every group is charged, as if kept (an upper bound of the group terms).
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ from energysim import Profile, Report, Sparsity, Workload, simulate
 from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features
 from energysim.sparsity import LayerSparsity
 
+from energysim.dataflow import get_dataflow
+from energysim.model.groups import shared_incidence, weight_groups
+
 from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
+from .structured import GroupCost
 
 __all__ = ["EnergyModel"]
 
@@ -49,6 +60,96 @@ class EnergyModel:
         self.profile = profile
         self.estimator = estimator
         self.table: CoefficientTable = coefficient_table(workload, profile, estimator)
+        self._groups: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+
+    @property
+    def has_groups(self) -> bool:
+        """Whether the table has skip-group costs (the array skips all-zero weight tiles)."""
+        return any(c.group_cost is not None for c in self.table.layers)
+
+    def _group_structure(self, name: str) -> tuple[torch.Tensor, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """The layer's weight-to-group map, its groups' own costs, and per shared item kind the
+        (group, item) pairs with each pair's item cost."""
+        if name not in self._groups:
+            coeffs = self.table.layer(name)
+            layer = self.workload.layer(name)
+            dataflow = get_dataflow(self.profile.array.dataflow)
+            ids, _ = weight_groups(layer, self.profile, dataflow)
+            shared = []
+            for kind, (groups, keys, items) in shared_incidence(layer, self.profile, dataflow).items():
+                if kind in coeffs.slice_cost:
+                    pairs = np.unique(groups * items + keys)
+                    shared.append((pairs // items, pairs % items, np.asarray(coeffs.slice_cost[kind], np.float64)))
+            self._groups[name] = (torch.from_numpy(ids), np.asarray(coeffs.group_cost, np.float64), shared)
+        return self._groups[name]
+
+    def _shared_split(self, name: str, kept: np.ndarray | None) -> np.ndarray:
+        """Each group's cost with the cost of the items it shares split among the kept groups using them.
+
+        An item no kept group uses is charged in full to each group that would use it (the first
+        one to come pays it); with ``kept`` None every group counts as kept (the even split).
+        """
+        _, own, shared = self._group_structure(name)
+        cost = own.copy()
+        for group, item, item_cost in shared:
+            users = np.bincount(item if kept is None else item[kept[group]], minlength=item_cost.size)
+            cost += np.bincount(group, weights=item_cost[item] / np.maximum(users[item], 1), minlength=own.size)
+        return cost
+    def tiles(self, weights: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+        """Per layer, the skip groups (tiles) keeping a nonzero weight and the number of groups."""
+        return {name: (int(kept.sum()), int(kept.size)) for name, kept in self.kept_groups(weights).items()}
+
+    def kept_groups(self, weights: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """Per layer, bool per skip group: whether it keeps a nonzero weight of ``weights``."""
+        out = {}
+        for coeffs in self.table.layers:
+            ids, own, _ = self._group_structure(coeffs.name)
+            nonzero = weights[coeffs.name].detach().reshape(-1).cpu() != 0
+            kept = np.zeros(own.size, bool)
+            kept[ids.reshape(-1)[nonzero].numpy()] = True
+            out[coeffs.name] = kept
+        return out
+
+    def group_costs(
+        self,
+        input_masks: Mapping[str, np.ndarray | None] | None = None,
+        kept: Mapping[str, np.ndarray] | None = None,
+    ) -> dict[str, GroupCost]:
+        """Per-layer skip-group costs for the tile and hybrid projections, given the current input masks.
+
+        ``kept`` (per layer, bool per group: the current pattern's groups, see
+        :meth:`kept_groups`) decides how the cost of an item several groups share is split:
+        among the kept groups that use it, in full for an item none of them uses. The proxy
+        energy of the current pattern is then the table's. None splits evenly among all.
+
+        Raises
+        ------
+        ValueError
+            If the table has no group costs (see :attr:`has_groups`).
+        """
+        if not self.has_groups:
+            raise ValueError(f"profile {self.profile.name!r} skips no weight tiles: there are no group costs")
+        input_masks = input_masks or {}
+        out = {}
+        for coeffs, cost in zip(self.table.layers, self.costs(input_masks).values()):
+            ids = self._group_structure(coeffs.name)[0]
+            group_cost = self._shared_split(coeffs.name, None if kept is None else kept[coeffs.name])
+            features = self._features(coeffs.name, input_masks.get(coeffs.name))
+            empty = features | {
+                "weights": 0,
+                "effective_macs": 0,
+                "kept_groups": np.zeros_like(features["kept_groups"]),
+                "used_slices": {k: np.zeros_like(v) for k, v in features["used_slices"].items()},
+            }
+            floor = _FREE_WEIGHT * coeffs.dense_energy
+            out[coeffs.name] = GroupCost(
+                name=coeffs.name,
+                groups=ids,
+                group_cost=torch.from_numpy(np.maximum(group_cost, floor)),
+                per_weight=cost.per_weight,
+                constant=max(coeffs.predict(empty), 0.0),
+            )
+        return out
 
     def _features(self, name: str, input_mask: np.ndarray | None, weight_nnz: int | None = None) -> dict[str, int]:
         layer = self.workload.layer(name)

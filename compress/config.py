@@ -21,7 +21,7 @@ from energysim.spec.schema import Field
 
 from .data import DATASET_NAMES
 from .distributed import DEVICES
-from .pruner import METHODS
+from .pruner import METHODS, STRUCTURES
 from .schedule import is_relative_budget
 
 __all__ = ["FIELDS", "TrainConfig", "config_problems"]
@@ -51,6 +51,9 @@ class TrainConfig:
         Estimator of the energy model and of the final verification.
     method : str
         Projection method, a key of :data:`compress.pruner.METHODS`.
+    structure : str
+        Weight structure, one of :data:`compress.pruner.STRUCTURES`: ``none`` (single
+        weights), ``tile`` (whole array tiles) or ``hybrid`` (tiles, then weights inside).
     input_mask : bool
         Alternate weight phases with input-mask phases.
     epochs : int
@@ -107,6 +110,7 @@ class TrainConfig:
     overrides: tuple[str, ...] = ()
     estimator: str = "systolic"
     method: str = "ecc"
+    structure: str = "none"
     input_mask: bool = False
     epochs: int = 10
     pretrain_epochs: int | None = None
@@ -210,6 +214,7 @@ FIELDS: dict[str, Field] = {
                        doc="profile overrides"),
     "estimator": _choice(ESTIMATORS, "estimator of the energy model and the final check"),
     "method": _choice(METHODS, "projection method"),
+    "structure": _choice(STRUCTURES, "weight structure"),
     "input_mask": _flag("alternate weight and input-mask phases"),
     "epochs": _int(1, doc="epochs per weight phase"),
     "pretrain_epochs": _int(0, nullable=True, doc="dense epochs first (None: 10, or 0 from a checkpoint)"),

@@ -113,7 +113,9 @@ def effective_weights(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def set_weight_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+def set_weight_masks(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor] | None = None
+) -> None:
     """Install projected masks: ``weight_mask = mask`` and ``weight_orig *= mask``.
 
     Zeroing ``weight_orig`` where pruned is the paper's in-place projection: a
@@ -125,6 +127,9 @@ def set_weight_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> Non
     masks : mapping of str to torch.Tensor
         Bool (or 0/1) tensors shaped like each layer's weight; layers not listed keep
         their mask.
+    weights : mapping of str to torch.Tensor, optional
+        Values to give ``weight_orig`` first (the weights a projection was made from, so
+        that a second projection of the same weights may keep what the first one zeroed).
 
     Raises
     ------
@@ -141,6 +146,8 @@ def set_weight_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> Non
                 f"mask for {name!r} has shape {tuple(mask.shape)}, the weight has {tuple(module.weight_mask.shape)}"
             )
         module.weight_mask.copy_(mask)
+        if weights is not None:
+            module.weight_orig.copy_(weights[name])
         module.weight_orig.mul_(module.weight_mask)
 
 

@@ -4,7 +4,8 @@
     method with a +/- std band over seeds, the dense model as a reference point.
 (b) :func:`layer_energy` — per-layer energy, stacked by memory level, of several reports
     (e.g. dense and pruned) side by side.
-(c) :func:`layer_density` — per-layer density of each method at one budget.
+(c) :func:`layer_density` — per-layer density of each method at one budget (and, on an
+    array that skips all-zero tiles, the share of tiles each layer keeps).
 (d) :func:`utilization_timeline` — effective / gated / idle PEs per cycle of one layer.
 """
 
@@ -143,9 +144,15 @@ def layer_energy(reports: Mapping[str, Mapping[str, Any]], path: str | Path, *, 
 
 
 def layer_density(
-    densities: Mapping[str, Mapping[str, float]], path: str | Path, *, budget: float | None = None, title: str = ""
+    densities: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    *,
+    budget: float | None = None,
+    title: str = "",
+    quantity: str = "weight density (% nonzero)",
 ) -> list[Path]:
-    """Per-layer weight density of each method (bars grouped by layer)."""
+    """Per-layer weight density of each method (bars grouped by layer); or, with ``quantity``,
+    another per-layer share, e.g. the tiles kept."""
     methods = list(densities)
     layers = list(densities[methods[0]])
     width = 0.8 / len(methods)
@@ -155,11 +162,12 @@ def layer_density(
         ax.bar(x + (j - (len(methods) - 1) / 2) * width, [100 * densities[method][n] for n in layers], width, label=method)
     ax.set_xticks(x, layers, rotation=45 if len(layers) > 6 else 0, ha="right" if len(layers) > 6 else "center")
     ax.set_xlabel("layer")
-    ax.set_ylabel("weight density (% nonzero)")
+    ax.set_ylabel(quantity)
     ax.set_ylim(0, 100)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(title="method", fontsize=8)
-    ax.set_title(title or ("Per-layer density" + (f" at budget {budget:g} of dense energy" if budget else "")))
+    what = quantity.split(" (")[0]
+    ax.set_title(title or (f"Per-layer {what}" + (f" at budget {budget:g} of dense energy" if budget else "")))
     return save(fig, path)
 
 

@@ -30,8 +30,9 @@ from energysim import Profile, Report, Sparsity, load_profile, simulate
 from energysim.estimators import ESTIMATORS
 from energysim.workload import Workload, extract_workload
 
-from .baselines import BASELINES
+from .baselines import BASELINES, STRUCTURED_BASELINES
 from .budget import EnergyModel
+from .keep_layers import keep_every_layer, reserved_floor
 from .masks import (
     add_weight_masks,
     effective_weights,
@@ -41,6 +42,7 @@ from .masks import (
     weight_masks,
 )
 from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
+from .structured import GroupCost, group_energy, project_groups, proxy_group_energy
 from .schedule import (
     BudgetPlan,
     InfeasibleBudgetError,
@@ -53,6 +55,7 @@ from .schedule import (
 
 __all__ = [
     "METHODS",
+    "STRUCTURED_METHODS",
     "STRUCTURES",
     "BudgetNotMetError",
     "EnergyPruner",
@@ -77,11 +80,41 @@ def _ecc_masks(
 #: the baselines of :mod:`compress.baselines`.
 METHODS: dict[str, ProjectFn] = {"ecc": _ecc_masks, **BASELINES}
 
-#: Weight structures the projection supports (unstructured only, so far).
-STRUCTURES = ("none",)
+#: Weight structures: ``none`` (single weights), ``tile`` (whole skip groups: the tiles an
+#: array skips when all their weights are zero) and ``hybrid`` (tiles, and single weights
+#: inside the kept ones).
+STRUCTURES = ("none", "tile", "hybrid")
+
+
+def _ecc_tile_masks(
+    weights: Mapping[str, torch.Tensor], costs: Mapping[str, GroupCost], budget: float
+) -> dict[str, torch.Tensor]:
+    """The group knapsack over whole tiles (:func:`compress.structured.project_groups`, mode ``tile``)."""
+    return project_groups(weights, costs, budget, "tile").masks
+
+
+def _ecc_hybrid_masks(
+    weights: Mapping[str, torch.Tensor], costs: Mapping[str, GroupCost], budget: float
+) -> dict[str, torch.Tensor]:
+    """The fixed-charge knapsack of tiles and weights (:func:`compress.structured.project_groups`, mode ``hybrid``)."""
+    return project_groups(weights, costs, budget, "hybrid").masks
+
+
+#: Structured projection methods by (method, structure), on :class:`~compress.structured.GroupCost`
+#: costs: ``ecc`` and the structured baselines of :mod:`compress.baselines`, each keeping one
+#: tile in every layer (:mod:`compress.keep_layers`; ECC reserves its best value / energy tile,
+#: magnitude its largest-norm tile).
+STRUCTURED_METHODS: dict[tuple[str, str], Callable[..., dict[str, torch.Tensor]]] = {
+    ("ecc", "tile"): keep_every_layer(_ecc_tile_masks, "ratio"),
+    ("ecc", "hybrid"): keep_every_layer(_ecc_hybrid_masks, "ratio"),
+    **{key: keep_every_layer(fn, "norm") for key, fn in STRUCTURED_BASELINES.items()},
+}
 
 # Re-projections the guarantee may take before giving up (each drops >= 1 weight).
 _MAX_TIGHTEN_STEPS = 25
+# Simulations the last projection of a phase may take to land in [_LANDING, 1] x target.
+_MAX_LANDING_STEPS = 12
+_LANDING = 0.97
 _STATE_VERSION = 1
 
 
@@ -110,8 +143,8 @@ def meet_budget(
         A model with weight masks (see :mod:`compress.masks`); changed in place.
     energy_model : EnergyModel
     project_fn : ProjectFn
-    costs : mapping of str to LayerCost
-        The layers' costs for the model's current input masks.
+    costs : mapping of str to LayerCost or to GroupCost
+        The layers' costs for the model's current input masks (the kind ``project_fn`` takes).
     budget : float
         The energy the simulated pattern must not exceed.
     max_steps : int
@@ -142,7 +175,7 @@ def meet_budget(
                 f"re-projections (proxy budget {proxy_budget:.6g})"
             )
         weights = effective_weights(model)
-        proxy_budget = proxy_energy(nonzero_counts(weights), costs) * budget / report.energy
+        proxy_budget = _pattern_proxy(weights, costs) * budget / report.energy
         try:
             masks = project_fn(weights, costs, proxy_budget)
         except InfeasibleBudgetError as exc:
@@ -155,6 +188,13 @@ def meet_budget(
         report = energy_model.simulate(model)
         steps += 1
     return report, proxy_budget, steps
+
+
+def _pattern_proxy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost | GroupCost]) -> float:
+    """The proxy energy of the nonzeros of ``weights`` under ``costs`` (per-weight or per-group costs)."""
+    if all(isinstance(c, GroupCost) for c in costs.values()):
+        return proxy_group_energy(weights, costs)
+    return proxy_energy(nonzero_counts(weights), costs)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -195,7 +235,10 @@ class EnergyPruner:
         Projection method, a key of :data:`METHODS` (``ecc``: the weighted sparse
         projection; the others are the baselines).
     structure : str
-        Weight structure, one of :data:`STRUCTURES`.
+        Weight structure, one of :data:`STRUCTURES`. ``tile`` and ``hybrid`` need an
+        array that skips all-zero weight tiles (``sparsity.skip_zero_tiles`` with the WS or
+        OS dataflow, ``systolic`` estimator) and a method with a structured version
+        (:data:`STRUCTURED_METHODS`: ``ecc``, ``magnitude``).
     interval : int
         Optimizer steps between projections, >= 1.
     total_steps : int, optional
@@ -279,7 +322,11 @@ class EnergyPruner:
             energy_model = EnergyModel(workload, profile, estimator)
         self.energy = energy_model
         self.workload: Workload = energy_model.workload
-        self.project_fn = METHODS[method]
+        _check_structure(method, structure, energy_model)
+        self.project_fn = METHODS[method] if structure == "none" else STRUCTURED_METHODS[(method, structure)]
+        # Landing the last projection in [0.97, 1] x target: for an estimator whose table models
+        # its energy, not for the paper's, whose projection keeps to its relaxed bound.
+        self._lands = not ESTIMATORS[energy_model.estimator].relaxed_bound
         if energy_dense is None:
             energy_dense = simulate(self.workload, energy_model.profile, energy_model.estimator, Sparsity()).energy
         target = budget_abs if budget_abs is not None else budget * energy_dense
@@ -289,14 +336,14 @@ class EnergyPruner:
             dense_inputs = math.fsum(
                 costs[l.name] * math.prod(l.input_shape) for l in self.workload.layers if l.kind in ("conv", "depthwise")
             )
+        self._costs_key: bytes | None = None
+        self._costs: dict[str, LayerCost | GroupCost] = {}
         self.plan: BudgetPlan = plan_budget(
-            float(target), float(energy_dense), floor_energy(self.energy.costs()),
+            float(target), float(energy_dense), self.floor_energy(),
             dense_input_energy=dense_inputs, last_keep=1.0 if input_mask_keep is None else input_mask_keep,
         )
         # Last: every check above leaves the model untouched when it fails.
         self._base = _install_masks(self.model, self.workload.layer_names)
-        self._costs_key: bytes | None = None
-        self._costs: dict[str, LayerCost] = {}
         self.step_count = 0
         self.proxy_budget: float | None = None
         self.tighten_steps = 0
@@ -312,21 +359,39 @@ class EnergyPruner:
         """The model's current input masks as bool arrays (nonzero = kept)."""
         return {n: (m.detach() != 0).cpu().numpy() for n, m in input_masks(self.model).items()}
 
-    def costs(self) -> dict[str, LayerCost]:
-        """Per-layer weight costs for the model's current input masks (rebuilt when they change)."""
+    def costs(self) -> dict[str, LayerCost | GroupCost]:
+        """Per-layer costs for the model's current pattern (rebuilt when it changes): a
+        :class:`LayerCost` per layer for ``structure="none"`` (which depends on the input
+        masks), a :class:`GroupCost` otherwise (which also depends on the kept tiles: the
+        cost of what several tiles share is split among the kept ones,
+        :meth:`EnergyModel.group_costs`)."""
         arrays = self.input_mask_arrays()
-        key = b"".join(n.encode() + b"\0" + np.packbits(a).tobytes() for n, a in arrays.items())
+        parts = [n.encode() + b"\0" + np.packbits(a).tobytes() for n, a in arrays.items()]
+        kept = None
+        weights = effective_weights(self.model)
+        if self.structure != "none" and set(weights) >= set(self.workload.layer_names):  # (before the masks: even split)
+            kept = self.energy.kept_groups(weights)
+            parts += [b"\1" + np.packbits(k).tobytes() for k in kept.values()]
+        key = b"".join(parts)
         if key != self._costs_key:
-            self._costs, self._costs_key = self.energy.costs(arrays), key
+            costs = self.energy.costs(arrays) if self.structure == "none" else self.energy.group_costs(arrays, kept)
+            self._costs, self._costs_key = costs, key
         return self._costs
 
     def proxy_energy(self) -> float:
         """The coefficient table's energy of the current weight and input pattern."""
-        return proxy_energy(nonzero_counts(effective_weights(self.model)), self.costs())
+        return _pattern_proxy(effective_weights(self.model), self.costs())
 
     def floor_energy(self) -> float:
-        """Energy with every weight pruned, for the current input masks."""
-        return floor_energy(self.costs())
+        """Energy with every weight pruned, for the current input masks; when structured, with
+        every tile skipped but the cheapest of each layer (:mod:`compress.keep_layers`)."""
+        costs = self.costs()
+        if self.structure == "none":
+            return floor_energy(costs)
+        weights = effective_weights(self.model) or {  # before the masks are installed: the weights themselves
+            n: self.model.get_submodule(n).weight for n in self.workload.layer_names
+        }
+        return reserved_floor(costs, weights)
 
     # -- schedule ---------------------------------------------------------------------
 
@@ -393,18 +458,81 @@ class EnergyPruner:
             return None
         last = index >= projections - 1
         budget = target if last else self._phase_budgets()[index]
-        self._project(budget)
+        self._project(budget, land=last)
         self._final = last
         if self.regrow and not last:
             self.release()
         return budget
 
-    def _project(self, budget: float) -> None:
-        masks = self.project_fn(effective_weights(self.model), self.costs(), budget)
-        for name, base in self._base.items():
-            masks[name] = masks[name] & base.to(masks[name].device)
-        set_weight_masks(self.model, masks)
+    def _project(self, budget: float, land: bool = False) -> None:
+        """Project at ``budget``; with ``land``, then move the proxy budget until the
+        simulated energy lies in [0.97, 1] x the phase's target (see :meth:`_land`)."""
+        # A copy: installing masks zeroes the pruned weights in place, which a second try must undo.
+        weights = {n: w.detach().clone() for n, w in effective_weights(self.model).items()}
+        costs = self.costs()
+
+        def install(proxy_budget: float) -> dict[str, torch.Tensor]:
+            masks = self.project_fn(weights, costs, proxy_budget)
+            for name, base in self._base.items():
+                masks[name] = masks[name] & base.to(masks[name].device)
+            set_weight_masks(self.model, masks, weights)
+            return masks
+
+        masks = install(budget)
         self.proxy_budget = float(budget)
+        if land and self._lands:
+            self._land(install, budget, masks)
+
+    def _land(self, install: Callable[[float], dict[str, torch.Tensor]], budget: float, masks: dict) -> None:
+        """Search the proxy budget whose projection the simulator puts in [0.97, 1] x target.
+
+        Projections at a larger budget keep a superset (the greedy prefixes are nested) and
+        a sparser pattern never costs more on the simulator, so the simulated energy is
+        monotone in the proxy budget: the search brackets the target (steps of
+        target / simulated) and then interpolates between the two sides. It keeps the best
+        pattern that fits, or leaves the pattern for :meth:`verify` to tighten when none
+        did within the allowed simulations.
+        """
+        target = self.target
+        floor = self.floor_energy()
+        proxy, report = budget, self.energy.simulate(self.model)
+        below: tuple[float, float, Report] | None = None  # proxy budget, energy, report of the best fit
+        above: tuple[float, float] | None = None  # proxy budget, energy of the lowest one over
+        for _ in range(_MAX_LANDING_STEPS):
+            energy = report.energy
+            if energy <= target:
+                if below is None or energy > below[1]:
+                    below = (proxy, energy, report)
+            elif above is None or proxy < above[0]:
+                above = (proxy, energy)
+            if _LANDING * target <= energy <= target:
+                break
+            if above is None:
+                step = proxy * target / energy if energy > 0 else 2 * proxy
+            elif below is None:
+                step = max(floor, proxy * target / energy)
+            else:
+                (p0, e0, _), (p1, e1) = below, above
+                step = p0 + (p1 - p0) * ((1 + _LANDING) / 2 * target - e0) / (e1 - e0)
+                if not p0 < step < p1:
+                    step = (p0 + p1) / 2
+            if step == proxy:
+                break
+            try:
+                previous, masks = masks, install(step)
+            except InfeasibleBudgetError as exc:  # the floor for these weights lies above the bound
+                floor = step = exc.min_energy
+                if step == proxy:
+                    break
+                previous, masks = masks, install(step)
+            proxy = step
+            if above is None and all(torch.equal(masks[n], previous[n]) for n in masks):
+                break  # a larger budget keeps nothing more: every nonzero weight is in
+            report = self.energy.simulate(self.model)
+        if below is not None and below[0] != proxy:
+            install(below[0])
+        if below is not None:
+            self.proxy_budget, self.simulated = float(below[0]), below[2]
 
     def release(self) -> None:
         """Let pruned weights regrow: every mask back to all ones (or to its ``torch.nn.utils.prune`` mask)."""
@@ -434,7 +562,7 @@ class EnergyPruner:
         """Project at exactly the target (unless the last projection was), verify on the
         simulator, re-project until it fits; return the summary (see :meth:`summary`)."""
         if not self._final:
-            self._project(self.target)
+            self._project(self.target, land=True)
             self._final = True
         self.verify()
         return self.summary()
@@ -447,9 +575,10 @@ class EnergyPruner:
         dict
             ``budget`` (relative), ``budget_abs``, ``energy_dense``, ``energy_proxy``,
             ``energy_proxy_relative``, ``energy_simulated``, ``energy_simulated_relative``,
-            ``proxy_budget``, ``tighten_steps``, ``weights_kept``, ``weights_total``,
-            ``units`` and ``layers`` (per layer ``name``, ``density``, ``input_density``,
-            ``energy`` (simulated), ``energy_proxy``).
+            ``proxy_budget`` (of the last projection), ``structure``, ``tighten_steps``,
+            ``weights_kept``, ``weights_total``, ``units`` and ``layers`` (per layer ``name``,
+            ``density``, ``input_density``, ``energy`` (simulated), ``energy_proxy``, and on
+            an array that skips all-zero tiles ``tiles_kept`` and ``tiles_total``).
         """
         simulated = simulated or self.simulated or self.energy.simulate(self.model)
         weights = effective_weights(self.model)
@@ -457,19 +586,23 @@ class EnergyPruner:
         costs = self.costs()
         masks_in = input_masks(self.model)
         dense = self.plan.dense
+        tiles = self.energy.tiles(weights) if self.energy.has_groups else {}
         layers = []
         for layer in simulated.layers:
             m = masks_in.get(layer.name)
-            layers.append(
-                {
-                    "name": layer.name,
-                    "density": counts[layer.name] / weights[layer.name].numel(),
-                    "input_density": 1.0 if m is None else float(torch.count_nonzero(m)) / m.numel(),
-                    "energy": layer.energy,
-                    "energy_proxy": layer_energy(costs[layer.name], counts[layer.name]),
-                }
-            )
-        proxy = proxy_energy(counts, costs)
+            cost = costs[layer.name]
+            row = {
+                "name": layer.name,
+                "density": counts[layer.name] / weights[layer.name].numel(),
+                "input_density": 1.0 if m is None else float(torch.count_nonzero(m)) / m.numel(),
+                "energy": layer.energy,
+                "energy_proxy": group_energy(cost, weights[layer.name]) if isinstance(cost, GroupCost)
+                else layer_energy(cost, counts[layer.name]),
+            }
+            if layer.name in tiles:
+                row["tiles_kept"], row["tiles_total"] = tiles[layer.name]
+            layers.append(row)
+        proxy = _pattern_proxy(weights, costs)
         return {
             "budget": self.plan.target / dense,
             "budget_abs": self.plan.target,
@@ -479,7 +612,8 @@ class EnergyPruner:
             "energy_proxy_relative": proxy / dense,
             "energy_simulated": simulated.energy,
             "energy_simulated_relative": simulated.energy / dense,
-            "proxy_budget": self.plan.target if self.tighten_steps == 0 else self.proxy_budget,
+            "proxy_budget": self.plan.target if self.proxy_budget is None else self.proxy_budget,
+            "structure": self.structure,
             "tighten_steps": self.tighten_steps,
             "weights_kept": sum(counts.values()),
             "weights_total": sum(w.numel() for w in weights.values()),
@@ -543,6 +677,27 @@ def _install_masks(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Te
         raise ValueError("; ".join(problems))
     add_weight_masks(model, [n for n in names if n not in existing])
     return {n: existing[n].clone() for n in names if n in existing}
+
+
+def _check_structure(method: str, structure: str, energy_model: EnergyModel) -> None:
+    """One-line ValueError when ``structure`` gives no skipping here, or ``method`` has no such version."""
+    if structure == "none":
+        return
+    profile = energy_model.profile
+    why = None
+    if energy_model.estimator != "systolic":
+        why = f"the {energy_model.estimator!r} estimator has no array tiles (use --estimator systolic)"
+    elif not profile.sparsity.skip_zero_tiles:
+        why = (f"profile {profile.name!r} has sparsity.skip_zero_tiles: false, so an all-zero tile saves nothing "
+               "(set it: --set sparsity.skip_zero_tiles=true)")
+    elif not energy_model.has_groups:
+        why = (f"profile {profile.name!r} uses the {profile.array.dataflow!r} dataflow, which skips tiles of its "
+               "inputs, not of its weights")
+    elif (method, structure) not in STRUCTURED_METHODS:
+        names = sorted({m for m, _ in STRUCTURED_METHODS})
+        why = f"method {method!r} has no {structure!r} version (methods with one: {', '.join(names)})"
+    if why:
+        raise ValueError(f"structure {structure!r} cannot be used: {why}")
 
 
 def _check_arguments(**args: Any) -> None:

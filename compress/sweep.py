@@ -86,7 +86,7 @@ from energysim.workload import UnmodelledLayerWarning
 
 from .executors import EXECUTORS, open_executor
 from .pruner import METHODS as _PROJECTIONS
-from .pruner import STRUCTURES
+from .pruner import STRUCTURED_METHODS, STRUCTURES
 from .rundir import RunFolder
 from .schedule import check_relative_budgets, is_relative_budget
 from .train import TrainConfig, train
@@ -197,6 +197,10 @@ class Variant:
                              f"got method {self.method!r}")
         if self.structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {self.structure!r}")
+        if self.structure != "none" and (self.method, self.structure) not in STRUCTURED_METHODS:
+            names = sorted({m for m, _ in STRUCTURED_METHODS})
+            raise ValueError(f"method {self.method!r} has no {self.structure!r} structure (methods with one: "
+                             f"{', '.join(names)})")
 
     @classmethod
     def parse(cls, name: str, structure: str = "none") -> Variant:
@@ -351,14 +355,14 @@ def _dense_config(config: SweepConfig, root: Path, seed: int) -> TrainConfig:
 
 
 def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
-    """The training of one cell. Its structure is unstructured (``none``, the only one of
-    STRUCTURES), which is what `ecc train` trains: TrainConfig has no structure to set."""
+    """The training of one cell: its seed, budget and variant (method, input masks, structure)."""
     return replace(
         config.base,
         seed=cell.seed,
         budget=cell.budget,
         budget_abs=None,
         method=cell.variant.method,
+        structure=cell.variant.structure,
         input_mask=cell.variant.input_mask,
         checkpoint=str(_dense_dir(root, cell.seed)),
         pretrain_epochs=0,
@@ -743,7 +747,11 @@ def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, A
     }
     for i, layer in enumerate(field("layers", _LIST)):
         name = _field(path, layer, "name", _NAME, prefix=f"layers[{i}].")
-        row[f"density:{name}"] = _field(path, layer, "density", _FRACTION, prefix=f"layers[{i}].")
+        row[f"{_DENSITY_PREFIX}{name}"] = _field(path, layer, "density", _FRACTION, prefix=f"layers[{i}].")
+        if "tiles_kept" in layer:  # on an array that skips all-zero tiles: the share of tiles kept
+            kept = _field(path, layer, "tiles_kept", _NON_NEGATIVE, prefix=f"layers[{i}].")
+            total = _field(path, layer, "tiles_total", _POSITIVE, prefix=f"layers[{i}].")
+            row[f"{_TILES_PREFIX}{name}"] = kept / total
     return row
 
 
@@ -758,7 +766,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     summary = []
     for (method, budget), group in sorted(groups.items()):
         done = [r for r in group if r.get("feasible")]
-        entry = {"method": method, "budget": budget, "seeds": len(group), "feasible_seeds": len(done),
+        entry = {"method": method, "structure": Variant.from_name(method).structure, "budget": budget,
+                 "seeds": len(group), "feasible_seeds": len(done),
                  "collapsed_seeds": sum(r.get("collapsed") is True for r in group)}
         for key, name in (("accuracy", "accuracy"), ("energy_simulated_relative", "energy")):
             values = [float(r[key]) for r in done]
@@ -990,6 +999,7 @@ def _optional(column: _Column) -> _Column:
 _ANY_FLOAT: _Column = (float, "a number")
 _CSV_FRACTION = _parsed(float, _FRACTION)
 _DENSITY_PREFIX = "density:"
+_TILES_PREFIX = "tiles:"
 
 # Columns of results.csv: the first four are required, the others optional (older files lack `collapsed`,
 # `input_mask` and `structure`).
@@ -1016,6 +1026,7 @@ _FEASIBLE_REQUIRED = ("accuracy", "energy_simulated_relative")
 
 _SUMMARY_COLUMNS: dict[str, _Column] = {
     "method": (_parse_variant, f"one of {', '.join(METHODS)}"),
+    "structure": (_parse_structure, f"one of {', '.join(STRUCTURES)}"),
     "budget": _parsed(float, (_is_budget, "a number in (0, 1]")),
     "seeds": _parsed(int, _POSITIVE_INT),
     "feasible_seeds": _parsed(int, (lambda v: v >= 0, "an int >= 0")),
@@ -1025,7 +1036,7 @@ _SUMMARY_COLUMNS: dict[str, _Column] = {
     "energy_mean": _ANY_FLOAT,
     "energy_std": _ANY_FLOAT,
 }
-_SUMMARY_OPTIONAL = ("collapsed_seeds",)
+_SUMMARY_OPTIONAL = ("collapsed_seeds", "structure")
 # Where feasible_seeds > 0 the means and deviations are numbers (nan only where no seed is feasible).
 _SUMMARY_STATISTICS: dict[str, _Check] = {
     "accuracy_mean": _FRACTION, "accuracy_std": _NON_NEGATIVE, "energy_mean": _POSITIVE, "energy_std": _NON_NEGATIVE,
@@ -1033,9 +1044,9 @@ _SUMMARY_STATISTICS: dict[str, _Check] = {
 
 
 def _read_table(path: Path, columns: dict[str, _Column], required: Sequence[str],
-                prefix_column: tuple[str, _Column] | None = None) -> list[tuple[int, dict[str, Any]]]:
+                prefixes: Sequence[tuple[str, _Column]] = ()) -> list[tuple[int, dict[str, Any]]]:
     """(line, typed row) of every row of a CSV file whose header names only ``columns``
-    (and columns starting with ``prefix_column[0]``), ``required`` among them."""
+    (and columns starting with one of the ``prefixes``' names), ``required`` among them."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; is {path.parent} a sweep directory written by `ecc sweep`?")
     try:
@@ -1050,12 +1061,13 @@ def _read_table(path: Path, columns: dict[str, _Column], required: Sequence[str]
             raise SweepFileError(f"{path}: no header line; expected columns {', '.join(required)}, ...")
         checks = []
         for name in header:
+            prefixed = [check for start, check in prefixes if name.startswith(start) and len(name) > len(start)]
             if name in columns:
                 checks.append(columns[name])
-            elif prefix_column is not None and name.startswith(prefix_column[0]) and len(name) > len(prefix_column[0]):
-                checks.append(prefix_column[1])
+            elif prefixed:
+                checks.append(prefixed[0])
             else:
-                known = ", ".join([*columns, *([prefix_column[0] + "<layer>"] if prefix_column else [])])
+                known = ", ".join([*columns, *(start + "<layer>" for start, _ in prefixes)])
                 raise SweepFileError(f"{path}: unknown column {_shown_value(name)}; known: {known}")
         repeated = sorted({n for n in header if header.count(n) > 1})
         missing = [n for n in required if n not in header]
@@ -1109,7 +1121,8 @@ def read_results(root: str | Path) -> list[dict[str, Any]]:
         ``structure`` contradicts ``method``, or a cell is repeated.
     """
     path = Path(root) / "results.csv"
-    rows = _read_table(path, _RESULT_COLUMNS, _RESULT_REQUIRED, (_DENSITY_PREFIX, _optional(_CSV_FRACTION)))
+    rows = _read_table(path, _RESULT_COLUMNS, _RESULT_REQUIRED,
+                       [(_DENSITY_PREFIX, _optional(_CSV_FRACTION)), (_TILES_PREFIX, _optional(_CSV_FRACTION))])
     first: dict[tuple[str, float, int], int] = {}
     for line, row in rows:
         key = (row["method"], row["budget"], row["seed"])

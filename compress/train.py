@@ -461,7 +461,7 @@ class _Run:
         last_keep = max(mask_keep(c.mask_keep, c.mask_keep_step, c.max_rounds), 0.0) if c.input_mask else None
         return EnergyPruner(
             self.model, self.profile, budget=c.budget, budget_abs=c.budget_abs, input_shape=self.input_shape,
-            estimator=c.estimator, method=c.method, interval=c.proj_interval, regrow=c.regrow,
+            estimator=c.estimator, method=c.method, structure=c.structure, interval=c.proj_interval, regrow=c.regrow,
             input_mask_keep=last_keep, energy_model=self.energy, energy_dense=energy_dense,
         )
 

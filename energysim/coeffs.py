@@ -7,9 +7,11 @@ For each layer the energy is modelled as a function of its nonzero pattern::
       + per_input * nnz(X) + per_input_overflow * (nonzeros past input_breakpoint)
       + per_input_use * nnz(unfold(X)) + per_input_refetch * (refetched nonzeros)
       + per_effective_mac * effective MACs
+      + sum of group_cost[g] over the kept skip groups g
+      + sum of slice_cost[kind][i] over the shared items i the kept groups use
 
-The terms a layer does not need are 0. Each estimator derives its rows
-(:meth:`energysim.estimators.Estimator.coefficients`):
+The terms a layer does not need are 0 (None for the group terms). Each estimator
+derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
 
 - ``paper`` (:func:`energysim.estimators.paper.coefficients`): read off the paper model's
   access counts in closed form (its relaxed energy is exactly this expression: per-weight
@@ -17,11 +19,15 @@ The terms a layer does not need are 0. Each estimator derives its rows
   nonzero *use* of an input in a window (buffer and RF reads), per refetched input row,
   outputs as a constant).
 - ``systolic`` (:func:`energysim.estimators.systolic.coefficients`): from the priced
-  counts of four corner patterns (no weights or all weights x no inputs or all inputs):
-  the constant, the cost per nonzero weight, per nonzero input, and per effective MAC.
-  With ``skip_zero_tiles`` the corners are counted with skipping off, so the table is an
-  upper bound (skipping only removes work) and says so; their constant also holds the
-  leakage of the dense pattern's bandwidth stalls, which no sparser pattern exceeds.
+  counts of four corner patterns (no weights or all weights x no inputs or all inputs,
+  tile skipping off): the cost per nonzero weight, per nonzero input and per effective
+  MAC. Where the array skips all-zero weight groups (WS, OS with ``skip_zero_tiles``) the
+  row also holds the cost of each *skip group* (a WS tile, an OS ``W[:, Nb]`` slice) and
+  of each item several groups share (an input slice or channel, an output tile), from the
+  model's own per-fold counts (:mod:`energysim.model.groups`); the constant is then the
+  layer with every group skipped. A kept group is one with a nonzero weight
+  (``pattern_features``' ``kept_groups``). Where the array skips on inputs (IS) the
+  skipping is not modelled and the row is an upper bound that says so.
 
 The table models each estimator's relaxed energy (``LayerReport.energy_relaxed``), which
 is its energy for an estimator without a relaxed bound.
@@ -44,6 +50,8 @@ from ._naming import find_named
 from .estimators import get_estimator
 from .files import atomic_write_json
 from .estimators.paper import paper_constants, pattern_counts
+from .dataflow import get_dataflow
+from .model.groups import has_weight_groups, kept_groups, shared_incidence, used_shared, weight_groups
 from .sparsity import LayerSparsity
 from .spec import Profile, load_profile
 from .workload import LayerSpec, Workload
@@ -57,7 +65,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class LayerCoefficients:
     dense_energy: float
     floor_energy: float
     upper_bound: bool
+    group_cost: list[float] | None = None
+    slice_cost: dict[str, list[float]] | None = None
 
     def weight_energy(self, weight_nnz: int) -> float:
         """The part of the energy proportional to the nonzero weights (piecewise)."""
@@ -89,10 +99,17 @@ class LayerCoefficients:
         inside = min(weight_nnz, self.weight_breakpoint)
         return self.per_weight * inside + self.per_weight_overflow * (weight_nnz - inside)
 
-    def predict(self, features: dict[str, int]) -> float:
+    def predict(self, features: dict[str, Any]) -> float:
         """Energy of a pattern described by :func:`pattern_features`."""
+        groups = 0.0
+        if self.group_cost is not None:
+            groups = math.fsum(np.asarray(self.group_cost)[features["kept_groups"]])
+            groups += math.fsum(
+                math.fsum(np.asarray(cost)[features["used_slices"][op]]) for op, cost in self.slice_cost.items()
+            )
         return (
             self.constant
+            + groups
             + self.weight_energy(features["weights"])
             + self.per_input * features["inputs"]
             + self.per_input_overflow * features["input_overflow"]
@@ -114,11 +131,15 @@ class LayerCoefficients:
         return spent / features["inputs"]
 
 
-def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> dict[str, int]:
-    """The counts the coefficients multiply, for one layer's pattern."""
+def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> dict[str, Any]:
+    """The counts the coefficients multiply, for one layer's pattern.
+
+    ``kept_groups`` (bool per skip group, see :func:`energysim.model.groups.weight_groups`)
+    is present where the profile's array skips all-zero weight groups.
+    """
     counts = pattern_counts(layer, ls, paper_constants(profile))
     extra = counts["extra"]
-    return {
+    features: dict[str, Any] = {
         "weights": extra["weight_nnz"],
         "inputs": extra["input_nnz"],
         "input_overflow": extra.get("input_overflow_nnz", 0),
@@ -126,6 +147,14 @@ def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> d
         "input_refetch": extra.get("refetched_input_nnz", 0),
         "effective_macs": counts["effective_macs"],
     }
+    dataflow = get_dataflow(profile.array.dataflow)
+    if has_weight_groups(profile, dataflow):
+        kept = kept_groups(layer, profile, dataflow, ls.weight_mask)
+        features["kept_groups"] = kept
+        features["used_slices"] = {
+            kind: used_shared(pairs, kept) for kind, pairs in shared_incidence(layer, profile, dataflow).items()
+        }
+    return features
 
 
 @dataclass
@@ -236,6 +265,9 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
         )
         dense = pattern_features(layer, LayerSparsity(), profile)
         floor = dense | {"weights": 0, "effective_macs": 0}
+        if "kept_groups" in dense:
+            floor["kept_groups"] = np.zeros_like(dense["kept_groups"])
+            floor["used_slices"] = {op: np.zeros_like(used) for op, used in dense["used_slices"].items()}
         layers.append(replace(coeffs, dense_energy=coeffs.predict(dense), floor_energy=coeffs.predict(floor)))
     return CoefficientTable(workload.model, profile.name, profile.digest, estimator, profile.units, layers)
 
@@ -251,35 +283,54 @@ def verify_table(
 
     For every layer and every (weight density, input density) pair of ``densities``,
     draws a random pattern, predicts its energy from the table and simulates it (its
-    relaxed energy, which is what the table models).
+    relaxed energy, which is what the table models). Where the table has skip-group
+    costs it also draws, for every pair, a *tile* pattern (that share of the groups kept,
+    dense inside) and a *mixed* one (that share of the groups kept, half of their weights
+    zero at random).
 
     Returns
     -------
     list of dict
         Per layer: ``name``, ``max_rel_error`` (signed: >0 means the table over-estimates,
-        the largest in magnitude), ``min_rel_error``, ``upper_bound``, ``patterns``.
+        the largest in magnitude), ``min_rel_error``, ``upper_bound``, ``patterns``, and
+        ``worst`` (the signed worst error per pattern kind: random, and tiles and mixed
+        where the table has group costs).
     """
     if table.profile_digest != profile.digest:
         raise ValueError(f"table derived from profile {table.profile!r}, verifying against {profile.name!r}")
     estimator = get_estimator(table.estimator)
+    dataflow = get_dataflow(profile.array.dataflow)
     rng = np.random.default_rng(seed)
     rows = []
     for layer in workload.layers:
         coeffs = table.layer(layer.name)
-        errors = []
-        for wd in densities:
-            for xd in densities:
-                ls = LayerSparsity(rng.random(layer.weight_shape) < wd, rng.random(layer.input_shape) < xd)
-                truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
-                predicted = coeffs.predict(pattern_features(layer, ls, profile))
-                errors.append((predicted - truth) / truth if truth else 0.0)
+        kinds = ["random"]
+        if coeffs.group_cost is not None:
+            ids, count = weight_groups(layer, profile, dataflow)
+            kinds += ["tiles", "mixed"]
+        errors: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for kind in kinds:
+            for wd in densities:
+                for xd in densities:
+                    if kind == "random":
+                        weights = rng.random(layer.weight_shape) < wd
+                    else:
+                        weights = (rng.random(count) < wd)[ids]
+                        if kind == "mixed":
+                            weights &= rng.random(layer.weight_shape) < 0.5
+                    ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
+                    truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
+                    predicted = coeffs.predict(pattern_features(layer, ls, profile))
+                    errors[kind].append((predicted - truth) / truth if truth else 0.0)
+        every = [e for kind in kinds for e in errors[kind]]
         rows.append(
             {
                 "name": layer.name,
-                "max_rel_error": max(errors, key=abs),
-                "min_rel_error": min(errors),
+                "max_rel_error": max(every, key=abs),
+                "min_rel_error": min(every),
                 "upper_bound": coeffs.upper_bound,
-                "patterns": len(errors),
+                "patterns": len(every),
+                "worst": {kind: max(errors[kind], key=abs) for kind in kinds},
             }
         )
     return rows

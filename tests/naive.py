@@ -178,3 +178,188 @@ def naive_systolic_trace(x, w, dataflow, rows, cols):
                     trace.append(counts)
                 fold_effective.append(eff_fold)
     return np.array(trace, dtype=np.int64).reshape(-1, 3), fold_effective
+
+
+# ---------------------------------------------------------------------------
+# Skip groups of a systolic array (energysim.model.groups)
+#
+# Loops over every weight of the torch-shaped weight: its GEMM coordinates (group g,
+# window index k, filter n within the group) and the block each falls in.
+# ---------------------------------------------------------------------------
+
+
+def naive_weight_groups(weight_shape, conv_groups, dataflow, rows, cols):
+    """Skip group of every weight: WS tiles (g, k // rows, n // cols); OS slices (g, n // cols)."""
+    out_channels = weight_shape[0]
+    k_total = int(np.prod(weight_shape[1:]))
+    n_total = out_channels // conv_groups
+    k_block = rows if dataflow == "ws" else k_total
+    k_blocks = -(-k_total // k_block)
+    n_blocks = -(-n_total // cols)
+    ids = np.zeros((out_channels, k_total), np.int64)
+    for o in range(out_channels):
+        g, n = divmod(o, n_total)
+        for k in range(k_total):
+            ids[o, k] = (g * k_blocks + k // k_block) * n_blocks + n // cols
+    return ids.reshape(weight_shape)
+
+
+# ---------------------------------------------------------------------------
+# Structured projection (compress.structured)
+#
+# Costs are read by attribute (name, groups, group_cost, per_weight,
+# constant); weights are torch tensors. Plain loops over weights and groups,
+# explicit hulls and exhaustive subset searches; nothing imported from the
+# code under test.
+# ---------------------------------------------------------------------------
+
+
+def _structured_layers(weights, costs):
+    """Per layer: (name, float64 values, group ids, group costs, per_weight, constant), flat, as lists."""
+    layers = []
+    for name, tensor in weights.items():
+        cost = costs[name]
+        values = tensor.detach().cpu().double().reshape(-1).tolist()
+        groups = cost.groups.detach().cpu().reshape(-1).tolist()
+        layers.append((name, values, groups, cost.group_cost.tolist(), float(cost.per_weight), float(cost.constant)))
+    return layers
+
+
+def naive_group_energy(cost, pattern):
+    """constant + per_weight per nonzero + group_cost once for each group holding a nonzero."""
+    values = pattern.detach().cpu().reshape(-1).tolist()
+    groups = cost.groups.detach().cpu().reshape(-1).tolist()
+    charges = cost.group_cost.tolist()
+    energy = float(cost.constant)
+    paid = set()
+    for value, group in zip(values, groups):
+        if value != 0:
+            energy += float(cost.per_weight)
+            if group not in paid:
+                paid.add(group)
+                energy += charges[group]
+    return energy
+
+
+def _greedy_prefix(weights, costs, items, budget):
+    """Keep items (cost, name, flat indices) in the given order while constants + cumsum <= budget."""
+    masks = {name: np.zeros(tuple(w.shape), dtype=bool) for name, w in weights.items()}
+    spent = sum(float(c.constant) for c in costs.values())
+    for item_cost, name, indices in items:
+        if spent + item_cost > budget:
+            break
+        spent += item_cost
+        masks[name].reshape(-1)[list(indices)] = True
+    return masks
+
+
+def naive_tile_order(weights, costs):
+    """Whole groups as (cost, name, nonzero flat indices), by value / cost descending, then layer, group id."""
+    items = []
+    for layer, (name, values, groups, charges, per_weight, _) in enumerate(_structured_layers(weights, costs)):
+        for group in range(len(charges)):
+            indices = [i for i, g in enumerate(groups) if g == group and values[i] != 0]
+            value = sum(values[i] ** 2 for i in indices)
+            if value > 0:
+                cost = charges[group] + per_weight * len(indices)
+                items.append((-(value / cost), layer, group, cost, name, indices))
+    items.sort(key=lambda item: item[:3])
+    return [(cost, name, indices) for _, _, _, cost, name, indices in items]
+
+
+def naive_tile_masks(weights, costs, budget):
+    """Sort groups by value / cost and keep the longest prefix that fits (cumulative sum)."""
+    return _greedy_prefix(weights, costs, naive_tile_order(weights, costs), budget)
+
+
+def naive_hybrid_order(weights, costs):
+    """Hull segments of every group as (cost, name, flat indices), in greedy order.
+
+    Per group, positive-ratio weights are ranked by |w| descending then flat
+    index; the bundle is the top j maximising V_j / (F + j c), the largest j
+    on ties (scanned one j at a time); every later weight is its own segment
+    of ratio w**2 / c. Single-weight ratios are computed in the working
+    precision, bundle ratios in float64. Order: ratio descending, bundle
+    before singles, layer, group id, rank.
+    """
+    dtype = _ratio_dtype(weights)
+    items = []
+    for layer, (name, values, groups, charges, per_weight, _) in enumerate(_structured_layers(weights, costs)):
+        ratios = []
+        for v in values:
+            square = dtype(v) * dtype(v)
+            if per_weight == 0:
+                ratios.append(np.inf if square > 0 else 0.0)
+            else:
+                ratios.append(float(square / dtype(per_weight)))
+        for group in range(len(charges)):
+            members = [i for i, g in enumerate(groups) if g == group and ratios[i] > 0]
+            ranked = sorted(members, key=lambda i: (-abs(values[i]), i))
+            best, best_j, value = -1.0, 0, 0.0
+            for j, i in enumerate(ranked, start=1):
+                value += values[i] ** 2
+                ratio = value / (charges[group] + j * per_weight)
+                if ratio >= best:
+                    best, best_j = ratio, j
+            if best_j == 0:
+                continue
+            cost = charges[group] + best_j * per_weight
+            items.append(((-best, 0, layer, group, 0), cost, name, ranked[:best_j]))
+            for rank in range(best_j, len(ranked)):
+                i = ranked[rank]
+                items.append(((-ratios[i], 1, layer, group, rank), per_weight, name, [i]))
+    items.sort(key=lambda item: item[0])
+    return [(cost, name, indices) for _, cost, name, indices in items]
+
+
+def naive_hybrid_masks(weights, costs, budget):
+    """Explicit hulls, sorted segments, longest prefix that fits (cumulative sum)."""
+    return _greedy_prefix(weights, costs, naive_hybrid_order(weights, costs), budget)
+
+
+def _feasible(energy, capacity):
+    return energy <= capacity * (1 + 1e-12) + 1e-12
+
+
+def naive_best_groups(weights, costs, capacity):
+    """Max sum of w**2 over all sets of whole groups whose energy is <= capacity (<= 12 nonzero groups)."""
+    items = []
+    for name, values, groups, charges, per_weight, _ in _structured_layers(weights, costs):
+        for group in range(len(charges)):
+            indices = [i for i, g in enumerate(groups) if g == group and values[i] != 0]
+            if indices:
+                items.append((sum(values[i] ** 2 for i in indices), charges[group] + per_weight * len(indices)))
+    if len(items) > 12:
+        raise ValueError(f"exhaustive search is for at most 12 nonzero groups, got {len(items)}")
+    floor = sum(float(c.constant) for c in costs.values())
+    best = 0.0
+    for chosen in itertools.product((False, True), repeat=len(items)):
+        energy = floor + sum(cost for (_, cost), keep in zip(items, chosen) if keep)
+        if _feasible(energy, capacity):
+            best = max(best, sum(value for (value, _), keep in zip(items, chosen) if keep))
+    return best
+
+
+def naive_best_hybrid(weights, costs, capacity):
+    """Max sum of w**2 over all subsets of the nonzero weights whose energy is <= capacity (<= 14 weights)."""
+    entries = []  # (layer, group, square, per_weight)
+    charges_of = {}
+    for layer, (_, values, groups, charges, per_weight, _) in enumerate(_structured_layers(weights, costs)):
+        for i, v in enumerate(values):
+            if v != 0:
+                entries.append((layer, groups[i], v * v, per_weight))
+                charges_of[(layer, groups[i])] = charges[groups[i]]
+    n = len(entries)
+    if n > 14:
+        raise ValueError(f"exhaustive search is for at most 14 nonzero weights, got {n}")
+    if n == 0:
+        return 0.0
+    subsets = np.array(list(itertools.product((False, True), repeat=n)), dtype=bool).reshape(-1, n)
+    squares = np.array([e[2] for e in entries])
+    energy = np.full(len(subsets), sum(float(c.constant) for c in costs.values()))
+    energy += subsets @ np.array([e[3] for e in entries])
+    for key, charge in charges_of.items():
+        columns = [k for k, e in enumerate(entries) if (e[0], e[1]) == key]
+        energy += charge * subsets[:, columns].any(axis=1)
+    feasible = _feasible(energy, capacity)
+    return float((subsets[feasible] @ squares).max())

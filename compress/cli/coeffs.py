@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Derive each layer's energy coefficients from an estimator: a constant, the energy per nonzero "
             "weight (piecewise past the weight buffer), per nonzero input, per effective MAC; with the dense "
-            "energy and the floor (all weights zero). --verify compares the table with the full estimator on "
-            "random patterns of 5%%-100%% density."
+            "energy and the floor (all weights zero); where the array skips all-zero weight tiles, the cost of "
+            "each tile (skip group) and of the inputs and output tiles several tiles share. --verify compares "
+            "the table with the full estimator on random patterns of 5%%-100%% density (and, with tile costs, "
+            "on patterns of whole tiles and of tiles with random zeros inside)."
         ),
     )
     add_model_args(parser)
@@ -64,14 +66,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"dense energy {total:.6g}; floor (all weights zero) {table.floor_energy:.6g} "
           f"= {100 * table.floor_energy / total:.2f}% of dense")
     if any(c.upper_bound for c in table.layers):
-        print("note: skip_zero_tiles is on: per-weight costs are upper bounds (an all-zero tile costs nothing)")
+        print("note: skip_zero_tiles is on but the array skips on inputs: the costs are upper bounds")
+    grouped = [c for c in table.layers if c.group_cost is not None]
+    if grouped:
+        groups = sum(len(c.group_cost) for c in grouped)
+        print(f"tile skipping: {groups} skip groups in {len(grouped)} layers; the floor keeps no group")
     if args.out:
         print(f"table written to {args.out}")
     if checks is not None:
         print()
         print("verification against the full estimator (signed relative error, >0 = table over-estimates):")
+        kinds = [k for k in ("random", "tiles", "mixed") if any(k in r["worst"] for r in checks)]
         print(format_table(
-            ["layer", "worst error", "lowest", "patterns"],
-            [[r["name"], f"{r['max_rel_error']:+.2e}", f"{r['min_rel_error']:+.2e}", r["patterns"]] for r in checks],
+            ["layer", "worst error", "lowest", *[f"worst {k}" for k in kinds], "patterns"],
+            [[r["name"], f"{r['max_rel_error']:+.2e}", f"{r['min_rel_error']:+.2e}",
+              *[f"{r['worst'][k]:+.2e}" if k in r["worst"] else "-" for k in kinds], r["patterns"]] for r in checks],
         ))
+        worst = max(checks, key=lambda r: abs(r["max_rel_error"]))
+        print(f"worst layer: {worst['name']} {worst['max_rel_error']:+.2e}")
     return 0

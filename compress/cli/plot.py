@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="energy-accuracy curves and per-layer figures of a sweep",
         description=(
             "Write PNG and SVG figures of a sweep directory into DIR/figures: (a) accuracy vs relative energy "
-            "per method, (b) per-layer energy of the dense and a pruned model stacked by memory level, (c) per-layer "
-            "density per method at one budget. With --timeline RUN LAYER: (d) the cycle-level utilization timeline "
+            "per method (one curve per method and structure), (b) per-layer energy of the dense and a pruned model "
+            "stacked by memory level, (c) per-layer density per method at one budget, and the share of array tiles "
+            "each layer keeps where the array skips all-zero tiles. With --timeline RUN LAYER: (d) the cycle-level utilization timeline "
             "of one layer of a trained run."
         ),
     )
@@ -44,18 +45,13 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
         raise ValueError(f"--budget {chosen:g} is not in the sweep; budgets: {', '.join(f'{b:g}' for b in budgets)}")
     rows = [r for r in summary if r["feasible_seeds"] > 0]
     dense = [r["dense_accuracy"] for r in results if r.get("dense_accuracy") is not None]
-    densities: dict[str, dict[str, list[float]]] = {}
-    for r in results:
-        if r["budget"] == chosen and r["feasible"]:
-            per_layer = densities.setdefault(r["method"], {})
-            for key, value in r.items():
-                if key.startswith("density:") and value is not None:
-                    per_layer.setdefault(key[len("density:"):], []).append(value)
-    densities = {m: layers for m, layers in densities.items() if layers}
-    if len({frozenset(layers) for layers in densities.values()}) > 1:
-        given = "; ".join(f"{m}: {', '.join(layers)}" for m, layers in densities.items())
-        raise SweepFileError(f"{root / 'results.csv'}: the feasible cells at budget {chosen:g} give the densities "
-                             f"of different layers ({given})")
+    shares = {prefix: _per_layer(results, chosen, prefix) for prefix in ("density:", "tiles:")}
+    for prefix, per_method in shares.items():
+        if len({frozenset(layers) for layers in per_method.values()}) > 1:
+            given = "; ".join(f"{m}: {', '.join(layers)}" for m, layers in per_method.items())
+            raise SweepFileError(f"{root / 'results.csv'}: the feasible cells at budget {chosen:g} give the "
+                                 f"{prefix[:-1]} of different layers ({given})")
+    densities, tiles = shares["density:"], shares["tiles:"]
     seed = min(r["seed"] for r in results)
     dense_path = RunFolder(root / "dense" / f"seed{seed}").simulated
     pruned_path = RunFolder(root / "cells" / method / f"b{chosen:g}_s{seed}").simulated
@@ -73,11 +69,29 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
         title=f"{base['model']} on {base['dataset']}, {base['profile']} ({base['estimator']} estimator)",
     )
     if densities:
-        mean = {m: {n: sum(v) / len(v) for n, v in layers.items()} for m, layers in densities.items()}
-        written += plot.layer_density(mean, out / f"density_b{chosen:g}", budget=chosen)
+        written += plot.layer_density(_mean(densities), out / f"density_b{chosen:g}", budget=chosen)
+    if tiles:
+        written += plot.layer_density(_mean(tiles), out / f"tiles_b{chosen:g}", budget=chosen,
+                                      quantity="tiles kept (% of the layer's array tiles)")
     if reports:
         written += plot.layer_energy(reports, out / f"layer_energy_{method}_b{chosen:g}")
     return written
+
+
+def _per_layer(results: list[dict], budget: float, prefix: str) -> dict[str, dict[str, list[float]]]:
+    """Per method, per layer, the values of the ``prefix<layer>`` columns of the feasible cells at ``budget``."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        if r["budget"] == budget and r["feasible"]:
+            per_layer = out.setdefault(r["method"], {})
+            for key, value in r.items():
+                if key.startswith(prefix) and value is not None:
+                    per_layer.setdefault(key[len(prefix):], []).append(value)
+    return {m: layers for m, layers in out.items() if layers}
+
+
+def _mean(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    return {m: {n: sum(v) / len(v) for n, v in layers.items()} for m, layers in values.items()}
 
 
 def _timeline(run_dir: Path, layer: str, out: Path) -> list[Path]:

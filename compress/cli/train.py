@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--method", default=None, help="projection method: ecc (default), magnitude, uniform, energy-aware"
     )
+    from compress.pruner import STRUCTURES
+
+    parser.add_argument(
+        "--structure", default=None, choices=list(STRUCTURES),
+        help="weight structure: none (single weights, default), tile (whole array tiles: the folds an array "
+             "with skip_zero_tiles skips) or hybrid (tiles, then single weights inside the kept ones)",
+    )
     parser.add_argument(
         "--input-mask", action="store_true", default=None, help="alternate weight and input-mask phases"
     )

@@ -249,6 +249,8 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
             per_input_use=0.0,
             per_input_refetch=0.0,
             per_effective_mac=0.0,
+            group_cost=None,
+            slice_cost=None,
             upper_bound=False,
         )
     d, g = layer.out_channels, layer.groups
@@ -266,6 +268,8 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
         per_input_use=-(-d // g // c.n) * c.e_buf + -(-d // g) * c.e_rf,
         per_input_refetch=c.e_dram,
         per_effective_mac=0.0,
+        group_cost=None,
+            slice_cost=None,
         upper_bound=False,
     )
 

@@ -80,12 +80,15 @@ class AccessCounts:
 
 
 def leakage_time(profile: Profile, cycles: int | None) -> float:
-    """What ``leakage_mw`` multiplies for ``cycles`` (see the module docstring); 0 for None."""
-    if not cycles:
+    """What ``leakage_mw`` multiplies for ``cycles`` (see the module docstring); 0 for None.
+
+    ``cycles`` may be a numpy array (per skip group, :mod:`energysim.model.groups`): the
+    result is then an array, and so are the energies priced from such counts."""
+    if cycles is None:
         return 0.0
     if profile.units == "pJ":
         return cycles / profile.clock_mhz * 1000.0
-    return float(cycles)
+    return cycles * 1.0
 
 
 def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[str, float]]:
@@ -110,7 +113,7 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
             reads += counts.accesses[level][op]["reads"]
             writes += counts.accesses[level][op]["writes"]
         units[level] = {f"memory.{level}.read": reads, f"memory.{level}.write": writes}
-    units["mac"] = {"compute.mac": counts.effective_macs, "compute.gated_mac": counts.gated_macs or 0}
+    units["mac"] = {"compute.mac": counts.effective_macs, "compute.gated_mac": 0 if counts.gated_macs is None else counts.gated_macs}
     units["leakage"] = {"leakage_mw": leakage_time(profile, counts.cycles)}
     return units
 

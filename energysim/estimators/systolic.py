@@ -15,6 +15,7 @@ import numpy as np
 
 from ..dataflow import get_dataflow
 from ..model import LayerCounts, simulate_layer
+from ..model.groups import group_counts, has_weight_groups
 from ..report import LayerReport
 from ..sparsity import LayerSparsity, Sparsity
 from ..spec import Profile, with_overrides
@@ -129,43 +130,62 @@ def estimate_layer(
 
 
 def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
-    """Coefficients from the priced counts of four corner patterns (see :mod:`energysim.coeffs`).
+    """Coefficients from the priced counts of the model (see :mod:`energysim.coeffs`).
 
-    No weights or all weights x no inputs or all inputs give the constant, the cost per
-    nonzero weight, per nonzero input, and per effective MAC (the bilinear term: a MAC
-    costs ``mac`` instead of ``gated_mac`` only when both operands are nonzero). With
-    ``skip_zero_tiles`` the corners are counted with skipping off, so the row is an upper
-    bound (skipping only removes work) and says so.
+    Four corner patterns counted with tile skipping off (no weights or all weights x no
+    inputs or all inputs) give the cost per nonzero weight, per nonzero input and per
+    effective MAC (the bilinear term: a MAC costs ``mac`` instead of ``gated_mac`` only
+    when both operands are nonzero). Where the array skips all-zero weight groups (WS or OS
+    with ``skip_zero_tiles``) the row also holds each group's cost, from the model's own
+    per-fold counts (:func:`energysim.model.groups.group_counts`), and the constant is the
+    layer with every group skipped. Where it skips on inputs (IS) the skipping is not
+    modelled: the row is an upper bound (skipping only removes work) and says so.
     """
-    upper_bound = profile.sparsity.skip_zero_tiles
-    if upper_bound:
-        profile = with_overrides(profile, {"sparsity.skip_zero_tiles": False})
+    dataflow = get_dataflow(profile.array.dataflow)
+    grouped = has_weight_groups(profile, dataflow)
+    upper_bound = profile.sparsity.skip_zero_tiles and not grouped
+    corners = with_overrides(profile, {"sparsity.skip_zero_tiles": False}) if profile.sparsity.skip_zero_tiles else profile
     none_w, all_w = np.zeros(layer.weight_shape, bool), np.ones(layer.weight_shape, bool)
     none_x, all_x = np.zeros(layer.input_shape, bool), np.ones(layer.input_shape, bool)
 
     def energy(w: np.ndarray, x: np.ndarray) -> float:
-        return energy_breakdown(profile, access_counts(layer, profile, LayerSparsity(w, x)))[0]
+        return energy_breakdown(corners, access_counts(layer, corners, LayerSparsity(w, x)))[0]
 
     e00, e10, e01 = energy(none_w, none_x), energy(all_w, none_x), energy(none_w, all_x)
-    dense = layer_counts(layer, profile, LayerSparsity(all_w, all_x), cycle_level=False)
-    e11, dense_levels, _ = energy_breakdown(profile, _typed(dense))
-    margin = 0.0
-    if upper_bound and dense.cycles:
+    dense = layer_counts(layer, corners, LayerSparsity(all_w, all_x), cycle_level=False)
+    e11, dense_levels, _ = energy_breakdown(corners, _typed(dense))
+    per_weight = (e10 - e00) / layer.weight_count
+    per_effective_mac = (e11 - e10 - e01 + e00) / dense.effective_macs if dense.effective_macs else 0.0
+    constant, group_cost, slice_cost = e00, None, None
+    if grouped:
+        split = group_counts(layer, profile, dataflow)
+        constant = energy_breakdown(profile, _typed(split.constant))[0]
+
+        def priced(c: dict) -> np.ndarray:
+            return energy_breakdown(profile, AccessCounts(c["accesses"], c["effective_macs"], c["gated_macs"], c["cycles"]))[0]
+
+        # Groups are counted with one nonzero weight each: its per-weight and per-MAC parts are not the group's.
+        groups = priced(split.groups) - per_weight - per_effective_mac * split.groups["effective_macs"]
+        group_cost = groups.tolist()
+        slice_cost = {op: np.asarray(priced(c), np.float64).tolist() for op, c in split.slices.items()}
+    elif upper_bound and dense.cycles:
         # Bandwidth stalls grow faster than linearly when one fold's traffic exceeds the
         # average, so a pattern can stall a little more than the corners suggest. No fold
         # carries more traffic than dense, so the leakage of the dense stalls bounds it.
-        margin = dense_levels["leakage"] * dense.stall_cycles / dense.cycles
+        constant += dense_levels["leakage"] * dense.stall_cycles / dense.cycles
     return dict(
-        constant=e00 + margin,
-        per_weight=(e10 - e00) / layer.weight_count,
-        per_weight_overflow=(e10 - e00) / layer.weight_count,
+        constant=constant,
+        per_weight=per_weight,
+        per_weight_overflow=per_weight,
         weight_breakpoint=None,
         per_input=(e01 - e00) / int(np.prod(layer.input_shape)),
         per_input_overflow=0.0,
         input_breakpoint=None,
         per_input_use=0.0,
         per_input_refetch=0.0,
-        per_effective_mac=(e11 - e10 - e01 + e00) / dense.effective_macs if dense.effective_macs else 0.0,
+        per_effective_mac=per_effective_mac,
+        group_cost=group_cost,
+        slice_cost=slice_cost,
         upper_bound=upper_bound,
     )
 

@@ -81,7 +81,7 @@ class LayerCounts:
 
 
 @lru_cache(maxsize=256)
-def _dense_input_slices(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) -> tuple[np.ndarray, ...]:
+def dense_input_slices(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) -> tuple[np.ndarray, ...]:
     """Mask-independent input-slice counts: keys, valid words, distinct and first-touch elements (all folds executed)."""
     plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols)
     index = input_index(layer)
@@ -220,7 +220,7 @@ def simulate_layer(
         skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
         executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
 
-    keys, valid_words, unique, first = _dense_input_slices(layer, dataflow, rows, cols)
+    keys, valid_words, unique, first = dense_input_slices(layer, dataflow, rows, cols)
     if not executed.all():
         unique, first = _input_slice_unique(layer, plan, keys, executed)
     inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first}

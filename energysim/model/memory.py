@@ -52,6 +52,7 @@ __all__ = [
     "first_occurrence_words",
     "output_traffic",
     "rf_accesses",
+    "rf_fold_accesses",
     "weight_words",
 ]
 
@@ -188,11 +189,11 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
     }
 
 
-def rf_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, int]]:
-    """Register-file reads and writes per operand (see the module docstring)."""
-    slots = int(plan.mac_slots[executed].sum())
-    mapped = int((plan.rows_used * plan.cols_used)[executed].sum())
-    eff = int(effective[executed].sum())
+def rf_fold_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Register-file reads and writes per operand and fold, int64 arrays (F,) (see the module docstring)."""
+    slots = np.where(executed, plan.mac_slots, 0)
+    mapped = np.where(executed, plan.rows_used * plan.cols_used, 0)
+    eff = np.where(executed, effective, 0)
     dataflow = plan.dataflow
     counts = {}
     for operand in OPERANDS:
@@ -204,6 +205,16 @@ def rf_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> 
     return counts
 
 
+def rf_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, int]]:
+    """Register-file reads and writes per operand: :func:`rf_fold_accesses` summed over the folds."""
+    return _summed(rf_fold_accesses(plan, executed, effective))
+
+
+def _summed(per_fold: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, int]]:
+    """Per operand, reads and writes summed over the folds."""
+    return {op: {kind: int(a.sum()) for kind, a in rw.items()} for op, rw in per_fold.items()}
+
+
 @dataclass
 class MemoryTraffic:
     """Access counts of a layer and the DRAM words each fold moves.
@@ -212,6 +223,9 @@ class MemoryTraffic:
     ----------
     accesses : dict
         ``accesses[level][operand] = {"reads": int, "writes": int}``.
+    fold_accesses : dict
+        The same for dram and buffer per fold: int64 arrays (F,), 0 for skipped folds.
+        Their sums are ``accesses`` except the final output writes.
     fold_dram_reads, fold_dram_writes : numpy.ndarray of int64 (F,)
         DRAM words fetched before each fold / written back after it (all operands).
     final_dram_writes : int
@@ -222,6 +236,7 @@ class MemoryTraffic:
     """
 
     accesses: dict
+    fold_accesses: dict
     fold_dram_reads: np.ndarray
     fold_dram_writes: np.ndarray
     final_dram_writes: int
@@ -248,22 +263,19 @@ class MemoryTraffic:
         out_tile = int((plan.extent_of("M") * plan.extent_of("N")).max(initial=0))
         caps = buffer_capacities(buffer, input_footprint, weight_footprint, out_tile)
         resident = {"inputs": input_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
-        accesses = empty_accesses()
+        per_fold = {level: {} for level in ("dram", "buffer")}
         fold_reads = np.zeros(plan.count, np.int64)
         for operand, info, cap in (("inputs", inputs, caps.inputs), ("weights", weights, caps.weights)):
             dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, resident[operand], cap)
             fold_reads += dram
-            accesses["dram"][operand]["reads"] = int(dram.sum())
-            accesses["buffer"][operand]["writes"] = int(dram.sum())
-            accesses["buffer"][operand]["reads"] = int(info["buffer_words"][executed].sum())
+            per_fold["dram"][operand] = {"reads": dram, "writes": np.zeros(plan.count, np.int64)}
+            per_fold["buffer"][operand] = {"reads": np.where(executed, info["buffer_words"], 0), "writes": dram}
         outputs = output_traffic(plan, executed, caps.outputs)
         fold_reads += outputs["dram_reads"]
-        accesses["dram"]["outputs"] = {
-            "reads": int(outputs["dram_reads"].sum()),
-            "writes": int(outputs["dram_writes"].sum()) + outputs["final_dram_writes"],
-        }
-        accesses["buffer"]["outputs"] = {
-            "reads": int(outputs["buffer_reads"].sum()),
-            "writes": int(outputs["buffer_writes"].sum()),
-        }
-        return cls(accesses, fold_reads, outputs["dram_writes"], outputs["final_dram_writes"], resident, caps)
+        per_fold["dram"]["outputs"] = {"reads": outputs["dram_reads"], "writes": outputs["dram_writes"]}
+        per_fold["buffer"]["outputs"] = {"reads": outputs["buffer_reads"], "writes": outputs["buffer_writes"]}
+        accesses = empty_accesses()
+        for level, operands in per_fold.items():
+            accesses[level] |= _summed(operands)
+        accesses["dram"]["outputs"]["writes"] += outputs["final_dram_writes"]
+        return cls(accesses, per_fold, fold_reads, outputs["dram_writes"], outputs["final_dram_writes"], resident, caps)

@@ -1,0 +1,347 @@
+"""Skip groups: the weight sets whose all-zero state lets the array skip folds, and what each one costs.
+
+With ``skip_zero_tiles`` the array skips a fold whose skip-operand slice is all zero. When
+the skip operand is the weights, those slices are weight sets fixed by the mapping:
+
+- WS: the stationary tile ``W[Kb, Nb]`` (one fold);
+- OS: the slice ``W[:, Nb]`` (the folds of one column block, every row block ``Mb``).
+
+IS skips on input tiles, which pruning does not control: it has no weight groups. A *skip
+group* is one such weight set; its id is the weight-slice key of its folds
+(``FoldPlan.slice_key(("K", "N"))``), so ids run over ``groups x K blocks x N blocks``.
+
+**What a group costs** comes from the model's own per-fold counts (no formula of its own):
+the layer is counted once with every group holding exactly one nonzero weight (every fold
+executes, with the least weight content) and once with no weight (every fold skipped). Each
+executed fold's counts are its own (MAC slots, register files, the weight slice, the input
+words it streams, its fold cycles), except for counts the model charges to one fold on
+behalf of several, which are spread over the folds that share them:
+
+- input words fetched from DRAM (and written into the buffer), per group of the layer, in
+  proportion to the distinct input elements of each fold's slice (a resident input is
+  fetched once whichever fold touches it first; a slice kept from the previous fold is
+  fetched by that fold only);
+- partial-sum and output traffic, per output tile, evenly over the tile's folds, less the
+  write of zeros the tile needs when no fold produces it (that write is in the constant);
+- stall cycles, in proportion to each fold's DRAM words.
+
+The spread counts of a group's folds, summed, are its counts; with the counts of the
+all-skipped layer (the constant) they add up exactly to the one-weight-per-group layer.
+Spreading is exact when either all or none of the sharing folds run; in between it is the
+mean, which is where the table's error comes from (``ecc coeffs --verify`` measures it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..dataflow import Dataflow
+from ..report import MEMORY_LEVELS, OPERANDS
+from ..spec import Profile
+from ..workload import LayerSpec
+from .folds import FoldPlan, plan_folds
+from .gemm import gemm_operands, input_index
+from .macs import fold_slice_sums
+from .layer import LayerCounts, dense_input_slices, simulate_layer
+from .memory import rf_fold_accesses
+
+__all__ = [
+    "SHARED",
+    "GroupCounts",
+    "group_counts",
+    "has_weight_groups",
+    "kept_groups",
+    "shared_incidence",
+    "used_shared",
+    "weight_groups",
+]
+
+
+def has_weight_groups(profile: Profile, dataflow: Dataflow) -> bool:
+    """Whether pruning whole weight groups skips work on ``profile`` (tile skipping on, weights the skip operand)."""
+    return bool(profile.sparsity.skip_zero_tiles) and dataflow.skip_operand == "weights"
+
+
+def _plan(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> FoldPlan:
+    return plan_folds(layer.gemm, layer.groups, dataflow, profile.array.rows, profile.array.cols)
+
+
+def _check_groups(profile: Profile, dataflow: Dataflow) -> None:
+    if dataflow.skip_operand != "weights":
+        raise ValueError(f"dataflow {dataflow.name!r} skips on its {dataflow.skip_operand}, not on weight groups")
+    if not profile.sparsity.skip_zero_tiles:
+        raise ValueError(f"profile {profile.name!r} has sparsity.skip_zero_tiles: false, so no fold is ever skipped")
+
+
+def weight_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> tuple[np.ndarray, int]:
+    """The skip group of every weight of ``layer``, and the number of groups.
+
+    Returns
+    -------
+    groups : numpy.ndarray of int64, shape ``layer.weight_shape``
+        Group id of each weight of the torch-shaped weight, ``0 <= id < count``.
+    count : int
+
+    Examples
+    --------
+    >>> from energysim.dataflow import get_dataflow
+    >>> from energysim.spec import load_profile
+    >>> fc = LayerSpec("fc", "linear", (40,), (20,), 40, 20, (1, 1), (1, 1), (0, 0), (1, 1), 1, False)
+    >>> ids, count = weight_groups(fc, load_profile("edge-16x16"), get_dataflow("ws"))
+    >>> count, ids[0, 0], ids[0, 16], ids[16, 0], ids[19, 39]
+    (6, 0, 1, 3, 5)
+    """
+    _check_groups(profile, dataflow)
+    plan = _plan(layer, profile, dataflow)
+    _, k, n = layer.gemm
+    bk, bn = plan.block_size_of("K"), plan.block_size_of("N")
+    k_blocks, n_blocks = -(-k // bk), -(-n // bn)
+    out = np.arange(layer.groups * n)
+    by_row = (out // n) * (k_blocks * n_blocks) + (out % n) // bn
+    by_k = (np.arange(k) // bk) * n_blocks
+    ids = by_row[:, None] + by_k[None, :]
+    return ids.reshape(layer.weight_shape), layer.groups * k_blocks * n_blocks
+
+
+def kept_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow, weight_mask: np.ndarray | None) -> np.ndarray:
+    """Bool per skip group: whether the torch-shaped ``weight_mask`` (None: dense) keeps any of its weights."""
+    _check_groups(profile, dataflow)
+    plan = _plan(layer, profile, dataflow)
+    ops = gemm_operands(layer, weight_mask, None)
+    nonzero = fold_slice_sums(plan, ops.w, ("K", "N"))
+    count = _group_count(layer, plan)
+    return np.bincount(plan.slice_key(("K", "N")), weights=nonzero, minlength=count) > 0
+
+
+def _group_count(layer: LayerSpec, plan: FoldPlan) -> int:
+    _, k, n = layer.gemm
+    return layer.groups * -(-k // plan.block_size_of("K")) * -(-n // plan.block_size_of("N"))
+
+
+#: What several groups can share, each counted once whichever of its groups runs first:
+#: an input slice ``X`` of a fold, an input channel (resident inputs come once per element),
+#: an output tile (its partial sums) and the layer itself (its first fetch and last write-back,
+#: which no computation hides).
+SHARED = ("inputs", "channels", "outputs", "layer")
+
+
+def _channels(layer: LayerSpec) -> tuple[int, np.ndarray]:
+    """Input channels per group's K index range (taps per channel) and each input element's channel."""
+    size = int(np.prod(layer.input_shape))
+    if layer.kind == "linear":
+        k = layer.gemm[1]
+        return 1, np.arange(size) % k
+    per_channel = int(np.prod(layer.input_shape[1:]))
+    return layer.kernel[0] * layer.kernel[1], np.arange(size) // per_channel
+
+
+def shared_incidence(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Which groups read which shared item (:data:`SHARED`), as (group ids, item keys, item count) pairs.
+
+    An input slice or output tile is read by the groups of the folds that stream it; an
+    input channel by every group whose K range covers one of its taps.
+    """
+    _check_groups(profile, dataflow)
+    plan = _plan(layer, profile, dataflow)
+    fold_group = plan.slice_key(("K", "N"))
+    out = {}
+    for kind, dims in (("inputs", ("M", "K")), ("outputs", ("M", "N"))):
+        keys = plan.slice_key(dims)
+        out[kind] = (fold_group, keys, int(keys.max(initial=-1)) + 1)
+    taps, _ = _channels(layer)
+    per_group = layer.in_channels // layer.groups if layer.kind != "linear" else layer.gemm[1]
+    k_start, k_end = plan.start_of("K"), plan.start_of("K") + plan.extent_of("K") - 1
+    first = plan.group * per_group + k_start // taps
+    spans = k_end // taps - k_start // taps + 1
+    fold = np.repeat(np.arange(plan.count), spans)
+    offset = np.arange(fold.size) - np.repeat(np.cumsum(spans) - spans, spans)
+    out["channels"] = (fold_group[fold], first[fold] + offset, layer.groups * per_group)
+    out["layer"] = (fold_group, np.zeros(plan.count, np.int64), 1)
+    return out
+
+
+def used_shared(incidence: tuple[np.ndarray, np.ndarray, int], kept_groups: np.ndarray) -> np.ndarray:
+    """Bool per shared item: whether any kept group reads it."""
+    groups, keys, count = incidence
+    return np.bincount(keys[kept_groups[groups]], minlength=count) > 0
+
+
+@dataclass(frozen=True)
+class GroupCounts:
+    """What the model counts for one layer: a constant, a share per kept group and per used shared slice.
+
+    Attributes
+    ----------
+    constant : LayerCounts
+        The layer with every group skipped (no weight).
+    groups : dict
+        Per group, float64 arrays (G,): ``accesses[level][operand][kind]`` for dram, buffer
+        and rf, ``effective_macs``, ``gated_macs`` and ``cycles``. The groups are counted
+        with one nonzero weight each: their ``effective_macs`` are that weight's.
+    slices : dict of str to dict
+        For each kind of :data:`SHARED` the model needs here, the same counts per shared
+        item (arrays sized by :func:`shared_incidence`'s item count): what the item costs
+        once, whichever of its groups runs first. Negative where the first fold is the
+        cheaper one (a tile's first partial sums are not read back).
+    """
+
+    constant: LayerCounts
+    groups: dict
+    slices: dict
+
+
+def _spread(values: np.ndarray, keys: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Each key's total of ``values`` redistributed over its members in proportion to ``shares``."""
+    total = np.bincount(keys, weights=values)
+    share_sum = np.bincount(keys, weights=shares)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total[keys] * shares / share_sum[keys]
+    return np.where(share_sum[keys] > 0, out, 0.0)
+
+
+def _empty_counts(size: int) -> dict:
+    zeros = lambda: np.zeros(size)  # noqa: E731
+    return {
+        "accesses": {lv: {op: {"reads": zeros(), "writes": zeros()} for op in OPERANDS} for lv in MEMORY_LEVELS},
+        "effective_macs": zeros(),
+        "gated_macs": zeros(),
+        "cycles": zeros(),
+    }
+
+
+def _first_weights(layer: LayerSpec, plan: FoldPlan, groups: np.ndarray) -> np.ndarray:
+    """A weight mask with one nonzero weight, the first of its block, in each of ``groups``."""
+    _, k, n = layer.gemm
+    bk, bn = plan.block_size_of("K"), plan.block_size_of("N")
+    k_blocks, n_blocks = -(-k // bk), -(-n // bn)
+    nb = groups % n_blocks
+    kb = (groups // n_blocks) % k_blocks
+    g = groups // (n_blocks * k_blocks)
+    mask = np.zeros((layer.groups * n, k), bool)
+    mask[g * n + nb * bn, kb * bk] = True
+    return mask.reshape(layer.weight_shape)
+
+
+def _first_per_slice(fold_group: np.ndarray, fold_slice: np.ndarray, count: int) -> np.ndarray:
+    """Groups that are, for every fold of theirs, the lowest group reading that fold's slice."""
+    lowest = np.full(int(fold_slice.max(initial=-1)) + 1, count)
+    np.minimum.at(lowest, fold_slice, fold_group)
+    chosen = np.ones(count, bool)
+    np.logical_and.at(chosen, fold_group, lowest[fold_slice] == fold_group)
+    return chosen
+
+
+def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> GroupCounts:
+    """Split the model's counts of ``layer`` into a constant and shares per group and per shared slice.
+
+    See the module docstring. Raises ValueError if the profile does not skip folds or the
+    dataflow does not skip on weights.
+    """
+    _check_groups(profile, dataflow)
+    plan = _plan(layer, profile, dataflow)
+    count = _group_count(layer, plan)
+    fold_group = plan.slice_key(("K", "N"))
+    incidence = shared_incidence(layer, profile, dataflow)
+
+    def count_with(groups: np.ndarray) -> LayerCounts:
+        mask = _first_weights(layer, plan, groups)
+        return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False)
+
+    every = np.arange(count)
+    probe, none = count_with(every), count_with(every[:0])
+    by_group = lambda values: np.bincount(fold_group, weights=values, minlength=count)  # noqa: E731
+    g = _empty_counts(count)
+    for level, ops in probe.traffic.fold_accesses.items():
+        for op, rw in ops.items():
+            for kind, values in rw.items():
+                g["accesses"][level][op][kind] = by_group(values.astype(np.float64))
+    for op, rw in rf_fold_accesses(plan, probe.executed, probe.effective).items():
+        for kind, values in rw.items():
+            g["accesses"]["rf"][op][kind] = by_group(values.astype(np.float64))
+
+    unique = dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols)[2].astype(np.float64)
+    tile_words = (plan.extent_of("M") * plan.extent_of("N")).astype(np.float64)
+    slices = {}
+    shared = ["outputs"]
+    if probe.traffic.resident["inputs"]:
+        # Resident inputs come from DRAM once per element, at its first touch: a channel's
+        # elements are fetched as soon as any group covering one of its taps runs.
+        _, channel = _channels(layer)
+        footprint = np.zeros(channel.size, bool)
+        index = input_index(layer)
+        footprint[index[index >= 0]] = True
+        words = np.bincount(channel[footprint], minlength=incidence["channels"][2]).astype(np.float64)
+        c = _empty_counts(words.size)
+        for level, kind in (("dram", "reads"), ("buffer", "writes")):
+            c["accesses"][level]["inputs"][kind] = words
+            g["accesses"][level]["inputs"][kind] = np.zeros(count)
+        slices["channels"] = c
+    else:
+        shared.insert(0, "inputs")
+    for op in shared:
+        _, keys, keys_count = incidence[op]
+        folds = np.bincount(keys, minlength=keys_count).astype(np.float64)
+        lone = count_with(every[_first_per_slice(fold_group, keys, count)])
+
+        def slice_words(counts: LayerCounts, level: str, kind: str) -> np.ndarray:
+            """Per fold: the operand's words at ``level``, as the slice's share of what the layer moves."""
+            words = counts.traffic.fold_accesses[level][op][kind].astype(np.float64)
+            if op == "inputs":
+                # A slice kept from the previous fold was fetched by that fold only: share by distinct elements.
+                words = _spread(words, plan.group, unique * counts.executed)
+            elif level == "dram" and kind == "writes":
+                # A tile no fold produces is written anyway (zeros): that write is the constant's.
+                words = words - np.where(counts.executed, tile_words, 0) / np.maximum(
+                    np.bincount(keys, weights=counts.executed, minlength=keys_count)[keys], 1
+                )
+            return words
+
+        s = _empty_counts(keys_count)
+        for level in ("dram", "buffer"):
+            for kind in ("reads", "writes"):
+                total = np.bincount(keys, weights=slice_words(probe, level, kind), minlength=keys_count)
+                alone = np.bincount(keys, weights=slice_words(lone, level, kind), minlength=keys_count)
+                # Linear in the running folds through "all" and "one": the slice pays the intercept, each fold the slope.
+                many = folds > 1
+                slope = np.where(many, (total - alone) / np.maximum(folds - 1, 1), total / np.maximum(folds, 1))
+                s["accesses"][level][op][kind] = np.where(many, alone - slope, 0.0)
+                g["accesses"][level][op][kind] = by_group(slope[keys])
+        slices[op] = s
+
+    effective = probe.effective.astype(np.float64)
+    g["effective_macs"] = by_group(effective)
+    g["gated_macs"] = by_group(plan.mac_slots - effective)
+    # Cycles. A fold's next data arrives while it computes (double buffering), so in steady
+    # state a fold stalls only for the transfers beyond its own length; the first fold's
+    # fetch and the last fold's write-back overlap nothing: the layer pays them once
+    # ("layer", whichever groups run). Words a shared item adds or saves move at the
+    # bandwidth. What this misses of the counted cycles goes with the groups' DRAM words.
+    def dram_words(c: dict) -> np.ndarray:
+        return sum(c["accesses"]["dram"][op][kind] for op in OPERANDS for kind in ("reads", "writes"))
+
+    bandwidth = profile.memory.dram.bandwidth_words_per_cycle
+    per_word = 0.0 if math.isinf(bandwidth) else 1.0 / bandwidth
+    steady = np.maximum((probe.traffic.fold_dram_reads + probe.traffic.fold_dram_writes) * per_word - plan.fold_cycles, 0.0)
+    g["cycles"] = by_group(plan.fold_cycles + steady)
+    for c in slices.values():
+        c["cycles"] = per_word * dram_words(c)
+    # What the layer pays once: the cycles of group 0 alone beyond its folds and its shared
+    # items, scaled from group 0's fetch to the mean fold's (which fold runs first is not known).
+    alone = count_with(every[:1])
+    own = g["cycles"][0] + sum(
+        c["cycles"][used_shared(incidence[kind], every == 0)].sum() for kind, c in slices.items()
+    )
+    fetch = probe.traffic.fold_dram_reads.astype(np.float64)
+    first = fetch[fold_group == 0].sum()
+    scale = fetch.sum() / count / first if first > 0 else 1.0
+    layer = _empty_counts(1)
+    layer["cycles"] = np.array([(float(alone.cycles - none.cycles) - own) * scale])
+    counted = g["cycles"].sum() + layer["cycles"][0] + sum(c["cycles"].sum() for c in slices.values())
+    words = dram_words(g)
+    rest = float(probe.cycles - none.cycles) - counted
+    g["cycles"] = g["cycles"] + (rest * words / words.sum() if words.sum() else rest / count)
+    slices["layer"] = layer
+    return GroupCounts(constant=none, groups=g, slices=slices)
