@@ -7,6 +7,7 @@ release them for regrowth), and prints the overhead per step with a projection e
 `--interval` batches: t_projection / (interval * t_step). Goal: below 10 %.
 
     python benchmarks/bench_train_step.py [--interval 10] [--steps 200] [--threads 1]
+        [--estimator systolic --profile edge-16x16 --structure tile|hybrid]
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--estimator", default="paper", choices=list(ESTIMATORS))
     parser.add_argument("--profile", default="eyeriss-iclr19")
+    parser.add_argument("--structure", default="none", help="none, tile or hybrid (tiles need e.g. edge-16x16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, shape = build_model("lenet5")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # interval=1 and no annealing: every pruner.step() is a projection at the budget.
-        pruner = EnergyPruner(model, args.profile, budget=0.3, input_shape=shape, estimator=args.estimator, interval=1)
+        # interval=1 and a long phase: every pruner.step() is an annealed projection (not the
+        # phase's last, which on the systolic estimator also searches its landing on the simulator).
+        pruner = EnergyPruner(model, args.profile, budget=0.3, input_shape=shape, estimator=args.estimator, interval=1,
+                              structure=args.structure, total_steps=10**6)
     data = load_dataset("digits", input_shape=shape).train
     loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True, drop_last=True)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

@@ -106,7 +106,7 @@ class EnergyModel:
             ids, own, _ = self._group_structure(coeffs.name)
             nonzero = weights[coeffs.name].detach().reshape(-1).cpu() != 0
             kept = np.zeros(own.size, bool)
-            kept[ids.reshape(-1)[nonzero].numpy()] = True
+            kept[ids.reshape(-1)[nonzero].cpu().numpy()] = True
             out[coeffs.name] = kept
         return out
 

@@ -522,7 +522,7 @@ def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
     """Indices of the True entries of a 1-D bool tensor, ascending (int64)."""
     if mask.device.type == "cpu":
         # numpy's flatnonzero is several times faster than torch.nonzero on CPU.
-        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+        return torch.from_numpy(np.flatnonzero(mask.cpu().numpy()))
     return torch.nonzero(mask).view(-1)
 
 

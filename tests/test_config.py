@@ -20,7 +20,7 @@ _GOOD = dict(model="lenet5", dataset="digits", profile="eyeriss-iclr19", out="ru
 # A wrong value for every field (each must give its own line).
 _WRONG = dict(
     model="", dataset="nope", profile=3, out=None, budget=1.5, budget_abs=-1.0, overrides=("a=1", 2),
-    estimator="spice", method="random", input_mask=1, epochs=2.0, pretrain_epochs=-1, mask_epochs="3",
+    estimator="spice", method="random", structure="channel", input_mask=1, epochs=2.0, pretrain_epochs=-1, mask_epochs="3",
     max_rounds=0, mask_keep=0, mask_keep_step=1, finetune_epochs=-1, lr=float("nan"), momentum=1.0,
     weight_decay=-1, mask_lr=0, batch_size=True, proj_interval=0, seed=None, checkpoint=3, distill="yes",
     regrow=None, data_root=1, input_shape=(0,), strict=0, device="gpu0", amp="no", workers=-1, quiet="q",
