@@ -13,3 +13,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def lenet5():
+    """The lenet5 workload (built once per test session; its unmodelled ReLU/pool warning silenced)."""
+    import warnings
+
+    from energysim import build_model, extract_workload
+
+    model, shape = build_model("lenet5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return extract_workload(model, shape, name="lenet5")

@@ -1,6 +1,5 @@
 """Skip groups and their costs in the coefficient table (energysim.model.groups, energysim.coeffs)."""
 
-import warnings
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from energysim import LayerSparsity, build_model, extract_workload, load_profile
+from energysim import LayerSparsity, extract_workload, load_profile
 from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features, verify_table
 from energysim.dataflow import get_dataflow
 from energysim.estimators import get_estimator
@@ -132,14 +131,6 @@ def test_the_split_adds_up_to_the_layer_with_and_without_every_group(c_in, c_out
     assert coeffs.predict(pattern_features(layer, ls, profile)) == pytest.approx(truth, rel=1e-9)
     assert set(rows_of) <= {"inputs", "channels", "outputs", "layer"}
     assert len(coeffs.group_cost) == count and all(np.isfinite(coeffs.group_cost))
-
-
-@pytest.fixture(scope="module")
-def lenet5():
-    model, shape = build_model("lenet5")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return extract_workload(model, shape, name="lenet5")
 
 
 def test_lenet5_table_on_edge_16x16_within_the_measured_error(lenet5):

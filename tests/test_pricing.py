@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 
 import energysim.estimators.paper as paper
 import energysim.estimators.systolic as systolic
-from energysim import build_model, extract_workload, load_profile, simulate
+from energysim import load_profile, simulate
 from energysim.calibrate import Measurement, Run, design_matrix
 from energysim.estimators import ESTIMATORS, Estimator, get_estimator
 from energysim.estimators.pricing import PARAMETERS, AccessCounts, energy_breakdown, parameter_counts
@@ -21,14 +20,6 @@ from energysim.sparsity import Sparsity
 
 SETTINGS = settings(max_examples=60, deadline=None)
 PROFILES = {name: load_profile(name) for name in ("eyeriss-65nm", "eyeriss-iclr19", "edge-16x16")}
-
-
-@pytest.fixture(scope="module")
-def lenet5():
-    model, shape = build_model("lenet5")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return extract_workload(model, shape, name="lenet5")
 
 
 @st.composite
