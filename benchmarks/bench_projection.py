@@ -96,8 +96,9 @@ def bench(shapes, millions, repeats, device, seed):
     return flat.numel(), t_sort, t_project, sum(result.kept.values()), result.energy / budget
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_arguments(doc: str, argv=None) -> tuple[argparse.Namespace, torch.device]:
+    """The options shared by the projection benchmarks; prints the torch setup."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument(
         "--weights-millions",
         type=float,
@@ -110,6 +111,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    return args, device
+
+
+def main(argv=None):
+    args, device = parse_arguments(__doc__, argv)
     for label, shapes, millions in (("alexnet", ALEXNET_SHAPES, args.weights_millions),
                                     ("lenet5", LENET5_SHAPES, None)):
         n, t_sort, t_project, kept, used = bench(shapes, millions, args.repeats, device, args.seed)

@@ -16,14 +16,13 @@ Usage: python benchmarks/bench_structured_projection.py [--weights-millions 61.1
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
 
 import torch
 
-from bench_projection import ALEXNET_SHAPES, BUDGET_SHARE, make_weights
+from bench_projection import ALEXNET_SHAPES, BUDGET_SHARE, make_weights, parse_arguments
 from compress.projection import LayerCost, floor_energy, project, proxy_energy
 from compress.structured import GroupCost, group_floor_energy, project_groups, proxy_group_energy
 
@@ -68,19 +67,7 @@ def median_seconds(fn, repeats, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--weights-millions",
-        type=float,
-        default=None,
-        help="shrink AlexNet's layers to about this many million weights (default: full 61.1 M)",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+    args, device = parse_arguments(__doc__, argv)
 
     weights = make_weights(ALEXNET_SHAPES, args.weights_millions, device, args.seed)
     layer_costs, group_costs = make_costs(weights)
