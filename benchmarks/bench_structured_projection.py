@@ -17,12 +17,10 @@ Usage: python benchmarks/bench_structured_projection.py [--weights-millions 61.1
 from __future__ import annotations
 
 import math
-import statistics
-import time
 
 import torch
 
-from bench_projection import ALEXNET_SHAPES, BUDGET_SHARE, make_weights, parse_arguments
+from bench_projection import ALEXNET_SHAPES, BUDGET_SHARE, make_weights, median_seconds, parse_arguments
 from compress.projection import LayerCost, floor_energy, project, proxy_energy
 from compress.structured import GroupCost, group_floor_energy, project_groups, proxy_group_energy
 
@@ -51,19 +49,6 @@ def make_costs(weights):
         charges = torch.full((n_groups,), TILE_CHARGE_WEIGHTS * per_weight, dtype=torch.float64)
         group_costs[name] = GroupCost(name, groups, charges, per_weight, constant)
     return layer_costs, group_costs
-
-
-def median_seconds(fn, repeats, device):
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None):

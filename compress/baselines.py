@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from .projection import InfeasibleBudgetError, LayerCost, floor_energy, layer_energy, proxy_energy
-from .structured import GroupCost, group_floor_energy, proxy_group_energy
+from .structured import GroupCost, group_floor_energy, group_sums, proxy_group_energy
 
 __all__ = [
     "BASELINES",
@@ -157,9 +157,7 @@ def _tile_ranking(weights: Mapping[str, torch.Tensor], costs: Mapping[str, Group
     """Every tile with a nonzero weight, by L2 norm descending (ties: layer order, then id): (layer index, group id)."""
     norms, owners, ids = [], [], []
     for i, name in enumerate(weights):
-        w = weights[name].detach().reshape(-1).double().cpu()
-        groups = costs[name].groups.reshape(-1).cpu()
-        norm = torch.zeros(costs[name].group_cost.numel(), dtype=torch.float64).index_add_(0, groups, w.square())
+        norm = group_sums(weights[name], costs[name])[0].cpu()
         live = torch.nonzero(norm > 0).reshape(-1)
         norms.append(norm[live])
         owners.append(torch.full((live.numel(),), i))

@@ -28,7 +28,7 @@ from energysim.coeffs import CoefficientTable, coefficient_table, pattern_featur
 from energysim.sparsity import LayerSparsity
 
 from energysim.dataflow import get_dataflow
-from energysim.model.groups import shared_incidence, weight_groups
+from energysim.model.groups import kept_groups, shared_incidence, weight_groups
 
 from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
 from .structured import GroupCost
@@ -101,14 +101,12 @@ class EnergyModel:
 
     def kept_groups(self, weights: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Per layer, bool per skip group: whether it keeps a nonzero weight of ``weights``."""
-        out = {}
-        for coeffs in self.table.layers:
-            ids, own, _ = self._group_structure(coeffs.name)
-            nonzero = weights[coeffs.name].detach().reshape(-1).cpu() != 0
-            kept = np.zeros(own.size, bool)
-            kept[ids.reshape(-1)[nonzero].cpu().numpy()] = True
-            out[coeffs.name] = kept
-        return out
+        dataflow = get_dataflow(self.profile.array.dataflow)
+        return {
+            c.name: kept_groups(self.workload.layer(c.name), self.profile, dataflow,
+                                (weights[c.name].detach() != 0).cpu().numpy())
+            for c in self.table.layers
+        }
 
     def group_costs(
         self,

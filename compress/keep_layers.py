@@ -27,19 +27,15 @@ from dataclasses import replace
 import torch
 
 from .schedule import InfeasibleBudgetError
-from .structured import GroupCost, group_floor_energy, proxy_group_energy
+from .structured import GroupCost, group_floor_energy, group_sums, proxy_group_energy
 
 __all__ = ["RANKINGS", "keep_every_layer", "reserved_floor"]
 
 
 def _group_sums(weight: torch.Tensor, cost: GroupCost) -> tuple[torch.Tensor, torch.Tensor]:
     """Per group: sum of w**2 and number of nonzero weights (float64, on the CPU)."""
-    w = weight.detach().reshape(-1).double().cpu()
-    ids = cost.groups.reshape(-1).cpu()
-    size = cost.group_cost.numel()
-    value = torch.zeros(size, dtype=torch.float64).index_add_(0, ids, w.square())
-    nonzero = torch.zeros(size, dtype=torch.float64).index_add_(0, ids, (w != 0).double())
-    return value, nonzero
+    value, count = group_sums(weight, cost)
+    return value.cpu(), count.cpu().double()
 
 
 def _energies(cost: GroupCost, nonzero: torch.Tensor) -> torch.Tensor:

@@ -118,6 +118,7 @@ from .projection import (
 from .schedule import InfeasibleBudgetError
 
 __all__ = [
+    "group_sums",
     "GroupCost",
     "GroupProjectionResult",
     "InfeasibleBudgetError",
@@ -545,6 +546,18 @@ def _group_sums(
         if not dense:
             count.index_add_(0, groups[part], nonzero[part].long())
     return value, count, None if dense else nonzero
+
+
+def group_sums(weight: torch.Tensor, cost: GroupCost) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group of ``cost``: the sum of ``w**2`` (float64) and the number of nonzero weights (int64).
+
+    >>> cost = GroupCost("fc", torch.tensor([0, 0, 1]), torch.tensor([1.0, 1.0], dtype=torch.float64), 0.0, 0.0)
+    >>> [t.tolist() for t in group_sums(torch.tensor([3.0, 0.0, 2.0]), cost)]
+    [[9.0, 4.0], [1, 1]]
+    """
+    flat = weight.detach().reshape(-1)
+    value, count, _ = _group_sums(flat, cost.groups.reshape(-1).to(flat.device), cost.group_cost.numel())
+    return value, count
 
 
 def _weight_ratios(flat: torch.Tensor, per_weight: float) -> torch.Tensor:
