@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from energysim import Profile, Report, Sparsity, Workload, simulate
-from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features
+from energysim.coeffs import CoefficientTable, LayerCoefficients, coefficient_table, pattern_features
 from energysim.sparsity import LayerSparsity
 
 from energysim.dataflow import get_dataflow
@@ -129,10 +129,11 @@ class EnergyModel:
             raise ValueError(f"profile {self.profile.name!r} skips no weight tiles: there are no group costs")
         input_masks = input_masks or {}
         out = {}
-        for coeffs, cost in zip(self.table.layers, self.costs(input_masks).values()):
+        for coeffs in self.table.layers:
             ids = self._group_structure(coeffs.name)[0]
             group_cost = self._shared_split(coeffs.name, None if kept is None else kept[coeffs.name])
             features = self._features(coeffs.name, input_masks.get(coeffs.name))
+            cost = self._layer_cost(coeffs, features)
             empty = features | {
                 "weights": 0,
                 "effective_macs": 0,
@@ -159,22 +160,25 @@ class EnergyModel:
     def costs(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> dict[str, LayerCost]:
         """Per-layer weight costs for the projection, given the current input masks."""
         input_masks = input_masks or {}
-        costs = {}
-        for coeffs in self.table.layers:
-            features = self._features(coeffs.name, input_masks.get(coeffs.name))
-            macs_per_weight = features["effective_macs"] / coeffs.weight_count
-            zero_weights = features | {"weights": 0, "effective_macs": 0}
-            floor = _FREE_WEIGHT * coeffs.dense_energy
-            per_weight = max(coeffs.per_weight + coeffs.per_effective_mac * macs_per_weight, floor)
-            overflow = max(coeffs.per_weight_overflow + coeffs.per_effective_mac * macs_per_weight, per_weight)
-            costs[coeffs.name] = LayerCost(
-                name=coeffs.name,
-                per_weight=per_weight,
-                per_weight_overflow=overflow,
-                breakpoint=coeffs.weight_breakpoint,
-                constant=max(coeffs.predict(zero_weights), 0.0),
-            )
-        return costs
+        return {
+            c.name: self._layer_cost(c, self._features(c.name, input_masks.get(c.name))) for c in self.table.layers
+        }
+
+    @staticmethod
+    def _layer_cost(coeffs: LayerCoefficients, features: dict) -> LayerCost:
+        """A layer's :class:`LayerCost` for the pattern ``features`` describes (its input masks)."""
+        macs_per_weight = features["effective_macs"] / coeffs.weight_count
+        zero_weights = features | {"weights": 0, "effective_macs": 0}
+        floor = _FREE_WEIGHT * coeffs.dense_energy
+        per_weight = max(coeffs.per_weight + coeffs.per_effective_mac * macs_per_weight, floor)
+        overflow = max(coeffs.per_weight_overflow + coeffs.per_effective_mac * macs_per_weight, per_weight)
+        return LayerCost(
+            name=coeffs.name,
+            per_weight=per_weight,
+            per_weight_overflow=overflow,
+            breakpoint=coeffs.weight_breakpoint,
+            constant=max(coeffs.predict(zero_weights), 0.0),
+        )
 
     def proxy_energy(
         self, weight_masks: Mapping[str, torch.Tensor], input_masks: Mapping[str, np.ndarray | None] | None = None
