@@ -16,6 +16,7 @@ import numpy as np
 from ..dataflow import get_dataflow
 from ..model import LayerCounts, simulate_layer
 from ..model.groups import group_counts, has_weight_groups
+from ..model.search import layer_mapping
 from ..report import LayerReport
 from ..sparsity import LayerSparsity, Sparsity
 from ..spec import Profile, with_overrides
@@ -34,7 +35,8 @@ def layer_counts(
     ----------
     layer : LayerSpec
     profile : Profile
-        Its ``array.dataflow`` selects the dataflow.
+        Its ``array.dataflow`` selects the dataflow, its ``mapping.search`` the mapping
+        (chosen once per dense layer, then used for every pattern).
     layer_sparsity : LayerSparsity, optional
         Weight and input masks; None (or None masks) is dense.
     cycle_level : bool, default True
@@ -42,13 +44,15 @@ def layer_counts(
         closed forms, without a trace (faster inside a training loop).
     """
     ls = layer_sparsity if layer_sparsity is not None else LayerSparsity()
+    dataflow = get_dataflow(profile.array.dataflow)
     return simulate_layer(
         profile,
         layer,
-        get_dataflow(profile.array.dataflow),
+        dataflow,
         ls.weight_mask,
         ls.input_mask,
         cycle_level=cycle_level,
+        mapping=layer_mapping(profile, layer, dataflow),
     )
 
 
@@ -93,6 +97,8 @@ def _report(layer: LayerSpec, profile: Profile, counts: LayerCounts) -> LayerRep
             "mapping_efficiency": float(plan.mapping_efficiency.mean()),
             "inputs_resident": bool(counts.traffic.resident["inputs"]),
             "weights_resident": bool(counts.traffic.resident["weights"]),
+            "partial_sums_on_chip": bool(counts.traffic.resident["outputs"]),
+            "mapping": plan.mapping.to_dict() | {"name": plan.mapping.name, "search": profile.mapping.search},
         },
     )
 

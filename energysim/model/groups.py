@@ -47,6 +47,7 @@ from .gemm import gemm_operands, input_index
 from .macs import fold_slice_sums
 from .layer import LayerCounts, dense_input_slices, simulate_layer
 from .memory import rf_fold_accesses
+from .search import layer_mapping
 
 __all__ = [
     "SHARED",
@@ -66,7 +67,8 @@ def has_weight_groups(profile: Profile, dataflow: Dataflow) -> bool:
 
 
 def _plan(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> FoldPlan:
-    return plan_folds(layer.gemm, layer.groups, dataflow, profile.array.rows, profile.array.cols)
+    mapping = layer_mapping(profile, layer, dataflow)
+    return plan_folds(layer.gemm, layer.groups, dataflow, profile.array.rows, profile.array.cols, mapping)
 
 
 def _check_groups(profile: Profile, dataflow: Dataflow) -> None:
@@ -248,7 +250,7 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
 
     def count_with(groups: np.ndarray) -> LayerCounts:
         mask = _first_weights(layer, plan, groups)
-        return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False)
+        return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False, mapping=plan.mapping)
 
     every = np.arange(count)
     probe, none = count_with(every), count_with(every[:0])
@@ -262,7 +264,7 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
         for kind, values in rw.items():
             g["accesses"]["rf"][op][kind] = by_group(values.astype(np.float64))
 
-    unique = dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols)[2].astype(np.float64)
+    unique = dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols, plan.mapping)[2].astype(np.float64)
     tile_words = (plan.extent_of("M") * plan.extent_of("N")).astype(np.float64)
     slices = {}
     shared = ["outputs"]

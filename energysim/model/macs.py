@@ -50,8 +50,8 @@ def weighted_block_sums(
 def fold_slice_sums(plan: FoldPlan, array: np.ndarray, dims: tuple[str, str]) -> np.ndarray:
     """Per fold, the sum of ``array`` (G, dims[0], dims[1]) over the fold's slice.
 
-    The slice covers the fold's block along each mapped dimension and all of the
-    streamed one.
+    The slice covers the fold's block along each mapped dimension and its stream tile
+    of the streamed one.
     """
     summed = weighted_block_sums(array, plan.block_size_of(dims[0]), plan.block_size_of(dims[1]))
     return summed[plan.group, plan.block_of(dims[0]), plan.block_of(dims[1])]
@@ -67,16 +67,35 @@ def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray]) -> np.n
         Output of ``plan.dataflow.arrange(x, w)`` (uint8 masks).
     """
     R, C = plan.array_rows, plan.array_cols
+    tiles, stream = plan.mapping.stream_tiles, plan.stream
     p = arranged.get("stationary")
     a = arranged.get("row_stream")
     b = arranged.get("col_stream")
+
+    def per_tile(stream_op: np.ndarray) -> np.ndarray:
+        """Stream sums per stream tile: (G, n, tiles)."""
+        groups, n, _ = stream_op.shape
+        return stream_op.reshape(groups, n, tiles, stream).sum(axis=3, dtype=np.int64)
+
     if p is not None:
-        row_weight = None if a is None else a.sum(axis=2, dtype=np.int64)  # (G, rows)
-        col_weight = None if b is None else b.sum(axis=2, dtype=np.int64)  # (G, cols)
-        per_block = weighted_block_sums(p, R, C, row_weight, col_weight)
+        row_weight = None if a is None else per_tile(a)  # (G, rows, tiles)
+        col_weight = None if b is None else per_tile(b)  # (G, cols, tiles)
+        per_block = np.stack(
+            [
+                weighted_block_sums(
+                    p, R, C, None if row_weight is None else np.ascontiguousarray(row_weight[..., s]),
+                    None if col_weight is None else np.ascontiguousarray(col_weight[..., s]),
+                )
+                for s in range(tiles)
+            ],
+            axis=-1,
+        )  # (G, row blocks, col blocks, tiles)
     else:
         # float64 products are exact: every count is far below 2**53.
         rows = block_sums(a, 1, R).astype(np.float64)  # (G, row blocks, T)
         cols = block_sums(b, 1, C).astype(np.float64)  # (G, col blocks, T)
-        per_block = np.rint(rows @ cols.transpose(0, 2, 1)).astype(np.int64)
-    return per_block[plan.group, plan.row_block, plan.col_block]
+        g, rb, cb = rows.shape[0], rows.shape[1], cols.shape[1]
+        rows = rows.reshape(g, rb, tiles, stream).transpose(0, 2, 1, 3)  # (G, tiles, rb, stream)
+        cols = cols.reshape(g, cb, tiles, stream).transpose(0, 2, 3, 1)  # (G, tiles, stream, cb)
+        per_block = np.rint(rows @ cols).astype(np.int64).transpose(0, 2, 3, 1)
+    return per_block[plan.group, plan.row_block, plan.col_block, plan.stream_block]

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _kernels
 from ..report import OPERANDS, empty_accesses
 from .folds import FoldPlan
 
@@ -50,6 +51,7 @@ __all__ = [
     "buffer_capacities",
     "fetch_words",
     "first_occurrence_words",
+    "live_output_words",
     "output_traffic",
     "rf_accesses",
     "rf_fold_accesses",
@@ -110,7 +112,7 @@ def fetch_words(
     resident: bool,
     capacity: float,
 ) -> np.ndarray:
-    """DRAM words each fold fetches for one operand (see the module docstring).
+    """DRAM words each fold fetches for an operand with disjoint slices (see the module docstring).
 
     Parameters
     ----------
@@ -124,16 +126,12 @@ def fetch_words(
     resident : bool
         Whether the operand's per-group footprint fits ``capacity``.
     capacity : float
-        Buffer words of this operand.
+        Buffer words of this operand; half of it keeps the most recent slices.
     """
     if resident:
         return np.where(executed, first_words, 0)
-    words = np.where(executed, slice_words, 0)
-    order = np.flatnonzero(executed)
-    if order.size > 1:
-        kept = order[1:][(keys[order[1:]] == keys[order[:-1]]) & (slice_words[order[1:]] <= capacity / 2)]
-        words[kept] = 0
-    return words
+    n_keys = int(keys.max(initial=-1)) + 1
+    return _kernels.window_fetch(keys, slice_words.astype(np.int64), executed, capacity / 2, n_keys)
 
 
 def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: np.ndarray) -> np.ndarray:
@@ -145,6 +143,36 @@ def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: 
     return words
 
 
+def _tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output-tile keys and words per fold, and whether each executed fold is its tile's first / last."""
+    keys = plan.slice_key(("M", "N"))
+    tile = plan.extent_of("M") * plan.extent_of("N")
+    order = np.flatnonzero(executed)
+    first = np.zeros(plan.count, bool)
+    last = np.zeros(plan.count, bool)
+    if order.size:
+        k = keys[order]
+        _, at_first = np.unique(k, return_index=True)
+        _, at_last = np.unique(k[::-1], return_index=True)
+        first[order[at_first]] = True
+        last[order[order.size - 1 - at_last]] = True
+    return keys, tile, first, last
+
+
+def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
+    """Most partial-sum words live at once: tiles between their first and last executed fold.
+
+    With SCALE-Sim's order a tile's folds are consecutive and this is one tile; with the
+    row loop outside the column loop (WS, IS) every column block's tile is live at once.
+    """
+    keys, tile, first, last = _tile_spans(plan, executed)
+    if not executed.any():
+        return 0
+    change = np.where(first, tile, 0) - np.where(last, tile, 0)
+    live = np.cumsum(change[executed]) + np.where(last, tile, 0)[executed]
+    return int(live.max())
+
+
 def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dict[str, np.ndarray | int]:
     """Partial-sum and output traffic per fold (see the module docstring).
 
@@ -153,28 +181,31 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
     dict
         ``buffer_reads``, ``buffer_writes``, ``dram_reads`` (needed before the fold),
         ``dram_writes`` (after the fold): int64 arrays (F,); ``final_dram_writes``:
-        words of output tiles no executed fold produced; ``tile_words``: largest tile.
+        words of output tiles no executed fold produced; ``tile_words``: the most words
+        live at once; ``on_chip``: whether partial sums stay in the buffer.
     """
-    keys = plan.slice_key(("M", "N"))
-    tile = plan.extent_of("M") * plan.extent_of("N")
-    order = np.flatnonzero(executed)
-    first = np.zeros(plan.count, bool)
-    last = np.zeros(plan.count, bool)
-    if order.size:
-        k = keys[order]
-        first[order] = np.r_[True, k[1:] != k[:-1]]
-        last[order] = np.r_[k[1:] != k[:-1], True]
+    keys, tile, first, last = _tile_spans(plan, executed)
+    live = live_output_words(plan, executed)
     zero = np.zeros(plan.count, np.int64)
-    fits = capacity > 0 and int(tile.max(initial=0)) <= capacity / 2
+    fits = capacity > 0 and live <= capacity / 2
+    produced_words = np.where(executed, tile, 0)
+    read_back = np.where(executed & ~first, tile, 0)
     if fits:
-        buffer_writes = np.where(executed, tile, 0)
-        buffer_reads = np.where(executed & ~first, tile, 0) + np.where(last, tile, 0)
+        buffer_writes = produced_words
+        buffer_reads = read_back + np.where(last, tile, 0)
         dram_reads = zero
         dram_writes = np.where(last, tile, 0)
     else:
-        buffer_writes = buffer_reads = zero
-        dram_reads = np.where(executed & ~first, tile, 0)
-        dram_writes = np.where(executed, tile, 0)
+        dram_reads = read_back
+        dram_writes = produced_words
+        if capacity > 0:
+            # Spilled partial sums pass through the buffer both ways: written from the
+            # array and read out to DRAM; read back from DRAM into it and out to the array.
+            buffer_writes = produced_words + read_back
+            buffer_reads = produced_words + read_back
+        else:
+            buffer_writes = buffer_reads = zero
+    order = np.flatnonzero(executed)
     produced = np.zeros(int(keys.max(initial=-1)) + 1, bool)
     produced[keys[order]] = True
     all_keys, at = np.unique(keys, return_index=True)
@@ -185,7 +216,8 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
         "dram_reads": dram_reads,
         "dram_writes": dram_writes,
         "final_dram_writes": final,
-        "tile_words": int(tile.max(initial=0)),
+        "tile_words": live,
+        "on_chip": bool(fits),
     }
 
 
@@ -231,7 +263,8 @@ class MemoryTraffic:
     final_dram_writes : int
         Output words written at the end (tiles no executed fold produced).
     resident : dict
-        Per operand (inputs, weights), whether its footprint fits its buffer.
+        Per operand (inputs, weights), whether its footprint fits its buffer; for
+        outputs, whether the partial sums stay in the buffer.
     capacities : Capacities
     """
 
@@ -250,23 +283,27 @@ class MemoryTraffic:
         executed: np.ndarray,
         inputs: dict[str, np.ndarray],
         weights: dict[str, np.ndarray],
-        input_footprint: int,
-        weight_footprint: int,
-        buffer,
+        resident: dict[str, bool],
+        caps: Capacities,
     ) -> "MemoryTraffic":
         """Assemble the DRAM and buffer counts (the caller adds ``rf_accesses``).
 
         ``inputs`` and ``weights`` hold per-fold ``keys``, ``buffer_words`` (streamed
-        into the array), ``slice_words`` (DRAM words of the slice) and ``first_words``.
-        The footprints are the largest per-group ones.
+        into the array), ``slice_words`` (DRAM words of the slice) and ``first_words``;
+        ``inputs`` also ``fetched`` (its slices overlap, so the words not on chip are
+        counted element by element, :func:`energysim._kernels.slice_unique_counts`).
+        ``resident`` says, per operand, whether its largest per-group footprint fits its
+        capacity in ``caps`` (:func:`buffer_capacities`).
         """
-        out_tile = int((plan.extent_of("M") * plan.extent_of("N")).max(initial=0))
-        caps = buffer_capacities(buffer, input_footprint, weight_footprint, out_tile)
-        resident = {"inputs": input_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
         per_fold = {level: {} for level in ("dram", "buffer")}
         fold_reads = np.zeros(plan.count, np.int64)
         for operand, info, cap in (("inputs", inputs, caps.inputs), ("weights", weights, caps.weights)):
-            dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, resident[operand], cap)
+            if resident[operand]:
+                dram = np.where(executed, info["first_words"], 0)
+            elif "fetched" in info:
+                dram = np.where(executed, info["fetched"], 0)
+            else:
+                dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, False, cap)
             fold_reads += dram
             per_fold["dram"][operand] = {"reads": dram, "writes": np.zeros(plan.count, np.int64)}
             per_fold["buffer"][operand] = {"reads": np.where(executed, info["buffer_words"], 0), "writes": dram}
@@ -278,4 +315,5 @@ class MemoryTraffic:
         for level, operands in per_fold.items():
             accesses[level] |= _summed(operands)
         accesses["dram"]["outputs"]["writes"] += outputs["final_dram_writes"]
+        resident = dict(resident, outputs=outputs["on_chip"])
         return cls(accesses, per_fold, fold_reads, outputs["dram_writes"], outputs["final_dram_writes"], resident, caps)
