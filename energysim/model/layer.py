@@ -114,6 +114,16 @@ def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, exec
     )
 
 
+@lru_cache(maxsize=8)
+def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray]]:
+    """The dense layer's operands and their arrangement, read-only: a mapping search evaluates them once per candidate."""
+    ops = gemm_operands(layer, None, None)
+    arranged = dataflow.arrange(ops.x, ops.w)
+    for array in (ops.x, ops.w, *arranged.values()):
+        array.setflags(write=False)
+    return ops, arranged
+
+
 def _weight_slices(plan: FoldPlan, ops: GemmOperands, profile: Profile, executed: np.ndarray) -> tuple[dict, int]:
     """Per-fold weight slice words (stored format) and the largest per-group footprint."""
     keys = plan.slice_key(("K", "N"))
@@ -239,8 +249,11 @@ def simulate_layer(
     """
     rows, cols = profile.array.rows, profile.array.cols
     plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
-    ops = gemm_operands(layer, weight_mask, input_mask)
-    arranged = dataflow.arrange(ops.x, ops.w)
+    if weight_mask is None and input_mask is None:
+        ops, arranged = _dense_operands(layer, dataflow)
+    else:
+        ops = gemm_operands(layer, weight_mask, input_mask)
+        arranged = dataflow.arrange(ops.x, ops.w)
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:

@@ -78,18 +78,16 @@ def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray]) -> np.n
         return stream_op.reshape(groups, n, tiles, stream).sum(axis=3, dtype=np.int64)
 
     if p is not None:
-        row_weight = None if a is None else per_tile(a)  # (G, rows, tiles)
-        col_weight = None if b is None else per_tile(b)  # (G, cols, tiles)
-        per_block = np.stack(
-            [
-                weighted_block_sums(
-                    p, R, C, None if row_weight is None else np.ascontiguousarray(row_weight[..., s]),
-                    None if col_weight is None else np.ascontiguousarray(col_weight[..., s]),
-                )
-                for s in range(tiles)
-            ],
-            axis=-1,
-        )  # (G, row blocks, col blocks, tiles)
+        # One stream besides the stationary operand: sum P over the fold's other array
+        # dimension first, then weight each array line by its stream sum per tile.
+        if a is not None:
+            lines = weighted_block_sums(p, 1, C)  # (G, rows, col blocks)
+            weighted = lines[..., None] * per_tile(a)[:, :, None, :]  # (G, rows, col blocks, tiles)
+            per_block = block_sums(weighted, 1, R)
+        else:
+            lines = weighted_block_sums(p, R, 1)  # (G, row blocks, cols)
+            weighted = lines.transpose(0, 2, 1)[..., None] * per_tile(b)[:, :, None, :]  # (G, cols, row blocks, tiles)
+            per_block = block_sums(weighted, 1, C).transpose(0, 2, 1, 3)
     else:
         # float64 products are exact: every count is far below 2**53.
         rows = block_sums(a, 1, R).astype(np.float64)  # (G, row blocks, T)
