@@ -32,8 +32,10 @@ derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
 The table models each estimator's relaxed energy (``LayerReport.energy_relaxed``), which
 is its energy for an estimator without a relaxed bound.
 
-The table is JSON with a schema version, model, profile name and profile digest; loading
-it against a different profile is refused as stale.
+The table is JSON with a schema version, model, profile name and profile digest, and the
+``mapping.search`` it was built with (plus each layer's chosen mapping); loading it
+against a different profile, or a profile with another ``mapping.search``, is refused as
+stale.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from .files import atomic_write_json
 from .estimators.paper import paper_constants, pattern_counts
 from .dataflow import get_dataflow
 from .model.groups import has_weight_groups, kept_groups, shared_incidence, used_shared, weight_groups
+from .model.search import layer_mapping
 from .sparsity import LayerSparsity
 from .spec import Profile, load_profile
 from .workload import LayerSpec, Workload
@@ -167,6 +170,8 @@ class CoefficientTable:
     estimator: str
     units: str
     layers: list[LayerCoefficients]
+    mapping: str = "scalesim"
+    mappings: dict[str, str] | None = None
 
     def layer(self, name: str) -> LayerCoefficients:
         return find_named(self.layers, name, f"the coefficient table of {self.model!r}")
@@ -189,6 +194,8 @@ class CoefficientTable:
             "profile_digest": self.profile_digest,
             "estimator": self.estimator,
             "units": self.units,
+            "mapping": self.mapping,
+            "mappings": self.mappings,
             "layers": [asdict(l) for l in self.layers],
         }
 
@@ -211,6 +218,8 @@ class CoefficientTable:
             estimator=data["estimator"],
             units=data["units"],
             layers=layers,
+            mapping=data.get("mapping", "scalesim"),
+            mappings=data.get("mappings"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -225,6 +234,11 @@ class CoefficientTable:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable coefficient table ({exc})") from None
         table = cls.from_dict(data, str(path))
+        if profile is not None and table.mapping != profile.mapping.search:
+            raise ValueError(
+                f"{path}: stale coefficient table: built with mapping.search {table.mapping!r}, the profile has "
+                f"{profile.mapping.search!r}; regenerate it"
+            )
         if profile is not None and table.profile_digest != profile.digest:
             raise ValueError(
                 f"{path}: stale coefficient table: derived from profile {table.profile!r} (digest "
@@ -269,7 +283,18 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
             floor["kept_groups"] = np.zeros_like(dense["kept_groups"])
             floor["used_slices"] = {op: np.zeros_like(used) for op, used in dense["used_slices"].items()}
         layers.append(replace(coeffs, dense_energy=coeffs.predict(dense), floor_energy=coeffs.predict(floor)))
-    return CoefficientTable(workload.model, profile.name, profile.digest, estimator, profile.units, layers)
+    return CoefficientTable(
+        workload.model, profile.name, profile.digest, estimator, profile.units, layers,
+        mapping=profile.mapping.search, mappings=_layer_mappings(workload, profile, estimator),
+    )  # fmt: skip
+
+
+def _layer_mappings(workload: Workload, profile: Profile, estimator: str) -> dict[str, str] | None:
+    """The mapping each layer's row was derived on (systolic estimator), by name."""
+    if estimator != "systolic":
+        return None
+    dataflow = get_dataflow(profile.array.dataflow)
+    return {layer.name: layer_mapping(profile, layer, dataflow).name for layer in workload.layers}
 
 
 def verify_table(
@@ -296,6 +321,8 @@ def verify_table(
         ``worst`` (the signed worst error per pattern kind: random, and tiles and mixed
         where the table has group costs).
     """
+    if table.mapping != profile.mapping.search:
+        raise ValueError(f"table built with mapping.search {table.mapping!r}, verifying with {profile.mapping.search!r}")
     if table.profile_digest != profile.digest:
         raise ValueError(f"table derived from profile {table.profile!r}, verifying against {profile.name!r}")
     estimator = get_estimator(table.estimator)
