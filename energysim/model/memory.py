@@ -3,7 +3,8 @@
 The model (docs/systolic-model.md has the worked version):
 
 - **Slices.** Each fold reads a slice of every operand: the fold's block along each
-  array-mapped dimension and all of the streamed one (WS: ``X[:, Kb]`` and
+  array-mapped dimension and its stream tile of the streamed one (SCALE-Sim: all of it;
+  WS: ``X[:, Kb]`` and
   ``W[Kb, Nb]``; OS: ``X[Mb, :]`` and ``W[:, Nb]``; IS: ``X[Mb, Kb]`` and ``W[Kb, :]``).
 - **Buffer reads** are the words streamed into the array: the slice's valid input
   words (padding is generated, not read) and the slice's stored weight words. Dense,
@@ -13,25 +14,29 @@ The model (docs/systolic-model.md has the worked version):
   index each plus ``rows + 1`` row pointers, per fold slice (rows along K).
 - **DRAM reads (refetch by loop order).** An operand whose per-group footprint fits
   its buffer capacity is *resident*: each word comes from DRAM once (the first fold
-  that touches it). Otherwise each fold fetches its slice, except that a slice equal
-  to the previous fold's stays when it fits half the buffer (the other half is being
-  filled: double buffering). Input slices overlap (im2col), so their DRAM words are
-  the slice's distinct input elements.
-- **Outputs.** Folds that differ only in K accumulate partial sums into the same
-  output tile (WS: ``O[:, Nb]``, IS: ``O[Mb, :]``; OS has no partial sums: each fold
-  finishes its ``O[Mb, Nb]``). If the tile fits half the output buffer, partial sums
-  stay in the buffer (a write per fold, a read back per later fold, a read to drain)
-  and DRAM sees the final outputs once; otherwise every fold writes its partial sums
-  to DRAM and every later fold reads them back. Output tiles with no executed fold are
-  still written (zeros).
+  that touches it). Otherwise the buffer keeps a window: before each fold it holds the
+  slices of the most recent executed folds whose distinct slices add up to at most half
+  its capacity (the other half is being filled: double buffering), and the fold fetches
+  the words of its slice that no fold of the window touched. Input slices overlap
+  (im2col), so their DRAM words are counted element by element
+  (:func:`energysim._kernels.slice_unique_counts`): a slice reuses whatever the window
+  left of it. Weight slices are disjoint (:func:`fetch_words`).
+- **Outputs.** Folds that differ only in the accumulated dimension add partial sums into
+  the same output tile ``O[M block, N block]``. A tile is live from its first executed
+  fold to its last; if the most words live at once (:func:`live_output_words`) fit half
+  the output buffer, partial sums stay in the buffer (a write per fold, a read back per
+  later fold, a read to drain) and DRAM sees the final outputs once; otherwise every
+  fold writes its partial sums to DRAM and every later fold reads them back, passing
+  through the buffer both ways (a write and a read each way), unless the output buffer
+  has no words. Output tiles with no executed fold are still written (zeros).
 - **Register files** (per PE): the stationary operand is written once per mapped PE
   per fold; a moving operand (and the partial sums moving down the columns in WS/IS)
   is latched once per MAC slot, gated or not; an effective MAC reads its weight, its
   input and its partial sum (OS also writes its accumulator; it is read once more to
   drain at the end of the fold). Gated MACs read nothing.
-- **Shared buffer.** The output tiles (two, double-buffered) are reserved first, if
-  they fit in half the buffer; the rest is divided between inputs and weights in
-  proportion to their footprints.
+- **Shared buffer.** Twice the most live output words (double-buffered) are reserved
+  first, if they fit in half the buffer; the rest is divided between inputs and weights
+  in proportion to their footprints.
 """
 
 from __future__ import annotations
@@ -92,8 +97,9 @@ class Capacities:
 def buffer_capacities(buffer, input_footprint: int, weight_footprint: int, output_tile_words: int) -> Capacities:
     """Per-operand capacities of the global buffer (``profile.memory.buffer``).
 
-    A shared buffer first reserves two output tiles when they fit in half of it, then
-    splits the rest between inputs and weights in proportion to their footprints.
+    A shared buffer first reserves twice ``output_tile_words`` (the most output words live
+    at once) when that fits in half of it, then splits the rest between inputs and
+    weights in proportion to their footprints.
     """
     if not buffer.is_shared:
         return Capacities(buffer.ifmap_words, buffer.filter_words, buffer.ofmap_words)
