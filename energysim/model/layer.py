@@ -24,7 +24,7 @@ from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
-from .macs import fold_effective_macs, fold_slice_sums
+from .macs import fold_effective_macs, fold_slice_sums, stream_prefix
 from .memory import MemoryTraffic, buffer_capacities, first_occurrence_words, live_output_words, rf_accesses, weight_words
 
 __all__ = ["LayerCounts", "cycle_trace", "fold_lead_cycles", "simulate_layer"]
@@ -115,13 +115,15 @@ def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, exec
 
 
 @lru_cache(maxsize=8)
-def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray]]:
-    """The dense layer's operands and their arrangement, read-only: a mapping search evaluates them once per candidate."""
+def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray], dict]:
+    """The dense layer's operands, their arrangement and stream prefix sums, read-only: a
+    mapping search evaluates them once per candidate."""
     ops = gemm_operands(layer, None, None)
     arranged = dataflow.arrange(ops.x, ops.w)
-    for array in (ops.x, ops.w, *arranged.values()):
+    prefixes = {role: stream_prefix(a) for role, a in arranged.items() if role != "stationary"}
+    for array in (ops.x, ops.w, *arranged.values(), *prefixes.values()):
         array.setflags(write=False)
-    return ops, arranged
+    return ops, arranged, prefixes
 
 
 def _weight_slices(plan: FoldPlan, ops: GemmOperands, profile: Profile, executed: np.ndarray) -> tuple[dict, int]:
@@ -249,8 +251,9 @@ def simulate_layer(
     """
     rows, cols = profile.array.rows, profile.array.cols
     plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
+    prefixes = None
     if weight_mask is None and input_mask is None:
-        ops, arranged = _dense_operands(layer, dataflow)
+        ops, arranged, prefixes = _dense_operands(layer, dataflow)
     else:
         ops = gemm_operands(layer, weight_mask, input_mask)
         arranged = dataflow.arrange(ops.x, ops.w)
@@ -302,7 +305,7 @@ def simulate_layer(
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
-        effective = np.where(executed, fold_effective_macs(plan, arranged), 0)
+        effective = np.where(executed, fold_effective_macs(plan, arranged, prefixes), 0)
 
     slots = int(plan.mac_slots[executed].sum())
     effective_macs = int(effective.sum())

@@ -140,12 +140,21 @@ def fetch_words(
     return _kernels.window_fetch(keys, slice_words.astype(np.int64), executed, capacity / 2, n_keys)
 
 
+def _first_last(keys: np.ndarray, at: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per key, the first and the last of the positions ``at`` (in order) holding it; -1 for none."""
+    first = np.full(n_keys, -1, np.int64)
+    last = np.full(n_keys, -1, np.int64)
+    first[keys[at][::-1]] = at[::-1]  # the last assignment of a key wins: its first position
+    last[keys[at]] = at
+    return first, last
+
+
 def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: np.ndarray) -> np.ndarray:
     """``slice_words`` at the first executed fold of each key, 0 elsewhere (disjoint slices)."""
     words = np.zeros_like(slice_words)
-    order = np.flatnonzero(executed)
-    _, first = np.unique(keys[order], return_index=True)
-    words[order[first]] = slice_words[order[first]]
+    first, _ = _first_last(keys, np.flatnonzero(executed), int(keys.max(initial=-1)) + 1)
+    at = first[first >= 0]
+    words[at] = slice_words[at]
     return words
 
 
@@ -153,16 +162,19 @@ def _tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.nd
     """Output-tile keys and words per fold, and whether each executed fold is its tile's first / last."""
     keys = plan.slice_key(("M", "N"))
     tile = plan.extent_of("M") * plan.extent_of("N")
-    order = np.flatnonzero(executed)
+    at_first, at_last = _first_last(keys, np.flatnonzero(executed), int(keys.max(initial=-1)) + 1)
     first = np.zeros(plan.count, bool)
     last = np.zeros(plan.count, bool)
-    if order.size:
-        k = keys[order]
-        _, at_first = np.unique(k, return_index=True)
-        _, at_last = np.unique(k[::-1], return_index=True)
-        first[order[at_first]] = True
-        last[order[order.size - 1 - at_last]] = True
+    first[at_first[at_first >= 0]] = True
+    last[at_last[at_last >= 0]] = True
     return keys, tile, first, last
+
+
+def _live_words(tile: np.ndarray, first: np.ndarray, last: np.ndarray, executed: np.ndarray) -> int:
+    if not executed.any():
+        return 0
+    change = np.where(first, tile, 0) - np.where(last, tile, 0)
+    return int((np.cumsum(change[executed]) + np.where(last, tile, 0)[executed]).max())
 
 
 def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
@@ -171,12 +183,8 @@ def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
     With SCALE-Sim's order a tile's folds are consecutive and this is one tile; with the
     row loop outside the column loop (WS, IS) every column block's tile is live at once.
     """
-    keys, tile, first, last = _tile_spans(plan, executed)
-    if not executed.any():
-        return 0
-    change = np.where(first, tile, 0) - np.where(last, tile, 0)
-    live = np.cumsum(change[executed]) + np.where(last, tile, 0)[executed]
-    return int(live.max())
+    _, tile, first, last = _tile_spans(plan, executed)
+    return _live_words(tile, first, last, executed)
 
 
 def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dict[str, np.ndarray | int]:
@@ -191,7 +199,7 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
         live at once; ``on_chip``: whether partial sums stay in the buffer.
     """
     keys, tile, first, last = _tile_spans(plan, executed)
-    live = live_output_words(plan, executed)
+    live = _live_words(tile, first, last, executed)
     zero = np.zeros(plan.count, np.int64)
     fits = capacity > 0 and live <= capacity / 2
     produced_words = np.where(executed, tile, 0)
@@ -211,11 +219,11 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
             buffer_reads = produced_words + read_back
         else:
             buffer_writes = buffer_reads = zero
-    order = np.flatnonzero(executed)
-    produced = np.zeros(int(keys.max(initial=-1)) + 1, bool)
-    produced[keys[order]] = True
-    all_keys, at = np.unique(keys, return_index=True)
-    final = int(tile[at][~produced[all_keys]].sum())
+    n_keys = int(keys.max(initial=-1)) + 1
+    produced = np.zeros(n_keys, bool)
+    produced[keys[executed]] = True
+    any_fold, _ = _first_last(keys, np.arange(plan.count), n_keys)
+    final = int(tile[any_fold[~produced]].sum())
     return {
         "buffer_reads": buffer_reads,
         "buffer_writes": buffer_writes,
