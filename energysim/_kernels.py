@@ -167,21 +167,26 @@ fold_trace_parallel = njit(cache=True, parallel=True)(_named(_fold_trace, "fold_
 
 
 @njit(cache=True)
-def _window_start(f, count, hist_fold, hist_key, hist_words, key_stamp, window_words):
-    """First fold of the buffer window before fold ``f``: the most recent executed folds
-    (``count`` of them in ``hist_*``) whose distinct slices add up to at most
-    ``window_words``; ``f`` itself when not even the previous slice fits."""
-    start = f
-    total = 0.0
-    for j in range(count - 1, -1, -1):
-        key = hist_key[j]
-        if key_stamp[key] != f:
-            if total + hist_words[j] > window_words:
-                break
-            total += hist_words[j]
-            key_stamp[key] = f
-        start = hist_fold[j]
-    return start
+def _advance_window(count, start, total, hist_fold, hist_key, hist_words, in_window, window_words, f):
+    """Slide the buffer window to just before fold ``f``; returns (start, total, first fold).
+
+    The window is the most recent executed folds (``hist_*[start:count]``) whose distinct
+    slices add up to at most ``window_words``. Adding the newest fold can only move its
+    start forward (a longer suffix never holds fewer distinct words), so the window slides:
+    O(1) amortized per fold. ``in_window`` counts each key's folds in the window.
+    """
+    if count > 0:
+        key = hist_key[count - 1]
+        if in_window[key] == 0:
+            total += hist_words[count - 1]
+        in_window[key] += 1
+    while start < count and total > window_words:
+        key = hist_key[start]
+        in_window[key] -= 1
+        if in_window[key] == 0:
+            total -= hist_words[start]
+        start += 1
+    return start, total, hist_fold[start] if start < count else f
 
 
 @njit(cache=True)
@@ -199,16 +204,18 @@ def window_fetch(keys, words, executed, window_words, n_keys):
     folds = keys.size
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_keys, -1, np.int64)
-    key_stamp = np.full(n_keys, -1, np.int64)
+    in_window = np.zeros(n_keys, np.int64)
     hist_fold = np.empty(folds, np.int64)
     hist_key = np.empty(folds, np.int64)
     hist_words = np.empty(folds, np.float64)
     count = 0
+    begin = 0
+    total = 0.0
     for f in range(folds):
         if not executed[f]:
             continue
         key = keys[f]
-        start = _window_start(f, count, hist_fold, hist_key, hist_words, key_stamp, window_words)
+        begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
         if last[key] < 0 or last[key] < start:
             fetched[f] = words[f]
         last[key] = f
@@ -249,15 +256,17 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
     first = np.zeros(folds, np.int64)
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_elements, -1, np.int64)
-    key_stamp = np.full(n_keys, -1, np.int64)
+    in_window = np.zeros(n_keys, np.int64)
     hist_fold = np.empty(folds, np.int64)
     hist_key = np.empty(folds, np.int64)
     hist_words = np.empty(folds, np.float64)
     count = 0
+    begin = 0
+    total = 0.0
     for f in range(folds):
         if not executed[f]:
             continue
-        start = _window_start(f, count, hist_fold, hist_key, hist_words, key_stamp, window_words)
+        begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
         g = group[f]
         u = 0
         fresh = 0
