@@ -276,3 +276,16 @@ def test_table_records_its_mapping_and_refuses_another(lenet5_workload, tmp_path
     # The table of the searched mapping predicts the estimator on that mapping.
     for row in verify_table(table, lenet5_workload, searched, densities=(0.3, 1.0), seed=2):
         assert abs(row["worst"]["random"]) < 1e-2, row
+
+
+def test_simulate_json_reports_the_chosen_mapping(tmp_path):
+    import json
+
+    from compress.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["simulate", "--model", "lenet5", "--profile", "edge-16x16", "--set", "mapping.search=energy",
+                 "--json", str(out)]) == 0  # fmt: skip
+    layers = json.loads(out.read_text())["layers"]
+    assert all(l["extra"]["mapping"]["search"] == "energy" for l in layers)
+    assert {"order", "stream_tiles", "name"} <= set(layers[0]["extra"]["mapping"])
