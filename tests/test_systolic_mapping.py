@@ -17,6 +17,7 @@ from energysim.dataflow import DATAFLOW_NAMES, get_dataflow
 from energysim.estimators.pricing import AccessCounts, energy_breakdown
 from energysim.estimators.systolic import estimate_layer, layer_counts
 from energysim.model import gemm_operands, input_footprint, simulate_layer
+from energysim.sparsity import LayerSparsity
 from energysim.model.layer import dense_input_slices
 from energysim.model.folds import LOOPS, SCALESIM, Mapping, plan_folds
 from energysim.model.search import mapping_space, search_mapping
@@ -289,3 +290,32 @@ def test_simulate_json_reports_the_chosen_mapping(tmp_path):
     layers = json.loads(out.read_text())["layers"]
     assert all(l["extra"]["mapping"]["search"] == "energy" for l in layers)
     assert {"order", "stream_tiles", "name"} <= set(layers[0]["extra"]["mapping"])
+
+
+@pytest.mark.parametrize("extra", [("mapping.search=energy", "memory.buffer.ofmap_words=40"), ("array.preload_overlap=true",)])
+def test_skip_group_split_adds_up_on_any_mapping(extra):
+    """The skip-group table of a searched mapping (or with preload overlap) still adds up: the
+    constant is the layer with no weight, constant + every group + every shared item the layer
+    with one weight per group (tests/test_groups.py checks the same on SCALE-Sim's mapping)."""
+    import torch
+
+    from energysim import extract_workload
+    from energysim.coeffs import coefficient_table, pattern_features
+    from energysim.model.groups import weight_groups
+
+    model = torch.nn.Conv2d(3, 7, 3)
+    workload = extract_workload(model, (3, 6, 6))
+    layer = workload.layers[0]
+    profile = load_profile("edge-16x16", ["array.rows=4", "array.cols=3", "sparsity.weight_format=dense", *extra])
+    table = coefficient_table(workload, profile)
+    coeffs = table.layer(layer.name)
+    if "mapping.search=energy" in extra:
+        assert not table.mappings[layer.name].endswith("/1")  # a stream-tiled mapping
+    ids, _ = weight_groups(layer, profile, get_dataflow("ws"))
+    none = np.zeros(layer.weight_shape, bool)
+    probe = np.zeros(ids.size, bool)
+    probe[np.unique(ids.reshape(-1), return_index=True)[1]] = True
+    for weights in (none, probe.reshape(layer.weight_shape)):
+        ls = LayerSparsity(weights, None)
+        truth = estimate_layer(layer, profile, ls).energy
+        assert coeffs.predict(pattern_features(layer, ls, profile)) == pytest.approx(truth, rel=1e-9)

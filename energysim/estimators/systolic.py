@@ -94,6 +94,7 @@ def _report(layer: LayerSpec, profile: Profile, counts: LayerCounts) -> LayerRep
             "col_folds": plan.col_blocks,
             "executed_folds": int(counts.executed.sum()),
             "fold_cycles": plan.fold_cycles,
+            "preload_overlap": bool(profile.array.preload_overlap and plan.dataflow.preload),
             "mapping_efficiency": float(plan.mapping_efficiency.mean()),
             "inputs_resident": bool(counts.traffic.resident["inputs"]),
             "weights_resident": bool(counts.traffic.resident["weights"]),

@@ -326,8 +326,11 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
 
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     per_word = 0.0 if math.isinf(bandwidth) else 1.0 / bandwidth
-    steady = np.maximum((probe.traffic.fold_dram_reads + probe.traffic.fold_dram_writes) * per_word - plan.fold_cycles, 0.0)
-    g["cycles"] = by_group(plan.fold_cycles + steady)
+    # Every fold runs in the probe; with preload_overlap only the first pays the preload.
+    lengths = np.full(plan.count, plan.fold_cycles, np.float64)
+    lengths[1:] -= int(plan.dataflow.preload and profile.array.preload_overlap) * plan.array_rows
+    steady = np.maximum((probe.traffic.fold_dram_reads + probe.traffic.fold_dram_writes) * per_word - lengths, 0.0)
+    g["cycles"] = by_group(lengths + steady)
     for c in slices.values():
         c["cycles"] = per_word * dram_words(c)
     # What the layer pays once: the cycles of group 0 alone beyond its folds and its shared
