@@ -360,7 +360,7 @@ def test_unmodelled_warning_and_strict():
         workload = extract_workload(model, (2, 8))
     assert len(record) == 1
     assert workload.unmodelled == (("0", "Conv1d"),) and workload.layer_names == ("2",)
-    with pytest.raises(ValueError, match=r"not modelled: 0 \(Conv1d\)"):
+    with pytest.raises(ValueError, match=r"not modelled \(operator, output elements\): 0 \(Conv1d\): convolution"):
         extract_workload(model, (2, 8), strict=True)
 
 
@@ -383,11 +383,20 @@ class _Attention(nn.Module):
         return self.head(self.attn(x, x, x)[0])
 
 
-def test_attention_is_listed_even_though_not_a_leaf():
+def test_attention_is_traced_into_its_gemms():
+    # need_weights=True takes MultiheadAttention's explicit path: two bmm per forward, 2 heads of width 4.
     with pytest.warns(UnmodelledLayerWarning):
         workload = extract_workload(_Attention(), (3, 8))
-    assert workload.unmodelled == (("attn", "MultiheadAttention"),)
-    assert workload.layer_names == ("head",) and workload.layer("head").gemm == (3, 8, 2)
+    got = [(l.name, l.kind, l.groups, l.gemm) for l in workload.layers]
+    assert got == [
+        ("attn.in_proj_weight", "linear", 1, (3, 8, 24)),
+        ("attn.bmm", "matmul", 2, (3, 4, 3)),
+        ("attn.bmm_1", "matmul", 2, (3, 3, 4)),
+        ("attn.out_proj", "linear", 1, (3, 8, 8)),
+        ("head", "linear", 1, (3, 8, 2)),
+    ]
+    assert workload.unmodelled == (("attn", "MultiheadAttention"),)  # the softmax, the scaling, the mean of the heads
+    assert workload.layer("attn.bmm").parameter == "" and workload.layer("attn.out_proj").parameter == "attn.out_proj.weight"
 
 
 class _Twice(nn.Module):
