@@ -440,8 +440,8 @@ class _Run:
         dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
         if c.input_mask and not self._mask_layers():
             raise ValueError(
-                f"input masks apply to the inputs of conv layers that their own Conv2d module runs, and {c.model} "
-                "has none (linear layers and attention products take none): drop --input-mask"
+                "input masks apply to the inputs of conv layers that their own Conv2d module runs (not to linear "
+                f"layers or attention products), and {c.model} has none: drop --input-mask"
             )
         start_inputs = {}
         if c.checkpoint is not None:

@@ -168,7 +168,8 @@ class Sparsity(Mapping[str, LayerSparsity]):
 
         ``random`` picks positions uniformly; ``block`` zeroes whole 4x4 blocks of the
         GEMM view (weights) or of each channel plane (inputs); ``channel`` zeroes whole
-        output channels of the weights and whole input channels.
+        output channels of the weights and whole input channels. A matmul's second operand
+        is an activation: it gets ``input_density``.
         """
         for what, value in (("weight density", weight_density), ("input density", input_density)):
             if not (isinstance(value, (int, float)) and 0 < value <= 1):
@@ -178,8 +179,9 @@ class Sparsity(Mapping[str, LayerSparsity]):
         rng = np.random.default_rng(seed)
         layers = {}
         for layer in workload.layers:
+            density = weight_density if layer.has_weights else input_density
             layers[layer.name] = LayerSparsity(
-                weight_mask=None if weight_density == 1 else _pattern_mask(layer.weight_shape, weight_density, pattern, rng),
+                weight_mask=None if density == 1 else _pattern_mask(layer.weight_shape, density, pattern, rng),
                 input_mask=None if input_density == 1 else _pattern_mask(layer.input_shape, input_density, pattern, rng),
             )
         return cls(layers, f"synthetic {pattern} w={weight_density:g} x={input_density:g} seed={seed}")
