@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from energysim.trace import strip_weight
+
 from .projection import LayerCost, project
 
 __all__ = [
@@ -371,7 +373,7 @@ def load_masked_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) 
     for key in state:
         parameter = key[: -len("_mask")]
         if key.endswith("_mask") and f"{parameter}_orig" in state:
-            name = parameter[: -len(".weight")] if parameter.endswith(".weight") else parameter
+            name = strip_weight(parameter)
             module, attr = _resolve(model, name)
             if not _has_weight_mask(module, attr):
                 add_weight_masks(model, [name])

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["Gemm", "Trace", "trace_model"]
+__all__ = ["Gemm", "Trace", "strip_weight", "trace_model"]
 
 aten = torch.ops.aten
 
@@ -258,7 +258,7 @@ class _Tracer:
             return
         if x.shape[0] != 1:
             self.trace.problems.append(
-                f"layer {_strip(param[0])!r}: Conv2d input {tuple(x.shape)} has a batch of more than one sample "
+                f"layer {strip_weight(param[0])!r}: Conv2d input {tuple(x.shape)} has a batch of more than one sample "
                 "(e.g. patches folded into the batch); this is not supported"
             )
             return
@@ -365,7 +365,8 @@ def _weight_view(w: torch.Tensor, p: torch.Tensor) -> tuple[tuple[int, int] | No
     return None
 
 
-def _strip(name: str) -> str:
+def strip_weight(name: str) -> str:
+    """``fc1.weight`` -> ``fc1``; other parameter names stay whole (a layer's name from its weight's)."""
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._naming import find_named
-from .trace import Gemm, trace_model
+from .trace import Gemm, strip_weight, trace_model
 
 __all__ = [
     "LAYER_KINDS",
@@ -374,11 +374,6 @@ def _per_sample(shape: torch.Size) -> tuple[int, ...]:
     return dims[1:] if len(dims) >= 2 and dims[0] == 1 else dims
 
 
-def _strip_weight(name: str) -> str:
-    """``fc1.weight`` -> ``fc1``; other parameter names stay whole."""
-    return name[: -len(".weight")] if name.endswith(".weight") else name
-
-
 def _layer_spec(gemm: Gemm, name: str) -> LayerSpec:
     """The LayerSpec of one traced GEMM."""
     if gemm.kind == "conv":
@@ -414,7 +409,7 @@ def _layer_names(gemms: list[Gemm], root: str = "") -> list[str]:
             names.append(base if count == 0 else f"{base}_{count}")
         else:
             rows = "" if gemm.weight_rows is None else f"[{gemm.weight_rows[0]}:{gemm.weight_rows[1]}]"
-            base = root if gemm.weight == "weight" and root else _strip_weight(gemm.weight)
+            base = root if gemm.weight == "weight" and root else strip_weight(gemm.weight)
             names.append(base + rows)
     return names
 
@@ -502,7 +497,7 @@ def extract_workload(
         if gemm.kind != "matmul":
             uses.setdefault(layer_name, []).append(gemm.module)
     shared = [
-        f"{' = '.join(_strip_weight(a) for a in traced.aliases.get(_weight_of(n, traced), [n]))} "
+        f"{' = '.join(strip_weight(a) for a in traced.aliases.get(_weight_of(n, traced), [n]))} "
         f"({_owner_class(model, _weight_of(n, traced))}, {len(m)} calls)"
         for n, m in uses.items()
         if len(m) > 1
