@@ -488,13 +488,15 @@ class _Run:
                     "the starting weights are corrupt"
                 )
         plain, inputs = {}, {}
+        # Any masked parameter (``fc1.weight_orig``, ``attn.in_proj_weight_orig``) with its ``_mask``.
+        masked = {key[: -len("_orig")] for key in state if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state}
         for key, value in state.items():
-            if key.endswith(".weight_orig"):
+            if key.endswith("_orig") and key[: -len("_orig")] in masked:
                 base = key[: -len("_orig")]
                 plain[base] = value * state[base + "_mask"]
             elif key.endswith(".input_mask"):
                 inputs[key[: -len(".input_mask")]] = value
-            elif not key.endswith(".weight_mask"):
+            elif not (key.endswith("_mask") and key[: -len("_mask")] in masked):
                 plain[key] = value
         try:
             self.model.load_state_dict(plain)

@@ -247,3 +247,41 @@ def test_coefficient_rows_of_matmuls_are_constants():
             assert row.constant == pytest.approx(dense.layer(layer.name).energy, rel=1e-12)
     rows = {r["name"]: r for r in verify_table(table, workload, profile, densities=(0.5, 1.0))}
     assert all(rows[l.name]["max_rel_error"] == pytest.approx(0, abs=1e-12) for l in workload.layers if not l.has_weights)
+
+
+# ---------------------------------------------------------------- the zoo's new models on the command line
+
+
+@pytest.mark.parametrize(
+    "args, macs, layers",
+    [
+        ([], 2_442_368, 26),
+        # 3 channels: only the patch embedding grows, 16 patches x (3*8*8) x 64
+        (["--input-shape", "3,32,32"], 2_442_368 + 16 * 2 * 64 * 64, 26),
+    ],
+)
+def test_cli_simulates_vit_tiny_for_one_and_three_channels(tmp_path, capsys, args, macs, layers):
+    import json
+
+    from compress.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["simulate", "--model", "vit_tiny", "--profile", "eyeriss-iclr19", "--estimator", "paper",
+                 "--json", str(out), *args]) == 0
+    report = json.loads(out.read_text())
+    assert len(report["layers"]) == layers and sum(l["macs"] for l in report["layers"]) == macs
+    assert "mm" in capsys.readouterr().out  # the attention products' kind in the table
+
+
+def test_cli_simulates_bert_tiny_on_token_ids(tmp_path):
+    import json
+
+    from compress.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["simulate", "--model", "bert_tiny", "--profile", "eyeriss-iclr19", "--estimator", "paper",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert sum(l["macs"] for l in report["layers"]) == 13_123_840
+    assert [l["name"] for l in report["layers"]][3:5] == ["encoder.layer.0.attention.self.qk",
+                                                          "encoder.layer.0.attention.self.av"]
