@@ -137,6 +137,10 @@ def test_vit_tiny_trains_under_a_budget_on_digits(tmp_path):
     names = {row["name"] for row in r["layers"]}
     assert "encoder.layers.encoder_layer_3.self_attention.qk" in names  # the attention products are reported
     assert "encoder.layers.encoder_layer_3.self_attention.in_proj_weight" in names
+    # a run folder with masked attention weights is a valid starting point (as `ecc sweep` uses its dense runs)
+    second = train(_vit_config(tmp_path / "second", estimator="paper", profile="eyeriss-iclr19", pretrain_epochs=0,
+                               budget=0.5, checkpoint=str(tmp_path / "run")))
+    assert second.report["dense_accuracy"] == r["accuracy"]
 
 
 @pytest.mark.slow
