@@ -1,9 +1,6 @@
 """Operator-level tracing (issue 16): every GEMM of any model, weights vs activations, attention,
 completeness, and the estimators and the compressor on traced layers."""
 
-import math
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +11,7 @@ from energysim import Sparsity, load_profile, simulate
 from energysim.coeffs import coefficient_table, verify_table
 from energysim.estimators import paper, systolic
 from energysim.sparsity import LayerSparsity
-from energysim.workload import LayerSpec, UnmodelledLayerWarning, Workload, extract_workload
+from energysim.workload import LayerSpec, Workload, extract_workload
 from energysim.zoo import build_model
 
 from test_zoo_workload import independent_macs

@@ -3,7 +3,6 @@ weightless attention products in the budget, input masks only where meaningful."
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
