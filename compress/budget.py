@@ -114,7 +114,7 @@ class EnergyModel:
         for c in self._weighted:
             ids, own, _ = self._group_structure(c.name)  # the map of energysim's weight_groups, cached
             nonzero = (weights[c.name].detach() != 0).cpu()
-            out[c.name] = (torch.bincount(ids[nonzero], minlength=own.size) > 0).numpy()
+            out[c.name] = (torch.bincount(ids[nonzero], minlength=own.size) > 0).cpu().numpy()
         return out
 
     def group_costs(
