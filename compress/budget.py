@@ -14,6 +14,11 @@ each skip group's cost, with the cost of the items several groups share (an inpu
 or channel, an output tile) split evenly among the groups that use them, and the constant
 of the layer with every group skipped. :meth:`EnergyModel.costs` stays the unstructured
 view: there every group is charged, as if kept (an upper bound of the group terms).
+
+Layers without weights (a ``matmul`` of two activations: Q K^T, attention x V) are
+constants of the table; their energy is added to the constant of the weighted layer that
+runs last before them (the first weighted layer for those that run before any), so every
+cost, proxy and floor includes it while the projection sees only layers it can prune.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class EnergyModel:
         self.estimator = estimator
         self.table: CoefficientTable = coefficient_table(workload, profile, estimator)
         self._groups: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+        if not workload.weight_layers:
+            raise ValueError(f"model {workload.model!r} has no layer with weights to prune")
+        self._weighted = [self.table.layer(l.name) for l in workload.weight_layers]
+        self._fixed = _attach_weightless(workload, self.table)
 
     @property
     def has_groups(self) -> bool:
@@ -102,7 +111,7 @@ class EnergyModel:
     def kept_groups(self, weights: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Per layer, bool per skip group: whether it keeps a nonzero weight of ``weights``."""
         out = {}
-        for c in self.table.layers:
+        for c in self._weighted:
             ids, own, _ = self._group_structure(c.name)  # the map of energysim's weight_groups, cached
             nonzero = (weights[c.name].detach() != 0).cpu()
             out[c.name] = (torch.bincount(ids[nonzero], minlength=own.size) > 0).cpu().numpy()
@@ -129,7 +138,7 @@ class EnergyModel:
             raise ValueError(f"profile {self.profile.name!r} skips no weight tiles: there are no group costs")
         input_masks = input_masks or {}
         out = {}
-        for coeffs in self.table.layers:
+        for coeffs in self._weighted:
             ids = self._group_structure(coeffs.name)[0]
             group_cost = self._shared_split(coeffs.name, None if kept is None else kept[coeffs.name])
             features = self._features(coeffs.name, input_masks.get(coeffs.name))
@@ -146,7 +155,7 @@ class EnergyModel:
                 groups=ids,
                 group_cost=torch.from_numpy(np.maximum(group_cost, floor)),
                 per_weight=cost.per_weight,
-                constant=max(coeffs.predict(empty), 0.0),
+                constant=max(coeffs.predict(empty), 0.0) + self._fixed.get(coeffs.name, 0.0),
             )
         return out
 
@@ -161,11 +170,10 @@ class EnergyModel:
         """Per-layer weight costs for the projection, given the current input masks."""
         input_masks = input_masks or {}
         return {
-            c.name: self._layer_cost(c, self._features(c.name, input_masks.get(c.name))) for c in self.table.layers
+            c.name: self._layer_cost(c, self._features(c.name, input_masks.get(c.name))) for c in self._weighted
         }
 
-    @staticmethod
-    def _layer_cost(coeffs: LayerCoefficients, features: dict) -> LayerCost:
+    def _layer_cost(self, coeffs: LayerCoefficients, features: dict) -> LayerCost:
         """A layer's :class:`LayerCost` for the pattern ``features`` describes (its input masks)."""
         macs_per_weight = features["effective_macs"] / coeffs.weight_count
         zero_weights = features | {"weights": 0, "effective_macs": 0}
@@ -177,7 +185,7 @@ class EnergyModel:
             per_weight=per_weight,
             per_weight_overflow=overflow,
             breakpoint=coeffs.weight_breakpoint,
-            constant=max(coeffs.predict(zero_weights), 0.0),
+            constant=max(coeffs.predict(zero_weights), 0.0) + self._fixed.get(coeffs.name, 0.0),
         )
 
     def proxy_energy(
@@ -185,7 +193,7 @@ class EnergyModel:
     ) -> float:
         """The table's energy of these weight masks (nonzero = kept; a layer not given is
         dense) and input masks (:func:`compress.projection.proxy_energy`)."""
-        kept = {c.name: c.weight_count for c in self.table.layers} | nonzero_counts(weight_masks)
+        kept = {c.name: c.weight_count for c in self._weighted} | nonzero_counts(weight_masks)
         return proxy_energy(kept, self.costs(input_masks))
 
     def dense_energy(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> float:
@@ -205,7 +213,7 @@ class EnergyModel:
         the difference between an effective and a clock-gated MAC.
         """
         costs = {}
-        for c in self.table.layers:
+        for c in self._weighted:
             features = self._features(c.name, None)
             macs_per_input = features["effective_macs"] / features["inputs"] if features["inputs"] else 0.0
             per_input = c.input_energy_per_nonzero(features) + c.per_effective_mac * macs_per_input
@@ -215,3 +223,15 @@ class EnergyModel:
     def simulate(self, model: torch.nn.Module) -> Report:
         """The full estimator on the model's real weight pattern and input masks."""
         return simulate(self.workload, self.profile, self.estimator, Sparsity.from_model(model, self.workload))
+
+
+def _attach_weightless(workload: Workload, table: CoefficientTable) -> dict[str, float]:
+    """Weighted layer name -> the summed energy of the weightless layers attached to it (see the module docstring)."""
+    fixed: dict[str, float] = {}
+    owner = workload.weight_layers[0].name
+    for layer in workload.layers:
+        if layer.has_weights:
+            owner = layer.name
+        else:
+            fixed[owner] = fixed.get(owner, 0.0) + table.layer(layer.name).constant
+    return fixed

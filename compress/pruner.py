@@ -36,7 +36,9 @@ from .keep_layers import fill_groups, keep_every_layer, reserved_floor
 from .masks import (
     add_weight_masks,
     effective_weights,
+    input_mask_layers,
     input_masks,
+    layer_weight,
     release_weight_masks,
     set_weight_masks,
     weight_masks,
@@ -334,7 +336,7 @@ class EnergyPruner:
         if input_mask_keep is not None:
             costs = energy_model.input_costs()
             dense_inputs = math.fsum(
-                costs[l.name] * math.prod(l.input_shape) for l in self.workload.layers if l.kind in ("conv", "depthwise")
+                costs[name] * math.prod(shape) for name, shape in input_mask_layers(self.workload).items()
             )
         self._costs_key: bytes | None = None
         self._costs: dict[str, LayerCost | GroupCost] = {}
@@ -343,7 +345,7 @@ class EnergyPruner:
             dense_input_energy=dense_inputs, last_keep=1.0 if input_mask_keep is None else input_mask_keep,
         )
         # Last: every check above leaves the model untouched when it fails.
-        self._base = _install_masks(self.model, self.workload.layer_names)
+        self._base = _install_masks(self.model, [l.name for l in self.workload.weight_layers])
         self.step_count = 0
         self.proxy_budget: float | None = None
         self.tighten_steps = 0
@@ -369,7 +371,7 @@ class EnergyPruner:
         parts = [n.encode() + b"\0" + np.packbits(a).tobytes() for n, a in arrays.items()]
         kept = None
         weights = effective_weights(self.model)
-        if self.structure != "none" and set(weights) >= set(self.workload.layer_names):  # (before the masks: even split)
+        if self.structure != "none" and set(weights) >= {l.name for l in self.workload.weight_layers}:  # (before the masks: even split)
             kept = self.energy.kept_groups(weights)
             parts += [b"\1" + np.packbits(k).tobytes() for k in kept.values()]
         key = b"".join(parts)
@@ -389,7 +391,7 @@ class EnergyPruner:
         if self.structure == "none":
             return floor_energy(costs)
         weights = effective_weights(self.model) or {  # before the masks are installed: the weights themselves
-            n: self.model.get_submodule(n).weight for n in self.workload.layer_names
+            l.name: layer_weight(self.model, l.name) for l in self.workload.weight_layers
         }
         return reserved_floor(costs, weights)
 
@@ -575,7 +577,7 @@ class EnergyPruner:
         """Let pruned weights regrow: every mask back to all ones (or to its ``torch.nn.utils.prune`` mask)."""
         release_weight_masks(self.model)
         if self._base:
-            set_weight_masks(self.model, {n: b.to(self.model.get_submodule(n).weight_mask.device)
+            set_weight_masks(self.model, {n: b.to(layer_weight(self.model, n).device)
                                           for n, b in self._base.items()})
 
     # -- verification -----------------------------------------------------------------
@@ -627,6 +629,10 @@ class EnergyPruner:
         layers = []
         for layer in simulated.layers:
             m = masks_in.get(layer.name)
+            if layer.name not in weights:  # a matmul of two activations: no weights, a constant of the table
+                layers.append({"name": layer.name, "density": 1.0, "input_density": 1.0, "energy": layer.energy,
+                               "energy_proxy": self.energy.table.layer(layer.name).dense_energy})
+                continue
             cost = costs[layer.name]
             row = {
                 "name": layer.name,
@@ -704,11 +710,13 @@ def _install_masks(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Te
     problems = []
     for name in names:
         try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            problems.append(f"model has no layer {name!r}")
+            weight = layer_weight(model, name)
+        except ValueError as exc:
+            problems.append(str(exc))
             continue
-        if name not in existing and not isinstance(module._parameters.get("weight"), torch.Tensor):
+        except KeyError:
+            weight = None
+        if name not in existing and not isinstance(weight, torch.Tensor):
             problems.append(f"layer {name!r} has no 'weight' parameter to mask")
     if problems:
         raise ValueError("; ".join(problems))

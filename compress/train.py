@@ -101,6 +101,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .masks import (
     add_input_masks,
+    input_mask_layers,
     clamp_input_masks,
     effective_weights,
     input_masks,
@@ -171,6 +172,11 @@ class TrainResult:
     report: dict[str, Any]
     run_dir: Path
     model: nn.Module
+
+
+def _image_channels(shape: tuple[int, ...]) -> int | None:
+    """C of a (C, H, W) input shape, for zoo models that take any number of channels."""
+    return shape[0] if len(shape) == 3 else None
 
 
 def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -384,7 +390,7 @@ class _Run:
                 f"{math.prod(self.data.input_shape)} ({'x'.join(map(str, self.data.input_shape))})"
             )
         torch.manual_seed(c.seed)
-        self.model, _ = build_model(c.model, num_classes=self.data.num_classes)
+        self.model, _ = build_model(c.model, num_classes=self.data.num_classes, in_channels=_image_channels(self.input_shape))
         self.workload = extract_workload(self.model, self.input_shape, name=c.model, strict=c.strict)
         self.profile = load_profile(c.profile, list(c.overrides))
         # The coefficient table comes from the simulator: built on rank 0 only.
@@ -413,14 +419,14 @@ class _Run:
     # -- setup ----------------------------------------------------------------------
 
     def _mask_layers(self) -> dict[str, tuple[int, ...]]:
-        """Input-mask shapes of the conv layers."""
-        return {l.name: l.input_shape for l in self.workload.layers if l.kind in ("conv", "depthwise")}
+        """Input-mask shapes of the conv layers (:func:`compress.masks.input_mask_layers`)."""
+        return input_mask_layers(self.workload)
 
     def _fresh_model(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """A new instance of the architecture holding ``state`` (masks included)."""
         from energysim.zoo import build_model
 
-        model, _ = build_model(self.config.model, num_classes=self.data.num_classes)
+        model, _ = build_model(self.config.model, num_classes=self.data.num_classes, in_channels=_image_channels(self.input_shape))
         load_masked_state_dict(model, state)
         return model.to(self.device)
 
@@ -433,7 +439,10 @@ class _Run:
         # quantity the final pattern is verified against (the proxy table may be an upper bound).
         dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
         if c.input_mask and not self._mask_layers():
-            raise ValueError(f"input masks apply to conv layers, and {c.model} has none: drop --input-mask")
+            raise ValueError(
+                "input masks apply to the inputs of conv layers that their own Conv2d module runs (not to linear "
+                f"layers or attention products), and {c.model} has none: drop --input-mask"
+            )
         start_inputs = {}
         if c.checkpoint is not None:
             start_inputs = self._load_start(c.checkpoint)
@@ -479,13 +488,15 @@ class _Run:
                     "the starting weights are corrupt"
                 )
         plain, inputs = {}, {}
+        # Any masked parameter (``fc1.weight_orig``, ``attn.in_proj_weight_orig``) with its ``_mask``.
+        masked = {key[: -len("_orig")] for key in state if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state}
         for key, value in state.items():
-            if key.endswith(".weight_orig"):
+            if key.endswith("_orig") and key[: -len("_orig")] in masked:
                 base = key[: -len("_orig")]
                 plain[base] = value * state[base + "_mask"]
             elif key.endswith(".input_mask"):
                 inputs[key[: -len(".input_mask")]] = value
-            elif not key.endswith(".weight_mask"):
+            elif not (key.endswith("_mask") and key[: -len("_mask")] in masked):
                 plain[key] = value
         try:
             self.model.load_state_dict(plain)

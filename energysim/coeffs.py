@@ -29,6 +29,9 @@ derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
   (``pattern_features``' ``kept_groups``). Where the array skips on inputs (IS) the
   skipping is not modelled and the row is an upper bound that says so.
 
+A layer without weights (a ``matmul`` of two activations: Q K^T, attention x V) has only a
+constant: its energy at dense operands on the estimator; its ``weight_count`` is 0.
+
 The table models each estimator's relaxed energy (``LayerReport.energy_relaxed``), which
 is its energy for an estimator without a relaxed bound.
 
@@ -151,7 +154,7 @@ def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> d
         "effective_macs": counts["effective_macs"],
     }
     dataflow = get_dataflow(profile.array.dataflow)
-    if has_weight_groups(profile, dataflow):
+    if layer.has_weights and has_weight_groups(profile, dataflow):
         kept = kept_groups(layer, profile, dataflow, ls.weight_mask)
         features["kept_groups"] = kept
         features["used_slices"] = {
@@ -265,17 +268,22 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
     """
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
-    derive = get_estimator(estimator).coefficients
+    chosen = get_estimator(estimator)
     layers = []
     for layer in workload.layers:
+        row = (
+            chosen.coefficients(layer, profile)
+            if layer.has_weights
+            else _constant_row(chosen.estimate_layer(layer, profile, LayerSparsity()).energy_relaxed)
+        )
         coeffs = LayerCoefficients(
             name=layer.name,
             kind=layer.kind,
-            weight_count=layer.weight_count,
+            weight_count=layer.weight_count if layer.has_weights else 0,
             input_count=int(np.prod(layer.input_shape)),
             dense_energy=0.0,
             floor_energy=0.0,
-            **derive(layer, profile),
+            **row,
         )
         dense = pattern_features(layer, LayerSparsity(), profile)
         floor = dense | {"weights": 0, "effective_macs": 0}
@@ -295,6 +303,15 @@ def _layer_mappings(workload: Workload, profile: Profile, estimator: str) -> dic
         return None
     dataflow = get_dataflow(profile.array.dataflow)
     return {layer.name: layer_mapping(profile, layer, dataflow).name for layer in workload.layers}
+
+
+def _constant_row(energy: float) -> dict[str, Any]:
+    """The coefficients of a layer whose energy is one constant."""
+    return dict(
+        constant=energy, per_weight=0.0, per_weight_overflow=0.0, weight_breakpoint=None, per_input=0.0,
+        per_input_overflow=0.0, input_breakpoint=None, per_input_use=0.0, per_input_refetch=0.0,
+        per_effective_mac=0.0, group_cost=None, slice_cost=None, upper_bound=False,
+    )
 
 
 def verify_table(
@@ -336,19 +353,20 @@ def verify_table(
             ids, count = weight_groups(layer, profile, dataflow)
             kinds += ["tiles", "mixed"]
         errors: dict[str, list[float]] = {kind: [] for kind in kinds}
+        # A layer without weights is a constant: the table claims only its dense energy.
+        pairs = [(wd, xd) for wd in densities for xd in densities] if layer.has_weights else [(1.0, 1.0)]
         for kind in kinds:
-            for wd in densities:
-                for xd in densities:
-                    if kind == "random":
-                        weights = rng.random(layer.weight_shape) < wd
-                    else:
-                        weights = (rng.random(count) < wd)[ids]
-                        if kind == "mixed":
-                            weights &= rng.random(layer.weight_shape) < 0.5
-                    ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
-                    truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
-                    predicted = coeffs.predict(pattern_features(layer, ls, profile))
-                    errors[kind].append((predicted - truth) / truth if truth else 0.0)
+            for wd, xd in pairs:
+                if kind == "random":
+                    weights = rng.random(layer.weight_shape) < wd
+                else:
+                    weights = (rng.random(count) < wd)[ids]
+                    if kind == "mixed":
+                        weights &= rng.random(layer.weight_shape) < 0.5
+                ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
+                truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
+                predicted = coeffs.predict(pattern_features(layer, ls, profile))
+                errors[kind].append((predicted - truth) / truth if truth else 0.0)
         every = [e for kind in kinds for e in errors[kind]]
         rows.append(
             {

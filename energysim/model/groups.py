@@ -133,9 +133,9 @@ SHARED = ("inputs", "channels", "outputs", "layer")
 def _channels(layer: LayerSpec) -> tuple[int, np.ndarray]:
     """Input channels per group's K index range (taps per channel) and each input element's channel."""
     size = int(np.prod(layer.input_shape))
-    if layer.kind == "linear":
-        k = layer.gemm[1]
-        return 1, np.arange(size) % k
+    if layer.kind in ("linear", "matmul"):
+        k, flat = layer.gemm[1], np.arange(size)
+        return 1, (flat // (size // layer.groups)) * k + flat % k
     per_channel = int(np.prod(layer.input_shape[1:]))
     return layer.kernel[0] * layer.kernel[1], np.arange(size) // per_channel
 
@@ -154,7 +154,7 @@ def shared_incidence(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> 
         keys = plan.slice_key(dims)
         out[kind] = (fold_group, keys, int(keys.max(initial=-1)) + 1)
     taps, _ = _channels(layer)
-    per_group = layer.in_channels // layer.groups if layer.kind != "linear" else layer.gemm[1]
+    per_group = layer.in_channels // layer.groups if layer.kind not in ("linear", "matmul") else layer.gemm[1]
     k_start, k_end = plan.start_of("K"), plan.start_of("K") + plan.extent_of("K") - 1
     first = plan.group * per_group + k_start // taps
     spans = k_end // taps - k_start // taps + 1
