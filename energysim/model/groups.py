@@ -225,6 +225,12 @@ def _first_weights(layer: LayerSpec, plan: FoldPlan, groups: np.ndarray) -> np.n
     return mask.reshape(layer.weight_shape)
 
 
+def _whole_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow, groups: np.ndarray) -> np.ndarray:
+    """A weight mask keeping every weight of ``groups`` (and none of the others)."""
+    ids, count = weight_groups(layer, profile, dataflow)
+    return np.isin(ids, groups) if groups.size < count else np.ones(ids.shape, bool)
+
+
 def _first_per_slice(fold_group: np.ndarray, fold_slice: np.ndarray, count: int) -> np.ndarray:
     """Groups that are, for every fold of theirs, the lowest group reading that fold's slice."""
     lowest = np.full(int(fold_slice.max(initial=-1)) + 1, count)
@@ -246,8 +252,8 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     fold_group = plan.slice_key(("K", "N"))
     incidence = shared_incidence(layer, profile, dataflow)
 
-    def count_with(groups: np.ndarray) -> LayerCounts:
-        mask = _first_weights(layer, plan, groups)
+    def count_with(groups: np.ndarray, whole: bool = False) -> LayerCounts:
+        mask = _whole_groups(layer, profile, dataflow, groups) if whole else _first_weights(layer, plan, groups)
         return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False)
 
     every = np.arange(count)
@@ -314,34 +320,39 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     effective = probe.effective.astype(np.float64)
     g["effective_macs"] = by_group(effective)
     g["gated_macs"] = by_group(plan.mac_slots - effective)
-    # Cycles. A fold's next data arrives while it computes (double buffering), so in steady
-    # state a fold stalls only for the transfers beyond its own length; the first fold's
-    # fetch and the last fold's write-back overlap nothing: the layer pays them once
-    # ("layer", whichever groups run). Words a shared item adds or saves move at the
-    # bandwidth. What this misses of the counted cycles goes with the groups' DRAM words.
+    # Cycles. They are counted with the kept groups dense (every weight of a kept group
+    # nonzero): a compressed weight format moves fewer words for a sparser group, so its
+    # stalls can only be fewer, and the table's cycles are an upper bound for weights pruned
+    # inside kept groups (exact for whole tiles). A fold's next data arrives while it computes
+    # (double buffering), so in steady state a fold stalls only for the transfers beyond its
+    # own length; the first fold's fetch and the last fold's write-back overlap nothing: the
+    # layer pays them once ("layer", whichever groups run). Words a shared item adds or saves
+    # move at the bandwidth. What this misses of the counted cycles goes with the groups' DRAM words.
     def dram_words(c: dict) -> np.ndarray:
         return sum(c["accesses"]["dram"][op][kind] for op in OPERANDS for kind in ("reads", "writes"))
 
+    full = count_with(every, whole=True)
+    fold_words = (full.traffic.fold_dram_reads + full.traffic.fold_dram_writes).astype(np.float64)
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     per_word = 0.0 if math.isinf(bandwidth) else 1.0 / bandwidth
-    steady = np.maximum((probe.traffic.fold_dram_reads + probe.traffic.fold_dram_writes) * per_word - plan.fold_cycles, 0.0)
+    steady = np.maximum(fold_words * per_word - plan.fold_cycles, 0.0)
     g["cycles"] = by_group(plan.fold_cycles + steady)
     for c in slices.values():
         c["cycles"] = per_word * dram_words(c)
     # What the layer pays once: the cycles of group 0 alone beyond its folds and its shared
     # items, scaled from group 0's fetch to the mean fold's (which fold runs first is not known).
-    alone = count_with(every[:1])
+    alone = count_with(every[:1], whole=True)
     own = g["cycles"][0] + sum(
         c["cycles"][used_shared(incidence[kind], every == 0)].sum() for kind, c in slices.items()
     )
-    fetch = probe.traffic.fold_dram_reads.astype(np.float64)
+    fetch = full.traffic.fold_dram_reads.astype(np.float64)
     first = fetch[fold_group == 0].sum()
     scale = fetch.sum() / count / first if first > 0 else 1.0
     layer = _empty_counts(1)
     layer["cycles"] = np.array([(float(alone.cycles - none.cycles) - own) * scale])
     counted = g["cycles"].sum() + layer["cycles"][0] + sum(c["cycles"].sum() for c in slices.values())
-    words = dram_words(g)
-    rest = float(probe.cycles - none.cycles) - counted
+    words = by_group(fold_words)
+    rest = float(full.cycles - none.cycles) - counted
     g["cycles"] = g["cycles"] + (rest * words / words.sum() if words.sum() else rest / count)
     slices["layer"] = layer
     return GroupCounts(constant=none, groups=g, slices=slices)
