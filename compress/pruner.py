@@ -43,7 +43,7 @@ from .masks import (
     weight_masks,
 )
 from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
-from .structured import GroupCost, group_energy, project_groups, proxy_group_energy
+from .structured import GroupCost, group_energy, group_sums, project_groups
 from .schedule import (
     BudgetPlan,
     InfeasibleBudgetError,
@@ -425,15 +425,25 @@ class EnergyPruner:
         return _pattern_proxy(effective_weights(self.model), self.cycle_costs())
 
     def min_cycles(self) -> float:
-        """Least proxy cycles any pattern reaches: every tile skipped (when structured, but the
-        cheapest of each layer, as :mod:`compress.keep_layers` keeps one)."""
-        costs = self.cycle_costs()
-        if self.structure == "none":
-            return math.fsum(float(c.constant) for c in costs.values())
+        """Least proxy cycles of a pattern: every tile skipped; when structured, but the fastest of
+        each layer (:mod:`compress.keep_layers` keeps one), priced with what its tiles share in full."""
         weights = effective_weights(self.model) or {
             n: self.model.get_submodule(n).weight for n in self.workload.layer_names
         }
-        return reserved_floor(costs, weights)
+        costs = self.energy.cycle_costs()
+        masks = {}
+        for name, cost in costs.items():
+            w = weights[name].detach()
+            masks[name] = torch.zeros(w.shape, dtype=torch.bool)
+            if self.structure == "none":
+                continue
+            _, count = group_sums(w, cost)
+            live = torch.nonzero(count.cpu() > 0).reshape(-1)
+            if live.numel():
+                fastest = int(live[torch.argmin(cost.group_cost[live])])
+                masks[name] = (cost.groups == fastest) & (w.cpu() != 0)
+        kept = self.energy.kept_groups(masks) if self.energy.has_groups else None
+        return _pattern_proxy(masks, self.energy.cycle_costs(kept))
 
     def _masks(
         self, weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost | GroupCost], budget: float
