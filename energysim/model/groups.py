@@ -337,8 +337,10 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     per_word = 0.0 if math.isinf(bandwidth) else 1.0 / bandwidth
     steady = np.maximum(fold_words * per_word - plan.fold_cycles, 0.0)
     g["cycles"] = by_group(plan.fold_cycles + steady)
-    for c in slices.values():
-        c["cycles"] = per_word * dram_words(c)
+    for kind, c in slices.items():
+        # A resident input channel is fetched while earlier folds compute (double buffering):
+        # hidden, like the steady-state transfers; only the first fetch shows ("layer").
+        c["cycles"] = np.zeros_like(dram_words(c)) if kind == "channels" else per_word * dram_words(c)
     # What the layer pays once: the cycles of group 0 alone beyond its folds and its shared
     # items, scaled from group 0's fetch to the mean fold's (which fold runs first is not known).
     alone = count_with(every[:1], whole=True)
