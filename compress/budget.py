@@ -28,7 +28,7 @@ from energysim.coeffs import CoefficientTable, LayerCoefficients, coefficient_ta
 from energysim.sparsity import LayerSparsity
 
 from energysim.dataflow import get_dataflow
-from energysim.model.groups import kept_groups, shared_incidence, weight_groups
+from energysim.model.groups import shared_incidence, weight_groups
 
 from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
 from .structured import GroupCost
@@ -144,12 +144,12 @@ class EnergyModel:
 
     def kept_groups(self, weights: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         """Per layer, bool per skip group: whether it keeps a nonzero weight of ``weights``."""
-        dataflow = get_dataflow(self.profile.array.dataflow)
-        return {
-            c.name: kept_groups(self.workload.layer(c.name), self.profile, dataflow,
-                                (weights[c.name].detach() != 0).cpu().numpy())
-            for c in self.table.layers
-        }
+        out = {}
+        for c in self.table.layers:
+            ids, own, _ = self._group_structure(c.name)  # the map of energysim's weight_groups, cached
+            nonzero = (weights[c.name].detach() != 0).cpu()
+            out[c.name] = (torch.bincount(ids[nonzero], minlength=own.size) > 0).numpy()
+        return out
 
     def group_costs(
         self,
