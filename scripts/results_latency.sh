@@ -8,7 +8,7 @@ set -euo pipefail
 out=${1:-results}
 ecc=${ECC:-.venv/bin/ecc}
 $ecc sweep --model lenet5 --dataset fashion-mnist --profile edge-16x16 --estimator systolic \
-  --methods ecc,magnitude --structures tile --budgets 0.5,0.35,0.2 --latency-budgets 0.6,0.4,0.25 \
+  --methods magnitude,ecc --structures tile --budgets 0.5,0.35,0.2 --latency-budgets 0.6,0.4,0.25 \
   --seeds 0,1,2 --pretrain-epochs 1 --epochs 1 --batch-size 128 --proj-interval 50 --jobs 2 --quiet \
   --out "$out/latency-fmnist-16"
 $ecc plot "$out/latency-fmnist-16"
