@@ -174,8 +174,8 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
         group_cost = groups.tolist()
         slice_cost = {op: np.asarray(priced(c), np.float64).tolist() for op, c in split.slices.items()}
         cycles_constant = float(split.constant.cycles)
-        group_cycles = np.asarray(split.groups["cycles"], np.float64).tolist()
-        slice_cycles = {op: np.asarray(c["cycles"], np.float64).tolist() for op, c in split.slices.items()}
+        group_cycles = np.asarray(split.latency["groups"], np.float64).tolist()
+        slice_cycles = {op: np.asarray(c, np.float64).tolist() for op, c in split.latency["slices"].items()}
     elif upper_bound and dense.cycles:
         # Bandwidth stalls grow faster than linearly when one fold's traffic exceeds the
         # average, so a pattern can stall a little more than the corners suggest. No fold
