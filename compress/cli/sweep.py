@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     from compress.sweep import SweepConfig, run_sweep
 
     check_relative_budgets(args.budgets)  # a wrong budget is reported before the model is built
-    check_relative_budgets([v for v in args.latency_budgets if v is not None], name="--latency-budgets")
+    latency = [v for v in args.latency_budgets if v is not None]
+    if latency:
+        check_relative_budgets(latency, name="--latency-budgets")
     # The cells ignore the unmodelled-layer note (the same in each): it is printed here, once,
     # and --strict, a bad model or input shape fail before any file is written.
     model_from_args(args)
