@@ -32,7 +32,7 @@ from energysim.workload import Workload, extract_workload
 
 from .baselines import BASELINES, STRUCTURED_BASELINES
 from .budget import EnergyModel
-from .keep_layers import keep_every_layer, reserved_floor
+from .keep_layers import fill_groups, keep_every_layer, reserved_floor
 from .latency import InfeasibleLatencyError, LatencyBudget, pattern_proxy as _pattern_proxy, project_both
 from .masks import (
     add_weight_masks,
@@ -563,31 +563,41 @@ class EnergyPruner:
 
         def install(proxy_budget: float) -> dict[str, torch.Tensor]:
             masks = self._masks(weights, costs, proxy_budget)
-            for name, base in self._base.items():
-                masks[name] = masks[name] & base.to(masks[name].device)
-            set_weight_masks(self.model, masks, weights)
+            self._install(masks, weights)
             return masks
 
         masks = install(budget)
         self.proxy_budget = float(budget)
         if land and self._lands:
-            self._land(install, budget, masks)
+            fit = self._land(install, budget, masks)
+            rank = getattr(self.project_fn, "rank", None)  # a structured method (keep_every_layer)
+            # With a latency budget the two-budget projection fills within both budgets itself.
+            if rank is not None and fit is not None and fit.energy < _LANDING * self.target and self.latency_target is None:
+                self._fill(weights, costs, rank, fit)
 
-    def _land(self, install: Callable[[float], dict[str, torch.Tensor]], budget: float, masks: dict) -> None:
+    def _install(self, masks: dict[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> None:
+        """Install ``masks`` (within the ``torch.nn.utils.prune`` masks) on ``weights``."""
+        for name, base in self._base.items():
+            masks[name] = masks[name] & base.to(masks[name].device)
+        set_weight_masks(self.model, masks, weights)
+
+    def _land(self, install: Callable[[float], dict[str, torch.Tensor]], budget: float, masks: dict) -> Report | None:
         """Search the proxy budget whose projection the simulator puts in [0.97, 1] x target.
 
         Projections at a larger budget keep a superset (the greedy prefixes are nested) and
         a sparser pattern never costs more on the simulator, so the simulated energy is
         monotone in the proxy budget: the search brackets the target (steps of
-        target / simulated) and then interpolates between the two sides. It keeps the best
-        pattern that fits, or leaves the pattern for :meth:`verify` to tighten when none
-        did within the allowed simulations.
+        target / simulated, squared each time the pattern does not change) and then
+        interpolates between the two sides. It keeps the best
+        pattern that fits and returns its simulation, or leaves the pattern for :meth:`verify`
+        to tighten when none did within the allowed simulations (and returns None).
         """
         target = self.target
         floor = self.floor_energy()
         proxy, report = budget, self.energy.simulate(self.model)
         below: tuple[float, float, Report] | None = None  # proxy budget, energy, report of the best fit
         above: tuple[float, float] | None = None  # proxy budget, energy of the lowest one over
+        power = 1  # grows while a smaller proxy budget keeps the same pattern (tiles are coarse)
         for _ in range(_MAX_LANDING_STEPS):
             energy = report.energy
             if energy <= target:
@@ -600,7 +610,7 @@ class EnergyPruner:
             if above is None:
                 step = proxy * target / energy if energy > 0 else 2 * proxy
             elif below is None:
-                step = max(floor, proxy * target / energy)
+                step = max(floor, proxy * (target / energy) ** power)
             else:
                 (p0, e0, _), (p1, e1) = below, above
                 step = p0 + (p1 - p0) * ((1 + _LANDING) / 2 * target - e0) / (e1 - e0)
@@ -616,13 +626,41 @@ class EnergyPruner:
                     break
                 previous, masks = masks, install(step)
             proxy = step
-            if above is None and all(torch.equal(masks[n], previous[n]) for n in masks):
-                break  # a larger budget keeps nothing more: every nonzero weight is in
+            if all(torch.equal(masks[n], previous[n]) for n in masks):
+                if above is None:
+                    break  # a larger budget keeps nothing more: every nonzero weight is in
+                if below is None:
+                    power *= 2  # still over: the same simulation, a bolder step
+                    continue
             report = self.energy.simulate(self.model)
         if below is not None and below[0] != proxy:
             install(below[0])
         if below is not None:
             self.proxy_budget, self.simulated = float(below[0]), below[2]
+        return None if below is None else below[2]
+
+    def _fill(self, weights: Mapping[str, torch.Tensor], costs: Mapping[str, GroupCost], rank: str, best: Report) -> None:
+        """Land a tile pattern that no prefix lands (see :func:`compress.keep_layers.fill_groups`):
+        top the current pattern, the best that fits (simulated: ``best``), up with whole groups
+        further down the method's order, the fill's proxy budget searched on the simulator
+        (scaled by target / simulated, then bisected). Keeps the best pattern that fits."""
+        target = self.target
+        base = {n: m.detach() != 0 for n, m in weight_masks(self.model).items()}
+        low, high, kept = _pattern_proxy({n: weights[n] * base[n] for n in base}, costs), math.inf, base
+        for _ in range(_MAX_LANDING_STEPS):
+            step = low * (1 + _LANDING) / 2 * target / best.energy if high == math.inf else (low + high) / 2
+            self._install(fill_groups(weights, costs, base, step, rank), weights)
+            report = self.energy.simulate(self.model)
+            if report.energy > target:
+                high = step
+                continue
+            low = step
+            if report.energy > best.energy:
+                best, kept = report, {n: m.detach() != 0 for n, m in weight_masks(self.model).items()}
+            if report.energy >= _LANDING * target:
+                break
+        self._install(dict(kept), weights)
+        self.simulated = best
 
     def release(self) -> None:
         """Let pruned weights regrow: every mask back to all ones (or to its ``torch.nn.utils.prune`` mask)."""
