@@ -65,45 +65,90 @@ class EnergyModel:
         self.profile = profile
         self.estimator = estimator
         self.table: CoefficientTable = coefficient_table(workload, profile, estimator)
-        self._groups: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+        self._groups: dict[tuple[str, str], tuple[torch.Tensor, np.ndarray, list]] = {}
         if not workload.weight_layers:
             raise ValueError(f"model {workload.model!r} has no layer with weights to prune")
         self._weighted = [self.table.layer(l.name) for l in workload.weight_layers]
         self._fixed = _attach_weightless(workload, self.table)
+        self._fixed_cycles = _attach_weightless(workload, self.table, "cycles_constant")
 
     @property
     def has_groups(self) -> bool:
         """Whether the table has skip-group costs (the array skips all-zero weight tiles)."""
         return any(c.group_cost is not None for c in self.table.layers)
 
-    def _group_structure(self, name: str) -> tuple[torch.Tensor, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """The layer's weight-to-group map, its groups' own costs, and per shared item kind the
-        (group, item) pairs with each pair's item cost."""
-        if name not in self._groups:
+    def _group_structure(
+        self, name: str, what: str = "energy"
+    ) -> tuple[torch.Tensor, np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """The layer's weight-to-group map, its groups' own costs (``what``: energy or cycles), and
+        per shared item kind the (group, item) pairs with each pair's item cost."""
+        if (name, what) not in self._groups:
             coeffs = self.table.layer(name)
+            own, items_cost = (
+                (coeffs.group_cost, coeffs.slice_cost) if what == "energy" else (coeffs.group_cycles, coeffs.slice_cycles)
+            )
             layer = self.workload.layer(name)
             dataflow = get_dataflow(self.profile.array.dataflow)
             ids, _ = weight_groups(layer, self.profile, dataflow)
             shared = []
             for kind, (groups, keys, items) in shared_incidence(layer, self.profile, dataflow).items():
-                if kind in coeffs.slice_cost:
+                if kind in items_cost:
                     pairs = np.unique(groups * items + keys)
-                    shared.append((pairs // items, pairs % items, np.asarray(coeffs.slice_cost[kind], np.float64)))
-            self._groups[name] = (torch.from_numpy(ids), np.asarray(coeffs.group_cost, np.float64), shared)
-        return self._groups[name]
+                    shared.append((pairs // items, pairs % items, np.asarray(items_cost[kind], np.float64)))
+            self._groups[name, what] = (torch.from_numpy(ids), np.asarray(own, np.float64), shared)
+        return self._groups[name, what]
 
-    def _shared_split(self, name: str, kept: np.ndarray | None) -> np.ndarray:
+    def _shared_split(self, name: str, kept: np.ndarray | None, what: str = "energy") -> np.ndarray:
         """Each group's cost with the cost of the items it shares split among the kept groups using them.
 
         An item no kept group uses is charged in full to each group that would use it (the first
         one to come pays it); with ``kept`` None every group counts as kept (the even split).
         """
-        _, own, shared = self._group_structure(name)
+        _, own, shared = self._group_structure(name, what)
         cost = own.copy()
         for group, item, item_cost in shared:
             users = np.bincount(item if kept is None else item[kept[group]], minlength=item_cost.size)
             cost += np.bincount(group, weights=item_cost[item] / np.maximum(users[item], 1), minlength=own.size)
         return cost
+
+    def cycle_costs(self, kept: Mapping[str, np.ndarray] | None = None) -> dict[str, GroupCost]:
+        """Per-layer cycle costs for the latency budget (:mod:`compress.latency`), as GroupCosts.
+
+        ``group_cost`` is each skip group's cycles (with the cycles of the items several groups
+        share split as in :meth:`group_costs`), ``per_weight`` 0 (a weight pruned inside a kept
+        tile saves no cycle), ``constant`` the layer's cycles with every group skipped. On an
+        array that skips no weight tiles, each layer is one group holding all its weights, of
+        1e-12 of its cycles, and its constant the rest: pruning cannot shorten it.
+
+        Raises
+        ------
+        ValueError
+            If the estimator counts no cycles (the ``paper`` model).
+        """
+        out = {}
+        for coeffs in self._weighted:
+            fixed = self._fixed_cycles.get(coeffs.name, 0.0)
+            if coeffs.cycles_constant is None:
+                raise ValueError(f"the {self.estimator!r} estimator counts no cycles: a latency budget needs "
+                                 "--estimator systolic")
+            dense = max(coeffs.predict_cycles(self._features(coeffs.name, None)), 1.0)
+            if coeffs.group_cycles is None:
+                shape = self.workload.layer(coeffs.name).weight_shape
+                own = np.full(1, _FREE_WEIGHT * dense)
+                out[coeffs.name] = GroupCost(coeffs.name, torch.zeros(shape, dtype=torch.int64), torch.from_numpy(own),
+                                             0.0, max(float(coeffs.cycles_constant) - own[0], 0.0) + fixed)
+                continue
+            ids = self._group_structure(coeffs.name, "cycles")[0]
+            cycles = self._shared_split(coeffs.name, None if kept is None else kept[coeffs.name], "cycles")
+            out[coeffs.name] = GroupCost(
+                name=coeffs.name,
+                groups=ids,
+                group_cost=torch.from_numpy(np.maximum(cycles, _FREE_WEIGHT * dense)),
+                per_weight=0.0,
+                constant=max(float(coeffs.cycles_constant), 0.0) + fixed,
+            )
+        return out
+
     def tiles(self, weights: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
         """Per layer, the skip groups (tiles) keeping a nonzero weight and the number of groups."""
         return {name: (int(kept.sum()), int(kept.size)) for name, kept in self.kept_groups(weights).items()}
@@ -225,13 +270,14 @@ class EnergyModel:
         return simulate(self.workload, self.profile, self.estimator, Sparsity.from_model(model, self.workload))
 
 
-def _attach_weightless(workload: Workload, table: CoefficientTable) -> dict[str, float]:
-    """Weighted layer name -> the summed energy of the weightless layers attached to it (see the module docstring)."""
+def _attach_weightless(workload: Workload, table: CoefficientTable, what: str = "constant") -> dict[str, float]:
+    """Weighted layer name -> the summed energy (``what="constant"``) or cycles (``"cycles_constant"``)
+    of the weightless layers attached to it (see the module docstring)."""
     fixed: dict[str, float] = {}
     owner = workload.weight_layers[0].name
     for layer in workload.layers:
         if layer.has_weights:
             owner = layer.name
         else:
-            fixed[owner] = fixed.get(owner, 0.0) + table.layer(layer.name).constant
+            fixed[owner] = fixed.get(owner, 0.0) + float(getattr(table.layer(layer.name), what) or 0.0)
     return fixed

@@ -208,6 +208,7 @@ class _State:
     epochs_done: int = 0
     budget_abs: float = 0.0
     energy_dense: float = 0.0
+    cycles_dense: int | None = None
     dense_accuracy: float | None = None
     mask_budget: float | None = None  # input energy allowed in the current mask phase
     best_accuracy: float | None = None
@@ -437,7 +438,8 @@ class _Run:
         c = self.config
         # A relative budget is relative to the dense model's energy on the full estimator: the
         # quantity the final pattern is verified against (the proxy table may be an upper bound).
-        dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
+        dense_report = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()))
+        dense = dense_report.energy
         if c.input_mask and not self._mask_layers():
             raise ValueError(
                 "input masks apply to the inputs of conv layers that their own Conv2d module runs (not to linear "
@@ -446,7 +448,7 @@ class _Run:
         start_inputs = {}
         if c.checkpoint is not None:
             start_inputs = self._load_start(c.checkpoint)
-        self.pruner = self._make_pruner(dense)
+        self.pruner = self._make_pruner(dense, dense_report.cycles)
         shapes = dict(self._mask_layers()) if c.input_mask else {}
         shapes.update({n: tuple(m.shape) for n, m in start_inputs.items()})
         add_input_masks(self.model, {n: shapes[n] for n in self.workload.layer_names if n in shapes})
@@ -455,7 +457,8 @@ class _Run:
                 if name in start_inputs:
                     mask.copy_(start_inputs[name])
         self.model.to(self.device)
-        self.state = _State(budget_abs=self.pruner.plan.target, energy_dense=float(dense))
+        self.state = _State(budget_abs=self.pruner.plan.target, energy_dense=float(dense),
+                            cycles_dense=dense_report.cycles)
         self._enter("pretrain")
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -463,15 +466,19 @@ class _Run:
         if self.ctx.is_main:
             atomic_write_json(self.files.config, _config_dict(c))
 
-    def _make_pruner(self, energy_dense: float) -> EnergyPruner:
-        """The pruner of the weight phases: the run's method, budget, interval and regrowth; with
+    def _make_pruner(self, energy_dense: float, cycles_dense: int | None) -> EnergyPruner:
+        """The pruner of the weight phases: the run's method, budgets, interval and regrowth; with
         input masks, budgets down to the floor the last mask round reaches."""
         c = self.config
         last_keep = max(mask_keep(c.mask_keep, c.mask_keep_step, c.max_rounds), 0.0) if c.input_mask else None
+        latency_abs = c.latency_budget_abs
+        if c.latency_budget_ms is not None:  # ms at the profile's clock: MHz x 1e3 cycles per ms
+            latency_abs = c.latency_budget_ms * self.profile.clock_mhz * 1e3
         return EnergyPruner(
             self.model, self.profile, budget=c.budget, budget_abs=c.budget_abs, input_shape=self.input_shape,
             estimator=c.estimator, method=c.method, structure=c.structure, interval=c.proj_interval, regrow=c.regrow,
             input_mask_keep=last_keep, energy_model=self.energy, energy_dense=energy_dense,
+            latency_budget=c.latency_budget, latency_budget_abs=latency_abs, cycles_dense=cycles_dense,
         )
 
     def _load_start(self, source: str) -> dict[str, torch.Tensor]:
@@ -507,7 +514,7 @@ class _Run:
     def _restore(self, saved: dict[str, Any]) -> None:
         """Rebuild everything from a checkpoint."""
         self.state = _State(**saved["state"])
-        self.pruner = self._make_pruner(self.state.energy_dense)
+        self.pruner = self._make_pruner(self.state.energy_dense, self.state.cycles_dense)
         load_masked_state_dict(self.model, saved["model"])
         self.pruner.load_state_dict(saved["pruner"])
         self.model.to(self.device)

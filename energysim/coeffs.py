@@ -10,6 +10,11 @@ For each layer the energy is modelled as a function of its nonzero pattern::
       + sum of group_cost[g] over the kept skip groups g
       + sum of slice_cost[kind][i] over the shared items i the kept groups use
 
+and its cycles (the *latency* coefficients, estimators that count cycles) as::
+
+    cycles = cycles_constant + sum of group_cycles[g] over the kept skip groups g
+                             + sum of slice_cycles[kind][i] over the shared items i the kept groups use
+
 The terms a layer does not need are 0 (None for the group terms). Each estimator
 derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
 
@@ -28,6 +33,11 @@ derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
   layer with every group skipped. A kept group is one with a nonzero weight
   (``pattern_features``' ``kept_groups``). Where the array skips on inputs (IS) the
   skipping is not modelled and the row is an upper bound that says so.
+  The latency coefficients come from the same split (:func:`energysim.model.groups.group_counts`):
+  each group's fold cycles (fill, stream, drain) and its share of the stall cycles, the
+  cycles a shared item's DRAM words add, and the cycles of the layer with every group
+  skipped. Without weight groups the cycles are the dense pattern's (a constant, an upper
+  bound: sparsity only removes weight traffic, hence stalls).
 
 A layer without weights (a ``matmul`` of two activations: Q K^T, attention x V) has only a
 constant: its energy at dense operands on the estimator; its ``weight_count`` is 0.
@@ -71,7 +81,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,9 @@ class LayerCoefficients:
     upper_bound: bool
     group_cost: list[float] | None = None
     slice_cost: dict[str, list[float]] | None = None
+    cycles_constant: float | None = None
+    group_cycles: list[float] | None = None
+    slice_cycles: dict[str, list[float]] | None = None
 
     def weight_energy(self, weight_nnz: int) -> float:
         """The part of the energy proportional to the nonzero weights (piecewise)."""
@@ -109,10 +122,7 @@ class LayerCoefficients:
         """Energy of a pattern described by :func:`pattern_features`."""
         groups = 0.0
         if self.group_cost is not None:
-            groups = math.fsum(np.asarray(self.group_cost)[features["kept_groups"]])
-            groups += math.fsum(
-                math.fsum(np.asarray(cost)[features["used_slices"][op]]) for op, cost in self.slice_cost.items()
-            )
+            groups = _kept_sum(self.group_cost, self.slice_cost, features)
         return (
             self.constant
             + groups
@@ -123,6 +133,14 @@ class LayerCoefficients:
             + self.per_input_refetch * features["input_refetch"]
             + self.per_effective_mac * features["effective_macs"]
         )
+
+    def predict_cycles(self, features: dict[str, Any]) -> float | None:
+        """Cycles of a pattern described by :func:`pattern_features` (None: the estimator counts none)."""
+        if self.cycles_constant is None:
+            return None
+        if self.group_cycles is None:
+            return float(self.cycles_constant)
+        return math.fsum([self.cycles_constant, _kept_sum(self.group_cycles, self.slice_cycles, features)])
 
     def input_energy_per_nonzero(self, features: dict[str, int]) -> float:
         """Average energy of one nonzero input for this pattern (uses and refetches included)."""
@@ -135,6 +153,14 @@ class LayerCoefficients:
             + self.per_input_refetch * features["input_refetch"]
         )
         return spent / features["inputs"]
+
+
+def _kept_sum(per_group: list[float], per_slice: dict[str, list[float]], features: dict[str, Any]) -> float:
+    """Sum of ``per_group`` over the kept groups and of ``per_slice`` over the used shared items."""
+    total = math.fsum(np.asarray(per_group)[features["kept_groups"]])
+    return total + math.fsum(
+        math.fsum(np.asarray(cost)[features["used_slices"][op]]) for op, cost in per_slice.items()
+    )
 
 
 def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> dict[str, Any]:
@@ -274,7 +300,7 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
         row = (
             chosen.coefficients(layer, profile)
             if layer.has_weights
-            else _constant_row(chosen.estimate_layer(layer, profile, LayerSparsity()).energy_relaxed)
+            else _constant_row(chosen.estimate_layer(layer, profile, LayerSparsity()))
         )
         coeffs = LayerCoefficients(
             name=layer.name,
@@ -305,12 +331,13 @@ def _layer_mappings(workload: Workload, profile: Profile, estimator: str) -> dic
     return {layer.name: layer_mapping(profile, layer, dataflow).name for layer in workload.layers}
 
 
-def _constant_row(energy: float) -> dict[str, Any]:
-    """The coefficients of a layer whose energy is one constant."""
+def _constant_row(report: Any) -> dict[str, Any]:
+    """The coefficients of a layer whose energy (and cycles, where counted) is one constant: its dense ``report``."""
     return dict(
-        constant=energy, per_weight=0.0, per_weight_overflow=0.0, weight_breakpoint=None, per_input=0.0,
+        constant=report.energy_relaxed, per_weight=0.0, per_weight_overflow=0.0, weight_breakpoint=None, per_input=0.0,
         per_input_overflow=0.0, input_breakpoint=None, per_input_use=0.0, per_input_refetch=0.0,
         per_effective_mac=0.0, group_cost=None, slice_cost=None, upper_bound=False,
+        cycles_constant=None if report.cycles is None else float(report.cycles),
     )
 
 
@@ -336,7 +363,11 @@ def verify_table(
         Per layer: ``name``, ``max_rel_error`` (signed: >0 means the table over-estimates,
         the largest in magnitude), ``min_rel_error``, ``upper_bound``, ``patterns``, and
         ``worst`` (the signed worst error per pattern kind: random, and tiles and mixed
-        where the table has group costs).
+        where the table has group costs); where the estimator counts cycles,
+        ``cycles_worst``: the same for the table's cycles (:meth:`LayerCoefficients.predict_cycles`,
+        relative to the simulated cycles, or to one cycle where they are 0). The table's
+        cycles are exact on dense patterns and an upper bound for weights pruned inside kept
+        groups (mixed, random), so the figure of merit is the tiles column.
     """
     if table.mapping != profile.mapping.search:
         raise ValueError(f"table built with mapping.search {table.mapping!r}, verifying with {profile.mapping.search!r}")
@@ -353,6 +384,7 @@ def verify_table(
             ids, count = weight_groups(layer, profile, dataflow)
             kinds += ["tiles", "mixed"]
         errors: dict[str, list[float]] = {kind: [] for kind in kinds}
+        cycle_errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         # A layer without weights is a constant: the table claims only its dense energy.
         pairs = [(wd, xd) for wd in densities for xd in densities] if layer.has_weights else [(1.0, 1.0)]
         for kind in kinds:
@@ -364,9 +396,15 @@ def verify_table(
                     if kind == "mixed":
                         weights &= rng.random(layer.weight_shape) < 0.5
                 ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
-                truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
-                predicted = coeffs.predict(pattern_features(layer, ls, profile))
+                report = estimator.estimate_layer(layer, profile, ls)
+                truth = report.energy_relaxed
+                features = pattern_features(layer, ls, profile)
+                predicted = coeffs.predict(features)
                 errors[kind].append((predicted - truth) / truth if truth else 0.0)
+                cycles = coeffs.predict_cycles(features)
+                if cycles is not None and report.cycles is not None:
+                    # A layer whose every fold is skipped takes 0 cycles: relative to one cycle there.
+                    cycle_errors[kind].append((cycles - report.cycles) / max(report.cycles, 1))
         every = [e for kind in kinds for e in errors[kind]]
         rows.append(
             {
@@ -378,4 +416,6 @@ def verify_table(
                 "worst": {kind: max(errors[kind], key=abs) for kind in kinds},
             }
         )
+        if cycle_errors[kinds[0]]:
+            rows[-1]["cycles_worst"] = {kind: max(cycle_errors[kind], key=abs) for kind in kinds}
     return rows

@@ -520,3 +520,39 @@ def naive_mapped_traffic(layer, dataflow, rows, cols, order, stream_tiles, caps)
     else:
         out["outputs"] = (back, sum(tile_words), 0, 0)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Two-budget projection (compress.latency)
+#
+# Whole groups priced twice (energy and cycles, both read by attribute as in
+# the structured section); an exhaustive subset search.
+# ---------------------------------------------------------------------------
+
+
+def naive_best_groups_two(weights, energy_costs, cycle_costs, energy_cap, cycle_cap):
+    """Max sum of w**2 over the sets of whole groups with energy <= energy_cap and cycles <= cycle_cap (<= 12 groups)."""
+    items = []
+    for name, values, groups, charges, per_weight, _ in _structured_layers(weights, energy_costs):
+        cycles = cycle_costs[name]
+        cycle_charges = cycles.group_cost.tolist()
+        for group in range(len(charges)):
+            indices = [i for i, g in enumerate(groups) if g == group and values[i] != 0]
+            if indices:
+                items.append((
+                    sum(values[i] ** 2 for i in indices),
+                    charges[group] + per_weight * len(indices),
+                    cycle_charges[group] + float(cycles.per_weight) * len(indices),
+                ))
+    if len(items) > 12:
+        raise ValueError(f"exhaustive search is for at most 12 nonzero groups, got {len(items)}")
+    energy_floor = sum(float(c.constant) for c in energy_costs.values())
+    cycle_floor = sum(float(c.constant) for c in cycle_costs.values())
+    best = 0.0
+    for chosen in itertools.product((False, True), repeat=len(items)):
+        kept = [item for item, keep in zip(items, chosen) if keep]
+        if _feasible(energy_floor + sum(i[1] for i in kept), energy_cap) and _feasible(
+            cycle_floor + sum(i[2] for i in kept), cycle_cap
+        ):
+            best = max(best, sum(i[0] for i in kept))
+    return best

@@ -147,6 +147,8 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
     per-fold counts (:func:`energysim.model.groups.group_counts`), and the constant is the
     layer with every group skipped. Where it skips on inputs (IS) the skipping is not
     modelled: the row is an upper bound (skipping only removes work) and says so.
+    The latency coefficients (``cycles_constant``, ``group_cycles``, ``slice_cycles``) come
+    from the same split; without weight groups the cycles are the dense pattern's.
     """
     dataflow = get_dataflow(profile.array.dataflow)
     grouped = has_weight_groups(profile, dataflow)
@@ -164,6 +166,9 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
     per_weight = (e10 - e00) / layer.weight_count
     per_effective_mac = (e11 - e10 - e01 + e00) / dense.effective_macs if dense.effective_macs else 0.0
     constant, group_cost, slice_cost = e00, None, None
+    # Without weight groups the cycles are the dense pattern's: sparsity only removes weight
+    # traffic, so stalls, and an upper bound.
+    cycles_constant, group_cycles, slice_cycles = float(dense.cycles), None, None
     if grouped:
         split = group_counts(layer, profile, dataflow)
         constant = energy_breakdown(profile, _typed(split.constant))[0]
@@ -175,6 +180,9 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
         groups = priced(split.groups) - per_weight - per_effective_mac * split.groups["effective_macs"]
         group_cost = groups.tolist()
         slice_cost = {op: np.asarray(priced(c), np.float64).tolist() for op, c in split.slices.items()}
+        cycles_constant = float(split.constant.cycles)
+        group_cycles = np.asarray(split.latency["groups"], np.float64).tolist()
+        slice_cycles = {op: np.asarray(c, np.float64).tolist() for op, c in split.latency["slices"].items()}
     elif upper_bound and dense.cycles:
         # Bandwidth stalls grow faster than linearly when one fold's traffic exceeds the
         # average, so a pattern can stall a little more than the corners suggest. No fold
@@ -194,6 +202,9 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
         group_cost=group_cost,
         slice_cost=slice_cost,
         upper_bound=upper_bound,
+        cycles_constant=cycles_constant,
+        group_cycles=group_cycles,
+        slice_cycles=slice_cycles,
     )
 
 
