@@ -73,6 +73,7 @@ def _stationary_row(effective, start, stationary_row, stream_row, prefix):
 def _trace_one_fold(
     f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
     group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+    select, select_origin, select_width,
 ):  # fmt: skip
     """Step fold ``f`` cycle by cycle: effective MACs and busy PEs per cycle into its slice."""
     g = group[f]
@@ -97,6 +98,22 @@ def _trace_one_fold(
             # Every operand of the fold is nonzero: every busy PE does an effective MAC.
             effective[base + i] += running
     if dense[f]:
+        return
+    if select_width > 0:
+        # N:M: PE (r, c) multiplies the input row it selects, one of the select_width rows
+        # from select_origin[r]; the PEs of an array row selecting the same input row form a
+        # stationary row of their own over that input stream.
+        prefix = np.empty(stream + 1, np.int64)
+        chosen = np.empty(cu, np.uint8)
+        for r in range(ru):
+            origin = select_origin[r0 + r]
+            for s in range(select_width):
+                k = origin + s
+                if k >= row_stream.shape[1]:
+                    break
+                for c in range(cu):
+                    chosen[c] = stationary[g, r0 + r, c0 + c] != 0 and select[g, r0 + r, c0 + c] == k
+                _stationary_row(effective, base + r, chosen, row_stream[g, k], prefix)
         return
     if has_stationary and has_row and not has_col:
         prefix = np.empty(stream + 1, np.int64)
@@ -126,6 +143,7 @@ def _trace_one_fold(
 def _fold_trace(
     stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
     group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+    select, select_origin, select_width,
 ):  # fmt: skip
     """Per-cycle effective MACs and busy PEs of every fold.
 
@@ -137,11 +155,17 @@ def _fold_trace(
     ``effective`` and ``active`` (int32, one entry per layer cycle) are accumulated
     in place. Folds own disjoint cycle ranges, so the ``prange`` over them needs no
     reduction; without ``parallel=True`` it is a plain ``range``.
+
+    N:M arrays (``select_width`` = M > 0, WS only): the row stream holds the
+    uncompressed input rows (G, K, T), and PE ``(r, c)`` multiplies row
+    ``select[g, r, c]`` (int64, in ``[select_origin[r], select_origin[r] + M)``)
+    instead of row ``r``. With ``select_width`` 0 the select arrays are not read.
     """
     for f in prange(group.size):
         _trace_one_fold(
             f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
             group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+            select, select_origin, select_width,
         )  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Calibrate a profile's per-access energies against measured layer energies.
 
-Energy is linear in the nine per-access parameters of a profile (:data:`PARAMETERS`):
+Energy is linear in the ten per-access parameters of a profile (:data:`PARAMETERS`):
 for a layer, ``E = sum(count_p * value_p)`` where the counts (reads and writes per
 memory level, effective and gated MACs, and the leakage time) depend only on the
 workload, the sparsity and the profile's sizes. The estimator's typed counts of every

@@ -363,3 +363,111 @@ def naive_best_hybrid(weights, costs, capacity):
         energy += charge * subsets[:, columns].any(axis=1)
     feasible = _feasible(energy, capacity)
     return float((subsets[feasible] @ squares).max())
+
+
+# ---------------------------------------------------------------------------
+# N:M-compressed weight-stationary array (energysim.model.nm)
+#
+# Written out again from the issue's definition: every group of m consecutive
+# weights along K of a column holds at most n nonzeros; a column is stored as n
+# slots per group (the group's nonzeros in K order, then empty slots), the last
+# group min(K % m, n) slots; the array maps the slots to its rows (WS), every PE
+# of slot row s sees the m input columns of its group and multiplies the one its
+# weight came from. Plain loops over columns, groups, folds, cycles and PEs.
+# ---------------------------------------------------------------------------
+
+
+def naive_nm_compress(w, n, m):
+    """Per group g: (slots, select) lists of K' x N (slot holds a weight, its K index), or None if w violates n:m."""
+    groups, k_size, n_size = w.shape
+    slots_per_column = (k_size // m) * n + min(k_size % m, n)
+    out = []
+    for g in range(groups):
+        slots = [[False] * n_size for _ in range(slots_per_column)]
+        select = [[0] * n_size for _ in range(slots_per_column)]
+        for col in range(n_size):
+            slot = 0
+            for start in range(0, k_size, m):
+                kept = [k for k in range(start, min(start + m, k_size)) if w[g, k, col]]
+                if len(kept) > n:
+                    return None
+                width = min(n, min(start + m, k_size) - start)
+                for j in range(width):
+                    if j < len(kept):
+                        slots[slot][col] = True
+                        select[slot][col] = kept[j]
+                    else:
+                        select[slot][col] = start
+                    slot += 1
+        out.append((slots, select))
+    return out
+
+
+def naive_nm_systolic(x, elements, w, n, m, rows, cols, word_bits, skip_zero_tiles=False):
+    """An n:m layer on a rows x cols WS array with unlimited bandwidth, cycle by cycle.
+
+    Parameters
+    ----------
+    x : bool (G, M, K), the nonzero inputs (im2col view)
+    elements : int (G, M, K), the input element of each entry, -1 for padding
+    w : bool (G, K, N), n:m-compliant
+
+    Returns
+    -------
+    dict: trace (cycles, 3) of (effective, gated, idle) PEs, fold_effective (executed folds),
+    cycles (SCALE-Sim's last-cycle index), effective_macs, gated_macs, selections,
+    input_buffer_reads, weight_buffer_reads (slots + index bits per fold slice),
+    input_elements (distinct input elements the executed folds read)
+    """
+    compressed = naive_nm_compress(w, n, m)
+    groups, m_size, k_size = x.shape
+    n_size = w.shape[2]
+    slots_per_column = len(compressed[0][0])
+    fold_len = rows + rows - 1 + m_size + cols - 1
+    index_bits = (m - 1).bit_length()
+    trace, fold_effective = [], []
+    result = dict(effective_macs=0, gated_macs=0, selections=0, input_buffer_reads=0, weight_buffer_reads=0)
+    touched = set()
+    for g in range(groups):
+        slots, select = compressed[g]
+        for cb in range(-(-n_size // cols)):
+            for rb in range(-(-slots_per_column // rows)):
+                rows_here = [s for s in range(rb * rows, (rb + 1) * rows) if s < slots_per_column]
+                cols_here = [c for c in range(cb * cols, (cb + 1) * cols) if c < n_size]
+                if skip_zero_tiles and not any(slots[s][c] for s in rows_here for c in cols_here):
+                    continue
+                # Input columns of the groups the fold's slot rows belong to.
+                k_lo = rows_here[0] // n * m
+                k_hi = min(rows_here[-1] // n * m + m, k_size)
+                for i in range(m_size):
+                    for k in range(k_lo, k_hi):
+                        if elements[g, i, k] >= 0:
+                            result["input_buffer_reads"] += 1
+                            touched.add(int(elements[g, i, k]))
+                tile = len(rows_here) * len(cols_here)
+                result["weight_buffer_reads"] += tile + -(-tile * index_bits // word_bits)
+                eff_fold = 0
+                for tau in range(fold_len):
+                    counts = [0, 0, 0]
+                    for r in range(rows):
+                        for c in range(cols):
+                            t = tau - rows - r - c
+                            s, col = rb * rows + r, cb * cols + c
+                            if not (0 <= t < m_size and s < slots_per_column and col < n_size):
+                                counts[2] += 1
+                                continue
+                            result["selections"] += 1
+                            if slots[s][col] and x[g, t, select[s][col]]:
+                                counts[0] += 1
+                                eff_fold += 1
+                            else:
+                                counts[1] += 1
+                    trace.append(counts)
+                fold_effective.append(eff_fold)
+                result["effective_macs"] += eff_fold
+                result["gated_macs"] += tile * m_size - eff_fold
+    result["trace"] = np.array(trace, dtype=np.int64).reshape(-1, 3)
+    result["fold_effective"] = fold_effective
+    result["cycles"] = max(len(trace) - 1, 0)
+    result["input_elements"] = len(touched)
+    return result

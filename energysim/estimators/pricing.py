@@ -2,13 +2,15 @@
 
 An estimator counts, for one layer, the events a profile's per-access energies price
 (:class:`AccessCounts`): reads and writes per memory level and operand, effective and
-clock-gated MACs, and cycles (the leakage time). :func:`energy_breakdown` prices them::
+clock-gated MACs, operand selections of an N:M array, and cycles (the leakage time).
+:func:`energy_breakdown` prices them::
 
     energy = sum over levels and operands of (reads * read + writes * write)
            + effective MACs * compute.mac + gated MACs * compute.gated_mac
+           + selections * compute.nm_select
            + leakage_mw * leakage time
 
-The energy is linear in the nine :data:`PARAMETERS`: :func:`parameter_counts` gives,
+The energy is linear in the ten :data:`PARAMETERS`: :func:`parameter_counts` gives,
 per energy level, the count that multiplies each one, and :func:`energy_breakdown` is
 exactly those counts times the profile's values. Calibration fits the values on the
 same counts, so a calibrated profile prices the counts as the estimator does.
@@ -33,6 +35,7 @@ __all__ = ["PARAMETERS", "AccessCounts", "energy_breakdown", "leakage_time", "pa
 PARAMETERS: tuple[str, ...] = (
     "compute.mac",
     "compute.gated_mac",
+    "compute.nm_select",
     "memory.rf.read",
     "memory.rf.write",
     "memory.buffer.read",
@@ -64,6 +67,9 @@ class AccessCounts:
     relaxed_macs : int or None
         MACs of the estimator's relaxed energy bound (``paper``: every output position
         of a nonzero weight); None when it has no such bound.
+    selections : int
+        Operand selections of an N:M array (one per MAC slot of a layer it runs
+        compressed, :mod:`energysim.model.nm`); 0 elsewhere.
     """
 
     accesses: dict[str, dict[str, dict[str, int]]]
@@ -71,6 +77,7 @@ class AccessCounts:
     gated_macs: int | None = None
     cycles: int | None = None
     relaxed_macs: int | None = None
+    selections: int = 0
 
     def relaxed(self) -> AccessCounts:
         """The counts of the relaxed bound: ``relaxed_macs`` as the effective MACs (self without a bound)."""
@@ -113,7 +120,11 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
             reads += counts.accesses[level][op]["reads"]
             writes += counts.accesses[level][op]["writes"]
         units[level] = {f"memory.{level}.read": reads, f"memory.{level}.write": writes}
-    units["mac"] = {"compute.mac": counts.effective_macs, "compute.gated_mac": 0 if counts.gated_macs is None else counts.gated_macs}
+    units["mac"] = {
+        "compute.mac": counts.effective_macs,
+        "compute.gated_mac": 0 if counts.gated_macs is None else counts.gated_macs,
+        "compute.nm_select": counts.selections,
+    }
     units["leakage"] = {"leakage_mw": leakage_time(profile, counts.cycles)}
     return units
 

@@ -54,7 +54,7 @@ def layer_counts(
 
 def _typed(counts: LayerCounts) -> AccessCounts:
     """The priced part of the model's counts."""
-    return AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles)
+    return AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles, selections=counts.selections)
 
 
 def access_counts(layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None) -> AccessCounts:
@@ -93,7 +93,8 @@ def _report(layer: LayerSpec, profile: Profile, counts: LayerCounts) -> LayerRep
             "mapping_efficiency": float(plan.mapping_efficiency.mean()),
             "inputs_resident": bool(counts.traffic.resident["inputs"]),
             "weights_resident": bool(counts.traffic.resident["weights"]),
-        },
+        }
+        | ({"nm": counts.nm is not None} if profile.sparsity.nm.enabled else {}),
     )
 
 
@@ -115,7 +116,9 @@ def estimate_layer(
     -------
     LayerReport
         ``extra`` holds dataflow, gemm, groups, folds, row_folds, col_folds,
-        executed_folds, fold_cycles, mapping_efficiency and buffer residency.
+        executed_folds, fold_cycles, mapping_efficiency and buffer residency; on a
+        profile with ``sparsity.nm``, ``nm``: whether the layer ran N:M-compressed
+        (``gemm`` and the folds are then the compressed ones).
 
     Examples
     --------

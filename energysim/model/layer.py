@@ -23,9 +23,10 @@ from ..dataflow import Dataflow
 from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import FoldPlan, plan_folds
-from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
+from .gemm import gemm_operands, input_footprint, input_index
 from .macs import fold_effective_macs, fold_slice_sums
 from .memory import MemoryTraffic, first_occurrence_words, rf_accesses, weight_words
+from .nm import NMView, nm_view
 
 __all__ = ["LayerCounts", "cycle_trace", "simulate_layer"]
 
@@ -57,6 +58,11 @@ class LayerCounts:
     traffic : MemoryTraffic
     trace : numpy.ndarray of int64 (cycles + 1, 3) or None
         Per cycle: effective, gated and idle PEs (only when simulated at cycle level).
+    nm : NMView or None
+        The compressed view when the profile's N:M array runs the layer compressed
+        (:mod:`energysim.model.nm`); None when it runs dense.
+    selections : int
+        N:M operand selections: the MAC slots of the executed folds of a compressed layer, else 0.
     """
 
     plan: FoldPlan
@@ -72,6 +78,8 @@ class LayerCounts:
     accesses: dict
     traffic: MemoryTraffic
     trace: np.ndarray | None = None
+    nm: NMView | None = None
+    selections: int = 0
 
     @property
     def utilization(self) -> float:
@@ -110,11 +118,14 @@ def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, exec
     )
 
 
-def _weight_slices(plan: FoldPlan, ops: GemmOperands, profile: Profile, executed: np.ndarray) -> tuple[dict, int]:
-    """Per-fold weight slice words (stored format) and the largest per-group footprint."""
+def _weight_slices(plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None) -> tuple[dict, int]:
+    """Per-fold weight slice words (stored format; N:M slots and indices when compressed) and the largest per-group footprint."""
     keys = plan.slice_key(("K", "N"))
-    nnz = fold_slice_sums(plan, ops.w, ("K", "N"))
-    words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
+    nnz = fold_slice_sums(plan, w, ("K", "N"))
+    if nm is None:
+        words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
+    else:
+        words = nm.stored_words(plan, profile.word_bits)
     _, at = np.unique(keys, return_index=True)
     footprint = int(np.bincount(plan.group[at], weights=words[at], minlength=plan.groups).max(initial=0))
     info = {
@@ -142,17 +153,21 @@ def cycle_trace(
     fold_start: np.ndarray,
     length: int,
     dense: np.ndarray | None = None,
+    nm: NMView | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step every executed fold cycle by cycle (numba): effective MACs and busy PEs per cycle.
 
     ``dense`` (bool per fold, optional) marks folds whose operand slices have no zero:
     their effective MACs equal their busy PEs, which the kernel then uses directly.
+    ``nm`` (a compressed N:M layer): each PE multiplies the input row it selects.
 
     Returns
     -------
     effective, active : numpy.ndarray of int32 (length,)
     """
     dummy = np.zeros((1, 1, 1), np.uint8)
+    select = np.zeros((1, 1, 1), np.int64) if nm is None else nm.select
+    origin = np.zeros(1, np.int64) if nm is None else nm.origin
     effective = np.zeros(length, np.int32)
     active = np.zeros(length, np.int32)
     run = np.flatnonzero(executed)
@@ -178,6 +193,9 @@ def cycle_trace(
         plan.stream,
         effective,
         active,
+        select,
+        origin,
+        0 if nm is None else nm.m,
     )
     return effective, active
 
@@ -193,10 +211,13 @@ def simulate_layer(
 ) -> LayerCounts:
     """Simulate one layer on ``profile``'s array with ``dataflow``.
 
+    A layer whose weights satisfy the profile's ``sparsity.nm`` runs compressed along K
+    (:mod:`energysim.model.nm`); any other layer runs as on the array without N:M.
+
     Parameters
     ----------
     profile : Profile
-        Array size, buffers, DRAM bandwidth, weight format and ``skip_zero_tiles``.
+        Array size, buffers, DRAM bandwidth, weight format, ``skip_zero_tiles`` and ``nm``.
     layer : LayerSpec
     dataflow : Dataflow
     weight_mask, input_mask : numpy.ndarray of bool, optional
@@ -210,21 +231,27 @@ def simulate_layer(
     LayerCounts
     """
     rows, cols = profile.array.rows, profile.array.cols
-    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols)
     ops = gemm_operands(layer, weight_mask, input_mask)
-    arranged = dataflow.arrange(ops.x, ops.w)
+    nm = nm_view(ops.w, profile.sparsity.nm) if profile.sparsity.nm.enabled and weight_mask is not None else None
+    w = ops.w if nm is None else nm.weights
+    m_size, _, n_size = layer.gemm
+    plan = plan_folds(layer.gemm if nm is None else (m_size, nm.slots, n_size), layer.groups, dataflow, rows, cols)
+    arranged = dataflow.arrange(ops.x, w)
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
-        skip_source = ops.w if dataflow.skip_operand == "weights" else ops.x
+        skip_source = w if dataflow.skip_operand == "weights" else ops.x
         skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
         executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
 
-    keys, valid_words, unique, first = dense_input_slices(layer, dataflow, rows, cols)
-    if not executed.all():
-        unique, first = _input_slice_unique(layer, plan, keys, executed)
+    if nm is None:
+        keys, valid_words, unique, first = dense_input_slices(layer, dataflow, rows, cols)
+        if not executed.all():
+            unique, first = _input_slice_unique(layer, plan, keys, executed)
+    else:
+        keys, valid_words, unique, first = nm.input_slices(layer, plan, executed)
     inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first}
-    weights, weight_footprint = _weight_slices(plan, ops, profile, executed)
+    weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm)
     traffic = MemoryTraffic.build(
         plan, executed, inputs, weights, int(input_footprint(layer).max()), weight_footprint, profile.memory.buffer
     )
@@ -246,11 +273,16 @@ def simulate_layer(
 
     trace = None
     if cycle_level:
-        x_size = plan.extent_of("M") * plan.extent_of("K")
-        x_nnz = valid_words if ops.dense_inputs else fold_slice_sums(plan, ops.x, ("M", "K"))
+        if nm is None:
+            x_size = plan.extent_of("M") * plan.extent_of("K")
+            x_nnz = valid_words if ops.dense_inputs else fold_slice_sums(plan, ops.x, ("M", "K"))
+        else:
+            k_lo, k_hi = nm.k_range(plan)
+            x_size = plan.extent_of("M") * (k_hi - k_lo)
+            x_nnz = valid_words if ops.dense_inputs else nm.input_slice_sums(plan, ops.x)
         w_size = plan.extent_of("K") * plan.extent_of("N")
         dense = (x_nnz == x_size) & (weights["nnz"] == w_size)
-        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense)
+        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense, nm)
         effective = np.zeros(plan.count, np.int64)
         if run.size:
             # Each fold's sum runs to the next fold's start; stall cycles in between add 0.
@@ -258,7 +290,8 @@ def simulate_layer(
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
-        effective = np.where(executed, fold_effective_macs(plan, arranged), 0)
+        per_fold = fold_effective_macs(plan, arranged) if nm is None else nm.fold_effective_macs(plan, ops.x)
+        effective = np.where(executed, per_fold, 0)
 
     slots = int(plan.mac_slots[executed].sum())
     effective_macs = int(effective.sum())
@@ -278,4 +311,6 @@ def simulate_layer(
         accesses=accesses,
         traffic=traffic,
         trace=trace,
+        nm=nm,
+        selections=0 if nm is None else slots,
     )

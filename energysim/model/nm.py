@@ -1,0 +1,160 @@
+"""N:M structured sparsity: a layer's GEMM as an N:M array runs it (compressed along K).
+
+A weight GEMM column ``W[:, n]`` satisfies N:M when every group of M consecutive
+weights along K (``k`` in ``[q*M, q*M + M)``, the last group possibly shorter) holds at
+most N nonzeros. An N:M array (profile key ``sparsity.nm``, weight-stationary) stores
+such a column compressed: N *slots* per group, slot ``j`` holding the group's ``j``-th
+nonzero (in K order) and its index inside the group (``ceil(log2 M)`` bits), an empty
+slot holding a zero. The compressed GEMM is ``(M, K', N)`` with
+``K' = (K // M) * N + min(K % M, N)`` (K·N/M when M divides K): the array maps K' to
+its rows, so a layer runs ``ceil(K'/R)`` row folds instead of ``ceil(K/R)``.
+
+Inputs are streamed dense: the N array rows of group ``q`` all see the group's M input
+streams ``X[:, q*M : q*M + M]``, and each PE selects its operand by the stored index
+(one *selection* per MAC slot, priced by ``compute.nm_select``). So a fold whose rows
+are slots ``[r0, r0 + ru)`` reads the input columns ``[origin(r0), origin(r0+ru-1) + M)``
+(clipped to K), and a PE's MAC is effective when its slot holds a weight and the input
+it selects is nonzero. A layer that violates N:M in any column runs dense.
+
+Worked case (2:4, K = 6, one column with nonzeros at k = 1, 3, 4): groups ``{0..3}``
+and ``{4, 5}``; K' = 1·2 + min(2, 2) = 4 slots: ``[1, 3]`` and ``[4, empty]``; the empty
+slot selects k = 4 (its group's first) and is a gated MAC slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _kernels
+from ..spec.profile import NMSupport
+from ..workload import LayerSpec
+from .folds import FoldPlan
+from .gemm import input_index
+from .macs import weighted_block_sums
+
+__all__ = ["NMView", "nm_compliant", "nm_slots", "nm_view"]
+
+
+def nm_slots(k: int, n: int, m: int) -> int:
+    """Compressed length K' of a K-long column: N slots per full group, min(K % M, N) for the last.
+
+    Examples
+    --------
+    >>> nm_slots(25, 2, 4), nm_slots(8, 2, 4), nm_slots(6, 1, 4)
+    (13, 4, 2)
+    """
+    return (k // m) * n + min(k % m, n)
+
+
+def _grouped(w: np.ndarray, m: int) -> np.ndarray:
+    """``w`` (G, K, N) zero-padded along K to whole groups, as (G, Q, M, N) bool."""
+    groups, k, n_cols = w.shape
+    q = -(-k // m)
+    padded = np.zeros((groups, q * m, n_cols), bool)
+    padded[:, :k] = w != 0
+    return padded.reshape(groups, q, m, n_cols)
+
+
+def nm_compliant(w: np.ndarray, n: int, m: int) -> bool:
+    """Whether every group of ``m`` consecutive entries along K of every column of ``w`` (G, K, N) has at most ``n`` nonzeros.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = np.array([[1, 1, 0, 0, 1, 0, 0, 0]]).T[None]
+    >>> nm_compliant(w, 2, 4), nm_compliant(w, 1, 4)
+    (True, False)
+    """
+    return bool((_grouped(w, m).sum(axis=2) <= n).all())
+
+
+@dataclass(frozen=True)
+class NMView:
+    """A layer as an N:M array runs it.
+
+    Attributes
+    ----------
+    n, m : int
+    k : int
+        K of the uncompressed GEMM.
+    weights : numpy.ndarray of uint8 (G, K', N)
+        1 where a slot holds a nonzero weight.
+    select : numpy.ndarray of int64 (G, K', N)
+        The uncompressed K index each slot's PE selects (an empty slot: its group's first).
+    origin : numpy.ndarray of int64 (K',)
+        First K index of each slot row's group.
+    """
+
+    n: int
+    m: int
+    k: int
+    weights: np.ndarray
+    select: np.ndarray
+    origin: np.ndarray
+
+    @property
+    def slots(self) -> int:
+        return self.weights.shape[1]
+
+    def k_range(self, plan: FoldPlan) -> tuple[np.ndarray, np.ndarray]:
+        """Per fold, the uncompressed input columns ``[k_lo, k_hi)`` its rows select from."""
+        first = plan.row_start
+        last = first + plan.rows_used - 1
+        return self.origin[first], np.minimum(self.origin[last] + self.m, self.k)
+
+    def input_slice_sums(self, plan: FoldPlan, x: np.ndarray) -> np.ndarray:
+        """Per fold, the sum of ``x`` (G, M, K) over the fold's input slice ``X[:, k_lo:k_hi]`` (int64)."""
+        per_k = np.zeros((x.shape[0], x.shape[2] + 1), np.int64)
+        np.cumsum(x.sum(axis=1, dtype=np.int64), axis=1, out=per_k[:, 1:])
+        k_lo, k_hi = self.k_range(plan)
+        return per_k[plan.group, k_hi] - per_k[plan.group, k_lo]
+
+    def input_slices(self, layer: LayerSpec, plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Keys, valid words, distinct and first-touch elements of each fold's input slice (as for a dense layer)."""
+        index = input_index(layer)
+        keys = plan.slice_key(("M", "K"))
+        valid_words = self.input_slice_sums(plan, (index >= 0).view(np.uint8))
+        k_lo, k_hi = self.k_range(plan)
+        unique, first = _kernels.slice_unique_counts(
+            index, plan.group, np.zeros(plan.count, np.int64), np.full(plan.count, index.shape[1], np.int64),
+            k_lo, k_hi, keys, executed, int(np.prod(layer.input_shape)), int(keys.max(initial=-1)) + 1,
+        )  # fmt: skip
+        return keys, valid_words, unique, first
+
+    def stored_words(self, plan: FoldPlan, word_bits: int) -> np.ndarray:
+        """Stored words of each fold's weight slice: every slot's value plus ``ceil(log2 M)`` index bits per slot."""
+        slots = plan.rows_used * plan.cols_used
+        return (slots + -(-(slots * (self.m - 1).bit_length()) // word_bits)).astype(np.int64)
+
+    def fold_effective_macs(self, plan: FoldPlan, x: np.ndarray) -> np.ndarray:
+        """Effective MACs of every fold in closed form: per kept slot, the nonzeros of the input column it selects."""
+        per_k = x.sum(axis=1, dtype=np.int64)  # (G, K)
+        uses = self.weights * np.take_along_axis(per_k[:, :, None], self.select, axis=1)
+        return weighted_block_sums(uses, plan.array_rows, plan.array_cols)[plan.group, plan.row_block, plan.col_block]
+
+
+def nm_view(w: np.ndarray, nm: NMSupport) -> NMView | None:
+    """The compressed view of weights ``w`` (G, K, N) on an array with ``nm``, or None when they violate N:M."""
+    n, m = nm.n, nm.m
+    grouped = _grouped(w, m)
+    if not (grouped.sum(axis=2) <= n).all():
+        return None
+    groups, q, _, n_cols = grouped.shape
+    k = w.shape[1]
+    rank = np.cumsum(grouped, axis=2) - 1
+    start = (np.arange(q, dtype=np.int64) * m)[None, :, None]
+    weights = np.zeros((groups, q, n, n_cols), np.uint8)
+    select = np.zeros((groups, q, n, n_cols), np.int64)
+    for j in range(n):
+        hit = grouped & (rank == j)
+        weights[:, :, j] = hit.any(axis=2)
+        select[:, :, j] = start + hit.argmax(axis=2)
+    slots = nm_slots(k, n, m)
+    weights = weights.reshape(groups, q * n, n_cols)[:, :slots]
+    select = select.reshape(groups, q * n, n_cols)[:, :slots]
+    origin = np.arange(slots, dtype=np.int64) // n * m
+    for array in (weights, select, origin):
+        array.setflags(write=False)
+    return NMView(n, m, k, weights, select, origin)
