@@ -14,6 +14,11 @@ each skip group's cost, with the cost of the items several groups share (an inpu
 or channel, an output tile) split evenly among the groups that use them, and the constant
 of the layer with every group skipped. :meth:`EnergyModel.costs` stays the unstructured
 view: there every group is charged, as if kept (an upper bound of the group terms).
+
+On an N:M array (``sparsity.nm``), :meth:`EnergyModel.nm_costs` gives each layer's two
+prices (:class:`compress.nm.NMCost`): run dense (the table's row) and N:M-compressed (its
+``nm`` terms, every compressed tile charged as kept); the skip groups of the other views
+are those of the dense mapping.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from energysim.sparsity import LayerSparsity
 
 from energysim.dataflow import get_dataflow
 from energysim.model.groups import kept_groups, shared_incidence, weight_groups
+from energysim.model.nm import structure_mask, without_nm
 
+from .nm import NMCost
 from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
 from .structured import GroupCost
 
@@ -61,6 +68,8 @@ class EnergyModel:
         self.estimator = estimator
         self.table: CoefficientTable = coefficient_table(workload, profile, estimator)
         self._groups: dict[str, tuple[torch.Tensor, np.ndarray]] = {}
+        # The dense mapping (the array without N:M), whose skip groups the table's rows price.
+        self._dense_profile = without_nm(profile)
 
     @property
     def has_groups(self) -> bool:
@@ -74,9 +83,9 @@ class EnergyModel:
             coeffs = self.table.layer(name)
             layer = self.workload.layer(name)
             dataflow = get_dataflow(self.profile.array.dataflow)
-            ids, _ = weight_groups(layer, self.profile, dataflow)
+            ids, _ = weight_groups(layer, self._dense_profile, dataflow)
             shared = []
-            for kind, (groups, keys, items) in shared_incidence(layer, self.profile, dataflow).items():
+            for kind, (groups, keys, items) in shared_incidence(layer, self._dense_profile, dataflow).items():
                 if kind in coeffs.slice_cost:
                     pairs = np.unique(groups * items + keys)
                     shared.append((pairs // items, pairs % items, np.asarray(coeffs.slice_cost[kind], np.float64)))
@@ -103,7 +112,7 @@ class EnergyModel:
         """Per layer, bool per skip group: whether it keeps a nonzero weight of ``weights``."""
         dataflow = get_dataflow(self.profile.array.dataflow)
         return {
-            c.name: kept_groups(self.workload.layer(c.name), self.profile, dataflow,
+            c.name: kept_groups(self.workload.layer(c.name), self._dense_profile, dataflow,
                                 (weights[c.name].detach() != 0).cpu().numpy())
             for c in self.table.layers
         }
@@ -148,6 +157,34 @@ class EnergyModel:
                 per_weight=cost.per_weight,
                 constant=max(coeffs.predict(empty), 0.0),
             )
+        return out
+
+    @property
+    def has_nm(self) -> bool:
+        """Whether the table prices N:M-compressed layers (an N:M array and the systolic estimator)."""
+        return all(c.nm is not None for c in self.table.layers)
+
+    def nm_costs(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> dict[str, NMCost]:
+        """Per-layer prices dense and N:M-compressed, given the current input masks (see the module docstring).
+
+        Raises
+        ------
+        ValueError
+            If the table has no N:M terms (see :attr:`has_nm`).
+        """
+        if not self.has_nm:
+            raise ValueError(f"profile {self.profile.name!r} with the {self.estimator!r} estimator prices no N:M layers")
+        input_masks = input_masks or {}
+        nm = self.profile.sparsity.nm
+        dense = self.costs(input_masks)
+        out = {}
+        for coeffs in self.table.layers:
+            layer = self.workload.layer(coeffs.name)
+            mask = input_masks.get(coeffs.name)
+            # Every slot filled keeps every compressed tile; the effective MACs per weight stay the layer's average.
+            full = pattern_features(layer, LayerSparsity(structure_mask(layer, nm), mask), self.profile)
+            features = full | {"effective_macs": self._features(coeffs.name, mask)["effective_macs"]}
+            out[coeffs.name] = NMCost(coeffs.name, nm.n, nm.m, dense[coeffs.name], self._layer_cost(coeffs.nm_row(), features))
         return out
 
     def _features(self, name: str, input_mask: np.ndarray | None, weight_nnz: int | None = None) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Calibrate a profile's per-access energies against measured layer energies.
 
-Energy is linear in the ten per-access parameters of a profile (:data:`PARAMETERS`):
+Energy is linear in the nine per-access parameters of a profile (:data:`PARAMETERS`):
 for a layer, ``E = sum(count_p * value_p)`` where the counts (reads and writes per
 memory level, effective and gated MACs, and the leakage time) depend only on the
 workload, the sparsity and the profile's sizes. The estimator's typed counts of every
@@ -652,6 +652,12 @@ def calibrate(
     >>> result.profile.name
     'eyeriss-iclr19-calibrated'
     """
+    if base.sparsity.nm.enabled:
+        # The design has no column for compute.nm_select: the fit would put the selections' energy elsewhere.
+        raise ValueError(
+            f"{base.name}: calibration of an N:M array (sparsity.nm) is not supported: compute.nm_select is not "
+            "fitted; calibrate the profile without sparsity.nm (--set sparsity.nm.n=null --set sparsity.nm.m=null)"
+        )
     design = design_matrix(measurements, base, estimator, workloads)
     parameters, held = fit_design(design, base, fixed, rcond, max_relative_stderr, where=source)
     date = date or datetime.date.today().isoformat()

@@ -471,3 +471,74 @@ def naive_nm_systolic(x, elements, w, n, m, rows, cols, word_bits, skip_zero_til
     result["cycles"] = max(len(trace) - 1, 0)
     result["input_elements"] = len(touched)
     return result
+
+
+# ---------------------------------------------------------------------------
+# N:M-structured projection (compress.nm)
+#
+# Costs are read by attribute (n, m, dense and nm, each with per_weight,
+# per_weight_overflow, breakpoint, constant); weights are torch tensors whose rows
+# (dim 0) are GEMM columns and whose flattened rest is K. Exhaustive subset
+# searches; nothing imported from the code under test.
+# ---------------------------------------------------------------------------
+
+
+def _naive_rows(weight):
+    values = weight.detach().cpu().double().reshape(weight.shape[0], -1).numpy()
+    return [list(map(float, row)) for row in values]
+
+
+def naive_is_nm(kept_rows, n, m):
+    """Whether every run of m consecutive K positions of every row keeps at most n (kept_rows: lists of bool)."""
+    return all(sum(row[s : s + m]) <= n for row in kept_rows for s in range(0, len(row), m))
+
+
+def naive_nm_price(cost, kept_rows):
+    """Energy of one layer keeping kept_rows: the nm price when N:M, else the dense price."""
+    mode = cost.nm if naive_is_nm(kept_rows, cost.n, cost.m) else cost.dense
+    return naive_layer_energy(mode, sum(map(sum, kept_rows)))
+
+
+def _naive_first_violation(rows, n, m):
+    """Smallest k whose top-k by |w| (ties: lower flat index) violates n:m; len + 1 when none does."""
+    flat = [(abs(v), i) for i, v in enumerate(x for row in rows for x in row) if v != 0]
+    flat.sort(key=lambda t: (-t[0], t[1]))
+    width = len(rows[0])
+    kept = [[False] * width for _ in rows]
+    for k, (_, i) in enumerate(flat, start=1):
+        kept[i // width][i % width] = True
+        if not naive_is_nm(kept, n, m):
+            return k
+    return len(flat) + 1
+
+
+def naive_nm_options(weight, cost, family_only):
+    """Every (energy, value, kept_rows) of one layer: all subsets of its nonzero weights, priced as the
+    array runs them; with family_only, violating subsets smaller than the first violating top-k are left out."""
+    rows = _naive_rows(weight)
+    width = len(rows[0])
+    nonzero = [i for i, v in enumerate(x for row in rows for x in row) if v != 0]
+    k0 = _naive_first_violation(rows, cost.n, cost.m)
+    options = []
+    for chosen in itertools.product((False, True), repeat=len(nonzero)):
+        kept = [[False] * width for _ in rows]
+        value = 0.0
+        for take, i in zip(chosen, nonzero):
+            if take:
+                kept[i // width][i % width] = True
+                value += rows[i // width][i % width] ** 2
+        if family_only and not naive_is_nm(kept, cost.n, cost.m) and sum(chosen) < k0:
+            continue
+        options.append((naive_nm_price(cost, kept), value, kept))
+    return options
+
+
+def naive_best_nm(weights, costs, capacity, family_only=True):
+    """Max total value over one option per layer with total energy <= capacity (None if none fits)."""
+    per_layer = [naive_nm_options(weights[name], costs[name], family_only) for name in weights]
+    best = None
+    for combo in itertools.product(*per_layer):
+        if sum(o[0] for o in combo) <= capacity * (1 + 1e-12):
+            value = sum(o[1] for o in combo)
+            best = value if best is None else max(best, value)
+    return best

@@ -24,17 +24,19 @@ slot selects k = 4 (its group's first) and is a gated MAC slot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .. import _kernels
+from ..spec import Profile, with_overrides
 from ..spec.profile import NMSupport
 from ..workload import LayerSpec
 from .folds import FoldPlan
 from .gemm import input_index
 from .macs import weighted_block_sums
 
-__all__ = ["NMView", "nm_compliant", "nm_slots", "nm_view"]
+__all__ = ["NMView", "nm_compliant", "nm_slots", "nm_view", "structure_mask", "structure_view", "without_nm"]
 
 
 def nm_slots(k: int, n: int, m: int) -> int:
@@ -133,6 +135,29 @@ class NMView:
         per_k = x.sum(axis=1, dtype=np.int64)  # (G, K)
         uses = self.weights * np.take_along_axis(per_k[:, :, None], self.select, axis=1)
         return weighted_block_sums(uses, plan.array_rows, plan.array_cols)[plan.group, plan.row_block, plan.col_block]
+
+
+@lru_cache(maxsize=256)
+def structure_view(layer: LayerSpec, nm: NMSupport) -> NMView:
+    """The compressed view of ``layer`` with every slot kept: what does not depend on the pattern (slots, origins, K ranges)."""
+    groups, (_, k, n_cols) = layer.groups, layer.gemm
+    full = np.zeros((groups, -(-k // nm.m), nm.m, n_cols), np.uint8)
+    full[:, :, : nm.n] = 1
+    return nm_view(full.reshape(groups, -1, n_cols)[:, :k], nm)
+
+
+def structure_mask(layer: LayerSpec, nm: NMSupport) -> np.ndarray:
+    """Torch-shaped bool mask keeping the first N weights of every group of M along K: every N:M slot filled."""
+    out = layer.weight_shape[0]
+    k = layer.weight_count // out
+    return np.broadcast_to(np.arange(k) % nm.m < nm.n, (out, k)).reshape(layer.weight_shape).copy()
+
+
+def without_nm(profile: Profile) -> Profile:
+    """``profile`` without ``sparsity.nm``: how its array runs a layer that violates N:M."""
+    if not profile.sparsity.nm.enabled:
+        return profile
+    return with_overrides(profile, {"sparsity.nm.n": None, "sparsity.nm.m": None})
 
 
 def nm_view(w: np.ndarray, nm: NMSupport) -> NMView | None:
