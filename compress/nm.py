@@ -27,7 +27,9 @@ checks this against an exhaustive search on tiny instances.
 of NVIDIA's ASP, keep the N largest of every M. Layers are converted one after the other,
 the largest energy saving first, until the budget is met; if every layer converted still
 exceeds it, global magnitude pruning inside the N:M candidates (the pattern stays N:M) down
-to the budget.
+to the budget. An N:M layer stores every slot, so its lowest reachable energy is every layer
+N:M with nothing kept (:func:`asp_floor_energy`), above the projection's floor where a
+sparse format stores pruned dense layers in fewer words.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .projection import InfeasibleBudgetError, LayerCost, layer_energy
 __all__ = [
     "NMCost",
     "NMProjectionResult",
+    "asp_floor_energy",
     "asp_magnitude_masks",
     "nm_candidates",
     "nm_energy",
@@ -208,6 +211,11 @@ def nm_floor_energy(costs: Mapping[str, NMCost], weights: Mapping[str, torch.Ten
     return math.fsum(float(_layer_curve(weights[name], costs[name])[0].energy[0]) for name in costs)
 
 
+def asp_floor_energy(costs: Mapping[str, NMCost]) -> float:
+    """The least proxy energy :func:`asp_magnitude_masks` reaches: every layer N:M with no weight kept."""
+    return math.fsum(c.nm.constant for c in costs.values())
+
+
 def _masks_at(weights: Mapping[str, torch.Tensor], curves: dict, chosen: Mapping[str, int]) -> tuple[dict, dict, dict]:
     """Masks, modes and kept counts of every layer at hull vertex ``chosen[name]``."""
     masks, compressed, kept = {}, {}, {}
@@ -323,9 +331,8 @@ def asp_magnitude_masks(
         return {n: out[n].reshape(weights[n].shape).to(weights[n].device) for n in names}
 
     lo, hi = 0, int(ranked.numel())
-    if energy(masks_of(0)) > budget:
-        floor = energy(masks_of(0))
-        raise InfeasibleBudgetError(budget, floor, energy(current))
+    if asp_floor_energy(costs) > budget:
+        raise InfeasibleBudgetError(budget, asp_floor_energy(costs), energy(current))
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if energy(masks_of(mid)) <= budget:

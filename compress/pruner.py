@@ -42,7 +42,7 @@ from .masks import (
     weight_masks,
 )
 from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
-from .nm import NMCost, asp_magnitude_masks, nm_energy, nm_floor_energy, project_nm, proxy_nm_energy
+from .nm import NMCost, asp_floor_energy, asp_magnitude_masks, nm_energy, nm_floor_energy, project_nm, proxy_nm_energy
 from .structured import GroupCost, group_energy, project_groups, proxy_group_energy
 from .schedule import (
     BudgetPlan,
@@ -412,7 +412,7 @@ class EnergyPruner:
             n: self.model.get_submodule(n).weight for n in self.workload.layer_names
         }
         if self.structure == "nm":
-            return nm_floor_energy(costs, weights)
+            return asp_floor_energy(costs) if self.method == "magnitude" else nm_floor_energy(costs, weights)
         return reserved_floor(costs, weights)
 
     # -- schedule ---------------------------------------------------------------------

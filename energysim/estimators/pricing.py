@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import reduce
 
+import numpy as np
+
 from ..report import LEVELS, MEMORY_LEVELS, OPERANDS
 from ..spec import Profile
 
@@ -106,8 +108,9 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
     """Per energy level (:data:`~energysim.report.LEVELS`), the count multiplying each parameter.
 
     ``energy_by_level[level] = sum(n * value(p) for p, n in result[level].items())``;
-    every key is one of :data:`PARAMETERS` (or :data:`NM_SELECT`, present when there are selections) and each parameter prices one level. The
-    profile is used only for its clock and unit (the leakage time), not its energies.
+    every key is one of :data:`PARAMETERS` (or :data:`NM_SELECT`, present when there are
+    selections) and each parameter prices one level. The profile is used only for its clock
+    and unit (the leakage time), not its energies.
 
     Examples
     --------
@@ -125,7 +128,7 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
             writes += counts.accesses[level][op]["writes"]
         units[level] = {f"memory.{level}.read": reads, f"memory.{level}.write": writes}
     units["mac"] = {"compute.mac": counts.effective_macs, "compute.gated_mac": 0 if counts.gated_macs is None else counts.gated_macs}
-    if counts.selections:
+    if np.any(counts.selections):  # (an array when priced per skip group)
         units["mac"][NM_SELECT] = counts.selections
     units["leakage"] = {"leakage_mw": leakage_time(profile, counts.cycles)}
     return units
