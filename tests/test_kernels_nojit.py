@@ -38,4 +38,4 @@ def test_nm_kernel_subset_without_jit():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " 2 passed" in done.stdout
+    assert "2 passed" in done.stdout

@@ -166,7 +166,7 @@ def cycle_trace(
     effective, active : numpy.ndarray of int32 (length,)
     """
     dummy = np.zeros((1, 1, 1), np.uint8)
-    select = np.zeros((1, 1, 1), np.int64) if nm is None else nm.select
+    select = np.zeros((1, 1, 1), np.int32) if nm is None else nm.select
     origin = np.zeros(1, np.int64) if nm is None else nm.origin
     effective = np.zeros(length, np.int32)
     active = np.zeros(length, np.int32)

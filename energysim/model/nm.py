@@ -50,26 +50,17 @@ def nm_slots(k: int, n: int, m: int) -> int:
     return (k // m) * n + min(k % m, n)
 
 
-def _grouped(w: np.ndarray, m: int) -> np.ndarray:
-    """``w`` (G, K, N) zero-padded along K to whole groups, as (G, Q, M, N) bool."""
-    groups, k, n_cols = w.shape
-    q = -(-k // m)
-    padded = np.zeros((groups, q * m, n_cols), bool)
-    padded[:, :k] = w != 0
-    return padded.reshape(groups, q, m, n_cols)
-
-
 def nm_compliant(w: np.ndarray, n: int, m: int) -> bool:
     """Whether every group of ``m`` consecutive entries along K of every column of ``w`` (G, K, N) has at most ``n`` nonzeros.
 
     Examples
     --------
     >>> import numpy as np
-    >>> w = np.array([[1, 1, 0, 0, 1, 0, 0, 0]]).T[None]
+    >>> w = np.array([[1, 1, 0, 0, 1, 0, 0, 0]], np.uint8).T[None]
     >>> nm_compliant(w, 2, 4), nm_compliant(w, 1, 4)
     (True, False)
     """
-    return bool((_grouped(w, m).sum(axis=2) <= n).all())
+    return bool(_kernels.nm_check(w.transpose(0, 2, 1), n, m))
 
 
 @dataclass(frozen=True)
@@ -83,7 +74,7 @@ class NMView:
         K of the uncompressed GEMM.
     weights : numpy.ndarray of uint8 (G, K', N)
         1 where a slot holds a nonzero weight.
-    select : numpy.ndarray of int64 (G, K', N)
+    select : numpy.ndarray of int32 (G, K', N)
         The uncompressed K index each slot's PE selects (an empty slot: its group's first).
     origin : numpy.ndarray of int64 (K',)
         First K index of each slot row's group.
@@ -132,8 +123,7 @@ class NMView:
 
     def fold_effective_macs(self, plan: FoldPlan, x: np.ndarray) -> np.ndarray:
         """Effective MACs of every fold in closed form: per kept slot, the nonzeros of the input column it selects."""
-        per_k = x.sum(axis=1, dtype=np.int64)  # (G, K)
-        uses = self.weights * np.take_along_axis(per_k[:, :, None], self.select, axis=1)
+        uses = _kernels.nm_slot_uses(self.weights, self.select, x.sum(axis=1, dtype=np.int64))
         return weighted_block_sums(uses, plan.array_rows, plan.array_cols)[plan.group, plan.row_block, plan.col_block]
 
 
@@ -163,22 +153,13 @@ def without_nm(profile: Profile) -> Profile:
 def nm_view(w: np.ndarray, nm: NMSupport) -> NMView | None:
     """The compressed view of weights ``w`` (G, K, N) on an array with ``nm``, or None when they violate N:M."""
     n, m = nm.n, nm.m
-    grouped = _grouped(w, m)
-    if not (grouped.sum(axis=2) <= n).all():
-        return None
-    groups, q, _, n_cols = grouped.shape
     k = w.shape[1]
-    rank = np.cumsum(grouped, axis=2) - 1
-    start = (np.arange(q, dtype=np.int64) * m)[None, :, None]
-    weights = np.zeros((groups, q, n, n_cols), np.uint8)
-    select = np.zeros((groups, q, n, n_cols), np.int64)
-    for j in range(n):
-        hit = grouped & (rank == j)
-        weights[:, :, j] = hit.any(axis=2)
-        select[:, :, j] = start + hit.argmax(axis=2)
     slots = nm_slots(k, n, m)
-    weights = weights.reshape(groups, q * n, n_cols)[:, :slots]
-    select = select.reshape(groups, q * n, n_cols)[:, :slots]
+    # Compressed in the torch weight's layout (K contiguous), kept as (G, K', N) views.
+    ok, weights, select = _kernels.nm_compress(w.transpose(0, 2, 1), n, m, slots)
+    if not ok:
+        return None
+    weights, select = weights.transpose(0, 2, 1), select.transpose(0, 2, 1)
     origin = np.arange(slots, dtype=np.int64) // n * m
     for array in (weights, select, origin):
         array.setflags(write=False)
