@@ -64,15 +64,15 @@ def main() -> None:
     for _ in range(20):  # warm-up
         step()
         projection()
-    begin = time.perf_counter()
+    begin = time.process_time()
     for _ in range(args.steps):
         step()
-    t_step = (time.perf_counter() - begin) / args.steps
-    begin = time.perf_counter()
+    t_step = (time.process_time() - begin) / args.steps
+    begin = time.process_time()
     repeats = max(20, args.steps // args.interval)
     for _ in range(repeats):
         projection()
-    t_proj = (time.perf_counter() - begin) / repeats
+    t_proj = (time.process_time() - begin) / repeats
     overhead = t_proj / (args.interval * t_step)
     print(f"training step (batch 32): {1e3 * t_step:.2f} ms; projection: {1e3 * t_proj:.2f} ms")
     print(f"overhead with a projection every {args.interval} batches: {100 * overhead:.1f} % of the step (goal < 10 %)")

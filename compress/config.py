@@ -44,7 +44,14 @@ class TrainConfig:
     budget : float, optional
         Energy budget relative to the dense model's proxy energy, > 0.
     budget_abs : float, optional
-        Absolute energy budget in the profile's unit; exactly one of the two.
+        Absolute energy budget in the profile's unit; exactly one of the two, or neither
+        with a latency budget (the energy is then held at the dense model's).
+    latency_budget : float, optional
+        Latency budget relative to the dense model's simulated cycles, in (0, 1].
+    latency_budget_abs : float, optional
+        Latency budget in cycles.
+    latency_budget_ms : float, optional
+        Latency budget in milliseconds at the profile's ``clock_mhz``; at most one of the three.
     overrides : tuple of str
         Profile overrides ``KEY=VALUE``.
     estimator : {"systolic", "paper"}
@@ -108,6 +115,9 @@ class TrainConfig:
     out: str
     budget: float | None = None
     budget_abs: float | None = None
+    latency_budget: float | None = None
+    latency_budget_abs: float | None = None
+    latency_budget_ms: float | None = None
     overrides: tuple[str, ...] = ()
     estimator: str = "systolic"
     method: str = "ecc"
@@ -211,6 +221,10 @@ FIELDS: dict[str, Field] = {
     "budget": Field("float", nullable=True, test=is_relative_budget, expected="a relative energy in (0, 1]",
                     doc="energy budget relative to the dense model's"),
     "budget_abs": _number(positive=True, nullable=True, doc="energy budget in the profile's unit"),
+    "latency_budget": Field("float", nullable=True, test=is_relative_budget, expected="a relative latency in (0, 1]",
+                            doc="latency budget relative to the dense model's simulated cycles"),
+    "latency_budget_abs": _number(positive=True, nullable=True, doc="latency budget in cycles"),
+    "latency_budget_ms": _number(positive=True, nullable=True, doc="latency budget in ms at the profile's clock"),
     "overrides": Field("tuple", items=Field("str"), expected="a tuple of 'KEY=VALUE' strings",
                        doc="profile overrides"),
     "estimator": _choice(ESTIMATORS, "estimator of the energy model and the final check"),
@@ -252,7 +266,8 @@ def config_problems(config: TrainConfig) -> list[str]:
     """Every problem of ``config``, as 'field must be ..., got ...' lines.
 
     Each field is checked against :data:`FIELDS`; then the rules that join fields: exactly
-    one of ``budget`` and ``budget_abs``, and ``amp`` on a CUDA device (or ``auto``) only.
+    one of ``budget`` and ``budget_abs`` (or neither, with a latency budget), at most one
+    latency budget, and ``amp`` on a CUDA device (or ``auto``) only.
 
     Parameters
     ----------
@@ -269,9 +284,14 @@ def config_problems(config: TrainConfig) -> list[str]:
         expected = spec.check(value)
         if expected is not None:
             problems.append(f"{name} must be {expected}, got {value!r}")
-    if (config.budget is None) == (config.budget_abs is None):
-        problems.append(f"exactly one of budget and budget_abs must be given, got budget={config.budget!r}, "
-                        f"budget_abs={config.budget_abs!r}")
+    latency = {k: getattr(config, k) for k in ("latency_budget", "latency_budget_abs", "latency_budget_ms")}
+    given = [k for k, v in latency.items() if v is not None]
+    if (config.budget is None) == (config.budget_abs is None) and not (given and config.budget_abs is None):
+        problems.append(f"exactly one of budget and budget_abs must be given (or neither, with a latency budget), "
+                        f"got budget={config.budget!r}, budget_abs={config.budget_abs!r}")
+    if len(given) > 1:
+        problems.append("at most one of latency_budget, latency_budget_abs and latency_budget_ms may be given, got "
+                        + ", ".join(f"{k}={latency[k]!r}" for k in given))
     if config.amp is True and _device_type(config.device) not in (None, "cuda", "auto"):
         problems.append(f"amp must be False on device {config.device!r}: mixed precision runs on CUDA only "
                         "(use device 'cuda' or 'auto')")

@@ -16,6 +16,12 @@ run with one group per layer reserved:
 
 The result is the method's own projection of everything but the reserved groups, so its
 guarantees (never over budget; ECC's optimality at the energy it spends) hold for that part.
+
+Landing (:func:`fill_groups`): the trainer's last projection of a phase must end in
+[0.97, 1] x its target on the simulator. Whole tiles are coarse steps, so the longest
+prefix that fits can stop well below it, the next tile of the order jumping over the
+window. The landing then tops the prefix up, in the method's own ranking, with the whole
+groups further down the order that still fit (a greedy fill past the first misfit).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch
 from .schedule import InfeasibleBudgetError
 from .structured import GroupCost, group_floor_energy, group_sums, proxy_group_energy
 
-__all__ = ["RANKINGS", "keep_every_layer", "reserved_floor"]
+__all__ = ["RANKINGS", "fill_groups", "keep_every_layer", "reserved_floor"]
 
 
 def _group_sums(weight: torch.Tensor, cost: GroupCost) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,4 +131,57 @@ def keep_every_layer(
         masks = project_fn(rest, moved, budget)
         return {n: m if whole[n] is None else m | whole[n].to(m.device) for n, m in masks.items()}
 
+    projected.rank = rank  # for fill_groups, at the landing
     return projected
+
+
+def fill_groups(
+    weights: Mapping[str, torch.Tensor],
+    costs: Mapping[str, GroupCost],
+    masks: Mapping[str, torch.Tensor],
+    budget: float,
+    rank: str,
+) -> dict[str, torch.Tensor]:
+    """``masks`` plus whole groups not yet kept, best first by ``rank``, each added while it fits.
+
+    Every group with a nonzero weight that ``masks`` keeps nothing of is a candidate; in
+    the order of :data:`RANKINGS` ``[rank]`` (ties: layer order, then group id) each is
+    added, all its nonzero weights, if the proxy energy stays ``<= budget``. The result
+    keeps a superset of ``masks`` and its proxy energy (:func:`proxy_group_energy`) is
+    ``<= max(budget, energy of masks)``.
+    """
+    names = list(weights)
+    candidates, tables = [], {}
+    for i, name in enumerate(names):
+        cost, w = costs[name], weights[name].detach()
+        value, nonzero = _group_sums(w, cost)
+        kept = torch.zeros(cost.group_cost.numel(), dtype=torch.bool)
+        kept[cost.groups[masks[name].cpu()]] = True
+        free = torch.nonzero((nonzero > 0) & ~kept).reshape(-1)
+        energy = _energies(cost, nonzero)[free]
+        score = RANKINGS[rank](value[free], energy)
+        candidates += [(-float(sc), i, int(g), float(e)) for sc, g, e in zip(score, free, energy)]
+        tables[name] = torch.zeros_like(kept)
+    spent = proxy_group_energy({n: weights[n].detach() * masks[n] for n in names}, costs)
+    for _, i, group, energy in sorted(candidates):
+        if spent + energy <= budget:
+            tables[names[i]][group] = True
+            spent += energy
+
+    def filled() -> dict[str, torch.Tensor]:
+        out = {}
+        for n in names:
+            w = weights[n].detach()
+            add = tables[n].to(w.device).index_select(0, costs[n].groups.reshape(-1).to(w.device)).view(w.shape)
+            out[n] = masks[n] | (add & (w != 0))
+        return out
+
+    out = filled()
+    # The running sum rounds; the exact proxy decides (drop the last additions while over).
+    for _, i, group, _ in sorted(candidates, reverse=True):
+        if proxy_group_energy({n: weights[n].detach() * out[n] for n in names}, costs) <= budget:
+            break
+        if tables[names[i]][group]:
+            tables[names[i]][group] = False
+            out = filled()
+    return out

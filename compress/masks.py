@@ -5,7 +5,13 @@ Weight masks follow ``torch.nn.utils.prune``: the weight trains as the parameter
 computes ``weight = weight_orig * weight_mask``. Input masks (Yang, Zhu and Liu,
 ICLR 2019, section 3.3) are a parameter ``input_mask`` shaped like one input sample
 (C x H x W for a conv layer) and a forward pre-hook that multiplies the layer's input
-by it. Neither changes the model's class, both are saved and loaded with its
+by it. A layer name is the workload's (:class:`energysim.LayerSpec`): a module's name stands for
+its ``weight``, and ``<module>.<parameter>`` for any other parameter (the
+``in_proj_weight`` of ``nn.MultiheadAttention``, a parameter a functional call uses), which
+is masked the same way (``in_proj_weight_orig``, ``in_proj_weight_mask``). Because a module
+may read another module's weight without calling it (``MultiheadAttention`` reads
+``out_proj.weight``), the model itself also recomputes every masked weight before each
+forward. Neither changes the model's class, both are saved and loaded with its
 ``state_dict`` (:func:`load_masked_state_dict` rebuilds them on a fresh model), and
 ``energysim.sparsity.Sparsity.from_model`` reads them directly: zeros of
 ``weight_orig * weight_mask`` and of ``input_mask``.
@@ -24,6 +30,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from energysim.trace import strip_weight
+
 from .projection import LayerCost, project
 
 __all__ = [
@@ -31,7 +39,9 @@ __all__ = [
     "add_weight_masks",
     "clamp_input_masks",
     "effective_weights",
+    "input_mask_layers",
     "input_masks",
+    "layer_weight",
     "load_masked_state_dict",
     "project_input_masks",
     "release_weight_masks",
@@ -57,8 +67,58 @@ def _module(model: nn.Module, name: str) -> nn.Module:
         raise ValueError(f"model has no layer {name!r}; layers with weights: {', '.join(known)}") from None
 
 
-def _has_weight_mask(module: nn.Module) -> bool:
-    return isinstance(getattr(module, "weight_mask", None), torch.Tensor) and "weight_orig" in module._parameters
+def _resolve(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """(module, parameter attribute) of a layer name: a module's ``weight``, or ``<module>.<parameter>``."""
+    if "[" in name:
+        raise ValueError(
+            f"layer {name!r} uses a row slice of a parameter that other layers share; masking a slice is not supported"
+        )
+    try:
+        return model.get_submodule(name), "weight"
+    except AttributeError:
+        pass
+    path, _, attr = name.rpartition(".")
+    try:
+        module = model.get_submodule(path)
+    except AttributeError:
+        module = None
+    if module is None or (attr not in module._parameters and f"{attr}_orig" not in module._parameters):
+        known = [n for n, m in model.named_modules() if hasattr(m, "weight") or hasattr(m, "weight_orig")]
+        raise ValueError(f"model has no layer {name!r}; layers with weights: {', '.join(known)}") from None
+    return module, attr
+
+
+def _has_weight_mask(module: nn.Module, attr: str = "weight") -> bool:
+    return isinstance(getattr(module, f"{attr}_mask", None), torch.Tensor) and f"{attr}_orig" in module._parameters
+
+
+def layer_weight(model: nn.Module, name: str) -> torch.Tensor:
+    """The weight a layer name refers to: ``weight_orig`` when masked (its trained values), else the parameter.
+
+    Raises
+    ------
+    ValueError
+        If the model has no such layer, or the name is a row slice.
+    """
+    module, attr = _resolve(model, name)
+    return module._parameters[f"{attr}_orig"] if _has_weight_mask(module, attr) else module._parameters[attr]
+
+
+class _RefreshMasked:
+    """Forward pre-hook of the model: recompute every masked weight (``orig * mask``), so a module that
+    reads another module's weight without calling it (``MultiheadAttention.out_proj``) sees the mask."""
+
+    def __call__(self, model: nn.Module, args: tuple) -> None:
+        for module in model.modules():
+            for hook in module._forward_pre_hooks.values():
+                if isinstance(hook, prune.BasePruningMethod):
+                    hook(module, args)
+
+
+def _refreshing(model: nn.Module) -> None:
+    """Give the model one :class:`_RefreshMasked` hook."""
+    if not any(isinstance(h, _RefreshMasked) for h in model._forward_pre_hooks.values()):
+        model.register_forward_pre_hook(_RefreshMasked())
 
 
 def add_weight_masks(model: nn.Module, names: Iterable[str]) -> None:
@@ -86,30 +146,42 @@ def add_weight_masks(model: nn.Module, names: Iterable[str]) -> None:
     >>> sorted(net.state_dict())
     ['0.bias', '0.weight_mask', '0.weight_orig']
     """
-    modules = []
+    targets = []
     for name in names:  # every check first: on an error no layer has been masked
-        module = _module(model, name)
-        if _has_weight_mask(module):
+        module, attr = _resolve(model, name)
+        if _has_weight_mask(module, attr):
             raise ValueError(f"layer {name!r} already has a weight mask")
-        if module._parameters.get("weight") is None:
-            raise ValueError(f"layer {name!r} has no 'weight' parameter to mask")
-        modules.append(module)
-    for module in modules:
-        prune.custom_from_mask(module, "weight", torch.ones_like(module.weight, dtype=torch.bool))
+        if module._parameters.get(attr) is None:
+            raise ValueError(f"layer {name!r} has no {attr!r} parameter to mask")
+        targets.append((module, attr))
+    for module, attr in targets:
+        prune.custom_from_mask(module, attr, torch.ones_like(module._parameters[attr], dtype=torch.bool))
+    if targets:
+        _refreshing(model)
 
 
-def _masked_modules(model: nn.Module) -> dict[str, nn.Module]:
-    return {name: m for name, m in model.named_modules() if _has_weight_mask(m)}
+def _masked_modules(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """Layer name -> (module, parameter attribute) of every masked weight, in module order."""
+    out = {}
+    for path, module in model.named_modules():
+        for key in module._parameters:
+            attr = key[: -len("_orig")]
+            if key.endswith("_orig") and _has_weight_mask(module, attr):
+                out[path if attr == "weight" and path else f"{path}.{attr}" if path else attr] = (module, attr)
+    return out
 
 
 def weight_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """Bool masks (True = kept) of every layer with a weight mask, in module order."""
-    return {name: m.weight_mask != 0 for name, m in _masked_modules(model).items()}
+    return {name: getattr(m, f"{a}_mask") != 0 for name, (m, a) in _masked_modules(model).items()}
 
 
 def effective_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """``weight_orig * weight_mask`` of every masked layer, detached, in module order."""
-    return {name: (m.weight_orig * m.weight_mask).detach() for name, m in _masked_modules(model).items()}
+    return {
+        name: (m._parameters[f"{a}_orig"] * getattr(m, f"{a}_mask")).detach()
+        for name, (m, a) in _masked_modules(model).items()
+    }
 
 
 @torch.no_grad()
@@ -138,17 +210,18 @@ def set_weight_masks(
     """
     modules = _masked_modules(model)
     for name, mask in masks.items():
-        module = modules.get(name)
-        if module is None:
+        if name not in modules:
             raise ValueError(f"layer {name!r} has no weight mask; masked layers: {', '.join(modules)}")
-        if tuple(mask.shape) != tuple(module.weight_mask.shape):
+        module, attr = modules[name]
+        current, orig = getattr(module, f"{attr}_mask"), module._parameters[f"{attr}_orig"]
+        if tuple(mask.shape) != tuple(current.shape):
             raise ValueError(
-                f"mask for {name!r} has shape {tuple(mask.shape)}, the weight has {tuple(module.weight_mask.shape)}"
+                f"mask for {name!r} has shape {tuple(mask.shape)}, the weight has {tuple(current.shape)}"
             )
-        module.weight_mask.copy_(mask)
+        current.copy_(mask)
         if weights is not None:
-            module.weight_orig.copy_(weights[name])
-        module.weight_orig.mul_(module.weight_mask)
+            orig.copy_(weights[name])
+        orig.mul_(current)
 
 
 @torch.no_grad()
@@ -158,8 +231,8 @@ def release_weight_masks(model: nn.Module) -> None:
     After :func:`set_weight_masks` the pruned entries of ``weight_orig`` are zero, so
     the network computes the same function; only the gradient now reaches them.
     """
-    for module in _masked_modules(model).values():
-        module.weight_mask.fill_(1)
+    for module, attr in _masked_modules(model).values():
+        getattr(module, f"{attr}_mask").fill_(1)
 
 
 def add_input_masks(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -194,6 +267,19 @@ def add_input_masks(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> 
         device = reference.device if reference is not None else None
         module.register_parameter("input_mask", nn.Parameter(torch.ones(shape, device=device), requires_grad=False))
         module.register_forward_pre_hook(_InputMaskHook())
+
+
+def input_mask_layers(workload) -> dict[str, tuple[int, ...]]:
+    """The layers an input mask is meaningful for, with their per-sample input shapes.
+
+    Those are the convolutions that their own ``Conv2d`` module runs (the layer's
+    ``module`` is its name), so that a forward pre-hook on the module masks exactly the
+    layer's input (the paper's layer input masks). Linear layers, attention products and
+    convolutions called functionally inside another module take none.
+    """
+    return {
+        l.name: l.input_shape for l in workload.layers if l.kind in ("conv", "depthwise") and l.module == l.name
+    }
 
 
 def input_masks(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -264,7 +350,8 @@ def project_input_masks(model: nn.Module, energy_per_input: Mapping[str, float],
 def load_masked_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Load a state_dict saved from a masked model into a fresh (unmasked) one.
 
-    Weight masks are installed for every ``<layer>.weight_mask`` key and input masks
+    Weight masks are installed for every ``<parameter>_mask`` key that has a
+    ``<parameter>_orig`` beside it (``fc1.weight_mask``, ``attn.in_proj_weight_mask``) and input masks
     for every ``<layer>.input_mask`` key, then the state is loaded strictly. Layers
     already masked in ``model`` are left as they are.
 
@@ -283,14 +370,16 @@ def load_masked_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) 
     """
     # Weight masks first, as a training run installs them: the parameter order (and so
     # an optimizer's state) then matches the model the state was saved from.
-    for suffix in (".weight_mask", ".input_mask"):
-        for key in state:
-            if not key.endswith(suffix):
-                continue
-            name = key[: -len(suffix)]
-            module = _module(model, name)
-            if suffix == ".weight_mask" and not _has_weight_mask(module):
+    for key in state:
+        parameter = key[: -len("_mask")]
+        if key.endswith("_mask") and f"{parameter}_orig" in state:
+            name = strip_weight(parameter)
+            module, attr = _resolve(model, name)
+            if not _has_weight_mask(module, attr):
                 add_weight_masks(model, [name])
-            elif suffix == ".input_mask" and not hasattr(module, "input_mask"):
+    for key in state:
+        if key.endswith(".input_mask"):
+            name = key[: -len(".input_mask")]
+            if not hasattr(_module(model, name), "input_mask"):
                 add_input_masks(model, {name: tuple(state[key].shape)})
     model.load_state_dict(state)

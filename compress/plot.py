@@ -7,6 +7,8 @@
 (c) :func:`layer_density` — per-layer density of each method at one budget (and, on an
     array that skips all-zero tiles, the share of tiles each layer keeps).
 (d) :func:`utilization_timeline` — effective / gated / idle PEs per cycle of one layer.
+(e) :func:`energy_latency_accuracy` — accuracy over the (energy, latency) plane, one panel per method.
+(f) :func:`latency_accuracy` — at one energy budget, accuracy against relative latency, one line per method.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ import numpy as np  # noqa: E402
 
 from energysim.files import atomic_write_bytes  # noqa: E402
 
-__all__ = ["energy_accuracy", "layer_density", "layer_energy", "save", "utilization_timeline"]
+__all__ = [
+    "energy_accuracy",
+    "energy_latency_accuracy",
+    "latency_accuracy",
+    "layer_density",
+    "layer_energy",
+    "save",
+    "utilization_timeline",
+]
 
 _LEVEL_COLORS = {"dram": "#c0392b", "buffer": "#e67e22", "rf": "#f1c40f", "mac": "#2980b9", "leakage": "#7f8c8d"}
 _LEVEL_LABELS = {"dram": "DRAM", "buffer": "global buffer", "rf": "register file", "mac": "MAC", "leakage": "leakage"}
@@ -102,6 +112,82 @@ def energy_accuracy(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(title="method (mean ± std over seeds)", fontsize=8)
     ax.set_title(title or "Energy–accuracy trade-off")
+    return save(fig, path)
+
+
+def energy_latency_accuracy(rows: Sequence[Mapping[str, Any]], path: str | Path, *, title: str = "") -> list[Path]:
+    """Accuracy over the (energy, latency) plane: one panel per method, a point per cell of the grid.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One per (method, budget, latency budget) with ``method``, ``energy_mean`` and
+        ``latency_mean`` (simulated energy and cycles relative to dense) and ``accuracy_mean``.
+    path : str or Path
+    title : str, optional
+
+    Returns
+    -------
+    list of Path
+    """
+    methods = sorted({r["method"] for r in rows})
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 4.0), squeeze=False, sharey=True)
+    low = min(100 * r["accuracy_mean"] for r in rows)
+    high = max(100 * r["accuracy_mean"] for r in rows)
+    points = None
+    for ax, method in zip(axes[0], methods):
+        pts = [r for r in rows if r["method"] == method]
+        x = [r["energy_mean"] for r in pts]
+        y = [r["latency_mean"] for r in pts]
+        accuracy = [100 * r["accuracy_mean"] for r in pts]
+        points = ax.scatter(x, y, c=accuracy, cmap="viridis", vmin=low, vmax=high, s=140, edgecolors="black")
+        for xi, yi, a in zip(x, y, accuracy):
+            ax.annotate(f"{a:.1f}", (xi, yi), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("simulated energy / dense")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("simulated cycles / dense")
+    fig.colorbar(points, ax=list(axes[0]), label="test accuracy (%), mean over seeds")
+    fig.suptitle(title or "Accuracy over energy and latency")
+    return save(fig, path)
+
+
+def latency_accuracy(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, *, budget: float, title: str = ""
+) -> list[Path]:
+    """At the energy budget ``budget``: accuracy against simulated cycles / dense, one line per method.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        As for :func:`energy_latency_accuracy`, with ``budget``, ``accuracy_std`` and ``latency_std``.
+    path : str or Path
+    budget : float
+        The energy budget whose rows are drawn.
+    title : str, optional
+
+    Returns
+    -------
+    list of Path
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method in sorted({r["method"] for r in rows}):
+        pts = sorted((r for r in rows if r["method"] == method and r["budget"] == budget),
+                     key=lambda r: r["latency_mean"])
+        if not pts:
+            continue
+        x = np.array([r["latency_mean"] for r in pts])
+        y = 100 * np.array([r["accuracy_mean"] for r in pts])
+        sd = 100 * np.array([r["accuracy_std"] for r in pts])
+        (line,) = ax.plot(x, y, marker="o", label=method)
+        ax.fill_between(x, y - sd, y + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.errorbar(x, y, xerr=np.array([r["latency_std"] for r in pts]), fmt="none", ecolor=line.get_color(),
+                    alpha=0.6)
+    ax.set_xlabel("simulated cycles, relative to the dense model")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="method (mean ± std over seeds)", fontsize=8)
+    ax.set_title(title or f"Latency–accuracy at energy budget {budget:g}")
     return save(fig, path)
 
 

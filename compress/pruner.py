@@ -32,18 +32,21 @@ from energysim.workload import Workload, extract_workload
 
 from .baselines import BASELINES, STRUCTURED_BASELINES
 from .budget import EnergyModel
-from .keep_layers import keep_every_layer, reserved_floor
+from .keep_layers import fill_groups, keep_every_layer, reserved_floor
+from .latency import InfeasibleLatencyError, LatencyBudget, pattern_proxy as _pattern_proxy, project_both
 from .masks import (
     add_weight_masks,
     effective_weights,
+    input_mask_layers,
     input_masks,
+    layer_weight,
     release_weight_masks,
     set_weight_masks,
     weight_masks,
 )
 from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
-from .nm import NMCost, asp_floor_energy, asp_magnitude_masks, nm_energy, nm_floor_energy, project_nm, proxy_nm_energy
-from .structured import GroupCost, group_energy, project_groups, proxy_group_energy
+from .nm import NMCost, asp_floor_energy, asp_magnitude_masks, nm_energy, nm_floor_energy, project_nm
+from .structured import GroupCost, group_energy, group_sums, project_groups
 from .schedule import (
     BudgetPlan,
     InfeasibleBudgetError,
@@ -127,7 +130,7 @@ _MAX_TIGHTEN_STEPS = 25
 # Simulations the last projection of a phase may take to land in [_LANDING, 1] x target.
 _MAX_LANDING_STEPS = 12
 _LANDING = 0.97
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 class BudgetNotMetError(ValueError):
@@ -202,15 +205,6 @@ def meet_budget(
     return report, proxy_budget, steps
 
 
-def _pattern_proxy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost | GroupCost | NMCost]) -> float:
-    """The proxy energy of the nonzeros of ``weights`` under ``costs`` (per-weight, per-group or N:M costs)."""
-    if all(isinstance(c, GroupCost) for c in costs.values()):
-        return proxy_group_energy(weights, costs)
-    if all(isinstance(c, NMCost) for c in costs.values()):
-        return proxy_nm_energy(weights, costs)
-    return proxy_energy(nonzero_counts(weights), costs)
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel / DataParallel wrapper."""
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
@@ -240,7 +234,15 @@ class EnergyPruner:
     budget : float, optional
         Energy budget relative to the dense model's simulated energy, in (0, 1].
     budget_abs : float, optional
-        Absolute energy budget in the profile's unit; exactly one of the two.
+        Absolute energy budget in the profile's unit; exactly one of the two, or neither
+        with a latency budget (the energy is then held at the dense model's).
+    latency_budget : float, optional
+        Latency budget relative to the dense model's simulated cycles, in (0, 1].
+    latency_budget_abs : float, optional
+        Absolute latency budget in cycles; at most one of the two. The projection then
+        meets both budgets (:func:`compress.latency.project_both`), the latency budget
+        anneals like the energy budget, and :meth:`verify` re-projects until the simulated
+        energy *and* cycles fit. Needs an estimator that counts cycles (``systolic``).
     input_shape : sequence of int
         Shape of one input sample, e.g. ``(1, 32, 32)``.
     estimator : {"systolic", "paper"}
@@ -275,6 +277,8 @@ class EnergyPruner:
         A prebuilt energy model of this model and profile (skips building the table).
     energy_dense : float, optional
         The dense model's simulated energy, when already known.
+    cycles_dense : float, optional
+        The dense model's simulated cycles, when already known.
 
     Attributes
     ----------
@@ -287,7 +291,8 @@ class EnergyPruner:
     ValueError
         For a bad argument (the message names it), a model without maskable layers, or
         an infeasible budget (:class:`~compress.schedule.InfeasibleBudgetError`, which
-        states the minimum achievable energy).
+        states the minimum achievable energy) or latency budget
+        (:class:`~compress.latency.InfeasibleLatencyError`, the minimum achievable cycles).
 
     Examples
     --------
@@ -318,12 +323,16 @@ class EnergyPruner:
         input_mask_keep: float | None = None,
         energy_model: EnergyModel | None = None,
         energy_dense: float | None = None,
+        latency_budget: float | None = None,
+        latency_budget_abs: float | None = None,
+        cycles_dense: float | None = None,
     ) -> None:
         _check_arguments(
             model=model, profile=profile, budget=budget, budget_abs=budget_abs, input_shape=input_shape,
             estimator=estimator, method=method, structure=structure, interval=interval, total_steps=total_steps,
             steps_per_epoch=steps_per_epoch, regrow=regrow, overrides=overrides, input_mask_keep=input_mask_keep,
-            energy_dense=energy_dense,
+            energy_dense=energy_dense, latency_budget=latency_budget, latency_budget_abs=latency_budget_abs,
+            cycles_dense=cycles_dense,
         )
         self.model = _unwrap(model)
         self.method = method
@@ -342,28 +351,51 @@ class EnergyPruner:
         # Landing the last projection in [0.97, 1] x target: for an estimator whose table models
         # its energy, not for the paper's, whose projection keeps to its relaxed bound.
         self._lands = not ESTIMATORS[energy_model.estimator].relaxed_bound
-        if energy_dense is None:
-            energy_dense = simulate(self.workload, energy_model.profile, energy_model.estimator, Sparsity()).energy
-        target = budget_abs if budget_abs is not None else budget * energy_dense
+        if energy_dense is None or cycles_dense is None:
+            dense_report = simulate(self.workload, energy_model.profile, energy_model.estimator, Sparsity())
+            energy_dense = dense_report.energy if energy_dense is None else energy_dense
+            cycles_dense = dense_report.cycles if cycles_dense is None else cycles_dense
+        #: The dense model's simulated cycles (None: the estimator counts none).
+        self.cycles_dense = None if cycles_dense is None else float(cycles_dense)
+        target = budget_abs if budget_abs is not None else (1.0 if budget is None else budget) * energy_dense
         dense_inputs = 0.0
         if input_mask_keep is not None:
             costs = energy_model.input_costs()
             dense_inputs = math.fsum(
-                costs[l.name] * math.prod(l.input_shape) for l in self.workload.layers if l.kind in ("conv", "depthwise")
+                costs[name] * math.prod(shape) for name, shape in input_mask_layers(self.workload).items()
             )
         self._costs_key: bytes | None = None
         self._costs: dict[str, LayerCost | GroupCost] = {}
+        self._cycle_costs: dict[str, GroupCost] = {}
+        #: The latency budget in cycles (None: none), and the proxy cycle budget of the final
+        #: projections (the target, until :meth:`verify` tightens it).
+        self.latency_target: float | None = None
+        self.latency_proxy: float | None = None
+        if latency_budget is not None or latency_budget_abs is not None:
+            if self.cycles_dense is None:
+                raise ValueError(f"the {energy_model.estimator!r} estimator counts no cycles: a latency budget "
+                                 "needs --estimator systolic")
+            self.latency_target = float(latency_budget_abs if latency_budget_abs is not None
+                                        else latency_budget * self.cycles_dense)
+        self._latency_now: float | None = self.latency_target
+        self._latency_budgets: tuple[tuple, list[float]] = ((), [])
         self.plan: BudgetPlan = plan_budget(
             float(target), float(energy_dense), self.floor_energy(),
             dense_input_energy=dense_inputs, last_keep=1.0 if input_mask_keep is None else input_mask_keep,
         )
+        if self.latency_target is not None:
+            least = self.min_cycles()
+            if self.latency_target < least:
+                raise InfeasibleLatencyError(self.latency_target, least, self.cycles_dense)
+            self.latency_proxy = self.latency_target
         # Last: every check above leaves the model untouched when it fails.
-        self._base = _install_masks(self.model, self.workload.layer_names)
+        self._base = _install_masks(self.model, [l.name for l in self.workload.weight_layers])
         self.step_count = 0
         self.proxy_budget: float | None = None
         self.tighten_steps = 0
         self.simulated: Report | None = None
         self._schedule = (0.0, self.plan.target, 0, None)  # start, target, projections, steps per epoch
+        self._latency_schedule: tuple = (self.latency_proxy, self.latency_proxy, 0)  # start, target, projections
         self._budgets: tuple[tuple, list[float]] = ((), [])  # (the schedule they belong to, budgets)
         self._final = False  # the masks are those of the phase's last projection (or of finalize)
         self.anneal(total_steps, steps_per_epoch)
@@ -384,7 +416,9 @@ class EnergyPruner:
         parts = [n.encode() + b"\0" + np.packbits(a).tobytes() for n, a in arrays.items()]
         kept = None
         weights = effective_weights(self.model)
-        if self.structure in ("tile", "hybrid") and set(weights) >= set(self.workload.layer_names):  # (before the masks: even split)
+        # Tile structures split shared costs among the kept tiles; a latency budget prices the kept tiles' cycles.
+        split = self.structure in ("tile", "hybrid") or (self.latency_target is not None and self.energy.has_groups)
+        if split and set(weights) >= {l.name for l in self.workload.weight_layers}:  # (before the masks: even split)
             kept = self.energy.kept_groups(weights)
             parts += [b"\1" + np.packbits(k).tobytes() for k in kept.values()]
         key = b"".join(parts)
@@ -395,8 +429,51 @@ class EnergyPruner:
                 costs = self.energy.nm_costs(arrays)
             else:
                 costs = self.energy.group_costs(arrays, kept)
+            if self.latency_target is not None:
+                self._cycle_costs = self.energy.cycle_costs(kept)
             self._costs, self._costs_key = costs, key
         return self._costs
+
+    def cycle_costs(self) -> dict[str, GroupCost]:
+        """Per-layer cycle costs of the current pattern (:meth:`EnergyModel.cycle_costs`); latency budgets only."""
+        self.costs()
+        return self._cycle_costs
+
+    def proxy_cycles(self) -> float | None:
+        """The coefficient table's cycles of the current weight pattern (None without a latency budget)."""
+        if self.latency_target is None:
+            return None
+        return _pattern_proxy(effective_weights(self.model), self.cycle_costs())
+
+    def min_cycles(self) -> float:
+        """Least proxy cycles of a pattern: every tile skipped; when structured, but the fastest of
+        each layer (:mod:`compress.keep_layers` keeps one), priced with what its tiles share in full."""
+        weights = effective_weights(self.model) or {
+            n: self.model.get_submodule(n).weight for n in self.workload.layer_names
+        }
+        costs = self.energy.cycle_costs()
+        masks = {}
+        for name, cost in costs.items():
+            w = weights[name].detach()
+            masks[name] = torch.zeros(w.shape, dtype=torch.bool)
+            if self.structure == "none":
+                continue
+            _, count = group_sums(w, cost)
+            live = torch.nonzero(count.cpu() > 0).reshape(-1)
+            if live.numel():
+                fastest = int(live[torch.argmin(cost.group_cost[live])])
+                masks[name] = (cost.groups == fastest) & (w.cpu() != 0)
+        kept = self.energy.kept_groups(masks) if self.energy.has_groups else None
+        return _pattern_proxy(masks, self.energy.cycle_costs(kept))
+
+    def _masks(
+        self, weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost | GroupCost], budget: float
+    ) -> dict[str, torch.Tensor]:
+        """The method's projection at the energy ``budget``, and at the current latency budget when there is one."""
+        if self.latency_target is None:
+            return self.project_fn(weights, costs, budget)
+        latency = LatencyBudget(float(self._latency_now), self.cycle_costs())
+        return project_both(self.project_fn, weights, costs, budget, latency, search=self.method == "ecc")
 
     def proxy_energy(self) -> float:
         """The coefficient table's energy of the current weight and input pattern."""
@@ -409,7 +486,7 @@ class EnergyPruner:
         if self.structure == "none":
             return floor_energy(costs)
         weights = effective_weights(self.model) or {  # before the masks are installed: the weights themselves
-            n: self.model.get_submodule(n).weight for n in self.workload.layer_names
+            l.name: layer_weight(self.model, l.name) for l in self.workload.weight_layers
         }
         if self.structure == "nm":
             return asp_floor_energy(costs) if self.method == "magnitude" else nm_floor_energy(costs, weights)
@@ -439,11 +516,23 @@ class EnergyPruner:
             self.release()
         if total_steps is None:
             self._schedule = (target, target, 0, None)
+            self._latency_schedule = (self.latency_proxy, self.latency_proxy, 0)
             return []
         per_epoch = steps_per_epoch or total_steps
         projections = projections_per_epoch(per_epoch, self.interval) * math.ceil(total_steps / per_epoch)
         self._schedule = (self.proxy_energy(), target, projections, per_epoch)
+        if self.latency_target is not None:
+            self._latency_schedule = (max(self.proxy_cycles(), self.latency_proxy), self.latency_proxy, projections)
         return self.budgets()
+
+    def latency_budgets(self) -> list[float]:
+        """The latency budget (proxy cycles) of each projection of the current phase; [] without one."""
+        if self.latency_target is None:
+            return []
+        if self._latency_budgets[0] != self._latency_schedule:
+            start, target, projections = self._latency_schedule
+            self._latency_budgets = (self._latency_schedule, anneal(start, target, projections) if projections else [])
+        return self._latency_budgets[1]
 
     def budgets(self) -> list[float]:
         """The budget of each projection of the current phase."""
@@ -480,6 +569,8 @@ class EnergyPruner:
             return None
         last = index >= projections - 1
         budget = target if last else self._phase_budgets()[index]
+        if self.latency_target is not None:
+            self._latency_now = self.latency_proxy if last else self.latency_budgets()[index]
         self._project(budget, land=last)
         self._final = last
         if self.regrow and not last:
@@ -494,32 +585,42 @@ class EnergyPruner:
         costs = self.costs()
 
         def install(proxy_budget: float) -> dict[str, torch.Tensor]:
-            masks = self.project_fn(weights, costs, proxy_budget)
-            for name, base in self._base.items():
-                masks[name] = masks[name] & base.to(masks[name].device)
-            set_weight_masks(self.model, masks, weights)
+            masks = self._masks(weights, costs, proxy_budget)
+            self._install(masks, weights)
             return masks
 
         masks = install(budget)
         self.proxy_budget = float(budget)
         if land and self._lands:
-            self._land(install, budget, masks)
+            fit = self._land(install, budget, masks)
+            rank = getattr(self.project_fn, "rank", None)  # a structured method (keep_every_layer)
+            # With a latency budget the two-budget projection fills within both budgets itself.
+            if rank is not None and fit is not None and fit.energy < _LANDING * self.target and self.latency_target is None:
+                self._fill(weights, costs, rank, fit)
 
-    def _land(self, install: Callable[[float], dict[str, torch.Tensor]], budget: float, masks: dict) -> None:
+    def _install(self, masks: dict[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> None:
+        """Install ``masks`` (within the ``torch.nn.utils.prune`` masks) on ``weights``."""
+        for name, base in self._base.items():
+            masks[name] = masks[name] & base.to(masks[name].device)
+        set_weight_masks(self.model, masks, weights)
+
+    def _land(self, install: Callable[[float], dict[str, torch.Tensor]], budget: float, masks: dict) -> Report | None:
         """Search the proxy budget whose projection the simulator puts in [0.97, 1] x target.
 
         Projections at a larger budget keep a superset (the greedy prefixes are nested) and
         a sparser pattern never costs more on the simulator, so the simulated energy is
         monotone in the proxy budget: the search brackets the target (steps of
-        target / simulated) and then interpolates between the two sides. It keeps the best
-        pattern that fits, or leaves the pattern for :meth:`verify` to tighten when none
-        did within the allowed simulations.
+        target / simulated, squared each time the pattern does not change) and then
+        interpolates between the two sides. It keeps the best
+        pattern that fits and returns its simulation, or leaves the pattern for :meth:`verify`
+        to tighten when none did within the allowed simulations (and returns None).
         """
         target = self.target
         floor = self.floor_energy()
         proxy, report = budget, self.energy.simulate(self.model)
         below: tuple[float, float, Report] | None = None  # proxy budget, energy, report of the best fit
         above: tuple[float, float] | None = None  # proxy budget, energy of the lowest one over
+        power = 1  # grows while a smaller proxy budget keeps the same pattern (tiles are coarse)
         for _ in range(_MAX_LANDING_STEPS):
             energy = report.energy
             if energy <= target:
@@ -532,7 +633,7 @@ class EnergyPruner:
             if above is None:
                 step = proxy * target / energy if energy > 0 else 2 * proxy
             elif below is None:
-                step = max(floor, proxy * target / energy)
+                step = max(floor, proxy * (target / energy) ** power)
             else:
                 (p0, e0, _), (p1, e1) = below, above
                 step = p0 + (p1 - p0) * ((1 + _LANDING) / 2 * target - e0) / (e1 - e0)
@@ -548,19 +649,47 @@ class EnergyPruner:
                     break
                 previous, masks = masks, install(step)
             proxy = step
-            if above is None and all(torch.equal(masks[n], previous[n]) for n in masks):
-                break  # a larger budget keeps nothing more: every nonzero weight is in
+            if all(torch.equal(masks[n], previous[n]) for n in masks):
+                if above is None:
+                    break  # a larger budget keeps nothing more: every nonzero weight is in
+                if below is None:
+                    power *= 2  # still over: the same simulation, a bolder step
+                    continue
             report = self.energy.simulate(self.model)
         if below is not None and below[0] != proxy:
             install(below[0])
         if below is not None:
             self.proxy_budget, self.simulated = float(below[0]), below[2]
+        return None if below is None else below[2]
+
+    def _fill(self, weights: Mapping[str, torch.Tensor], costs: Mapping[str, GroupCost], rank: str, best: Report) -> None:
+        """Land a tile pattern that no prefix lands (see :func:`compress.keep_layers.fill_groups`):
+        top the current pattern, the best that fits (simulated: ``best``), up with whole groups
+        further down the method's order, the fill's proxy budget searched on the simulator
+        (scaled by target / simulated, then bisected). Keeps the best pattern that fits."""
+        target = self.target
+        base = {n: m.detach() != 0 for n, m in weight_masks(self.model).items()}
+        low, high, kept = _pattern_proxy({n: weights[n] * base[n] for n in base}, costs), math.inf, base
+        for _ in range(_MAX_LANDING_STEPS):
+            step = low * (1 + _LANDING) / 2 * target / best.energy if high == math.inf else (low + high) / 2
+            self._install(fill_groups(weights, costs, base, step, rank), weights)
+            report = self.energy.simulate(self.model)
+            if report.energy > target:
+                high = step
+                continue
+            low = step
+            if report.energy > best.energy:
+                best, kept = report, {n: m.detach() != 0 for n, m in weight_masks(self.model).items()}
+            if report.energy >= _LANDING * target:
+                break
+        self._install(dict(kept), weights)
+        self.simulated = best
 
     def release(self) -> None:
         """Let pruned weights regrow: every mask back to all ones (or to its ``torch.nn.utils.prune`` mask)."""
         release_weight_masks(self.model)
         if self._base:
-            set_weight_masks(self.model, {n: b.to(self.model.get_submodule(n).weight_mask.device)
+            set_weight_masks(self.model, {n: b.to(layer_weight(self.model, n).device)
                                           for n, b in self._base.items()})
 
     # -- verification -----------------------------------------------------------------
@@ -573,17 +702,56 @@ class EnergyPruner:
         (report, steps)
             The simulation of the final pattern and the number of re-projections.
         """
-        report, proxy_budget, steps = meet_budget(self.model, self.energy, self.project_fn, self.costs(), self.target)
+        if self.latency_target is not None:
+            report, proxy_budget, steps = self._meet_both()
+        else:
+            report, proxy_budget, steps = meet_budget(self.model, self.energy, self.project_fn, self.costs(), self.target)
         if steps:
             self.tighten_steps += steps
             self.proxy_budget = proxy_budget
         self.simulated = report
         return report, steps
 
+    def _meet_both(self) -> tuple[Report, float, int]:
+        """:func:`meet_budget` for both budgets: re-project until the simulated energy and cycles fit.
+
+        A step tightens each proxy budget the simulation breaks by the ratio budget / simulated
+        (from the current pattern's own proxy, so the step drops at least one weight or tile).
+        """
+        report = self.energy.simulate(self.model)
+        proxy_budget = float(self.proxy_budget if self.proxy_budget is not None else self.target)
+        steps = 0
+        target, limit = self.target, self.latency_target
+        while report.energy > target or report.cycles > limit:
+            if steps == _MAX_TIGHTEN_STEPS:
+                raise BudgetNotMetError(
+                    f"simulated energy {report.energy:.6g} (budget {target:.6g}) and cycles {report.cycles} (latency "
+                    f"budget {limit:.6g}) still do not both fit after {steps} re-projections"
+                )
+            weights = effective_weights(self.model)
+            costs = self.costs()
+            if report.energy > target:
+                proxy_budget = _pattern_proxy(weights, costs) * target / report.energy
+            if report.cycles > limit:
+                self.latency_proxy = min(self.latency_proxy, self.proxy_cycles()) * limit / report.cycles
+            self._latency_now = self.latency_proxy
+            try:
+                masks = self._masks(weights, costs, proxy_budget)
+            except (InfeasibleBudgetError, InfeasibleLatencyError) as exc:
+                raise BudgetNotMetError(
+                    f"simulated energy {report.energy:.6g} / cycles {report.cycles} do not fit the budgets "
+                    f"({target:.6g}, {limit:.6g} cycles), and the proxy budgets that would are infeasible: {exc}"
+                ) from None
+            set_weight_masks(self.model, masks)
+            report = self.energy.simulate(self.model)
+            steps += 1
+        return report, proxy_budget, steps
+
     def finalize(self) -> dict[str, Any]:
         """Project at exactly the target (unless the last projection was), verify on the
         simulator, re-project until it fits; return the summary (see :meth:`summary`)."""
         if not self._final:
+            self._latency_now = self.latency_proxy
             self._project(self.target, land=True)
             self._final = True
         self.verify()
@@ -598,7 +766,11 @@ class EnergyPruner:
             ``budget`` (relative), ``budget_abs``, ``energy_dense``, ``energy_proxy``,
             ``energy_proxy_relative``, ``energy_simulated``, ``energy_simulated_relative``,
             ``proxy_budget`` (of the last projection), ``structure``, ``tighten_steps``,
-            ``weights_kept``, ``weights_total``, ``units`` and ``layers`` (per layer ``name``,
+            ``weights_kept``, ``weights_total``, ``units``; ``cycles_dense``, ``cycles_simulated``,
+            ``cycles_simulated_relative``, ``latency_ms`` (simulated cycles at the profile's clock),
+            ``latency_budget`` (relative; None without one), ``latency_budget_abs`` (cycles),
+            ``cycles_proxy`` and ``latency_proxy_budget`` (of the last projection) with a latency
+            budget; and ``layers`` (per layer ``name``,
             ``density``, ``input_density``, ``energy`` (simulated), ``energy_proxy``, and on
             an array that skips all-zero tiles ``tiles_kept`` and ``tiles_total``).
         """
@@ -612,6 +784,10 @@ class EnergyPruner:
         layers = []
         for layer in simulated.layers:
             m = masks_in.get(layer.name)
+            if layer.name not in weights:  # a matmul of two activations: no weights, a constant of the table
+                layers.append({"name": layer.name, "density": 1.0, "input_density": 1.0, "energy": layer.energy,
+                               "energy_proxy": self.energy.table.layer(layer.name).dense_energy})
+                continue
             cost = costs[layer.name]
             row = {
                 "name": layer.name,
@@ -642,7 +818,23 @@ class EnergyPruner:
             "tighten_steps": self.tighten_steps,
             "weights_kept": sum(counts.values()),
             "weights_total": sum(w.numel() for w in weights.values()),
+            **self._latency_summary(simulated),
             "layers": layers,
+        }
+
+    def _latency_summary(self, simulated: Report) -> dict[str, Any]:
+        """The cycle fields of :meth:`summary`."""
+        cycles, dense, limit = simulated.cycles, self.cycles_dense, self.latency_target
+        clock_mhz = self.energy.profile.clock_mhz
+        return {
+            "cycles_dense": dense,
+            "cycles_simulated": cycles,
+            "cycles_simulated_relative": None if cycles is None or not dense else cycles / dense,
+            "latency_ms": None if cycles is None else cycles / (clock_mhz * 1e3),
+            "latency_budget": None if limit is None else limit / dense,
+            "latency_budget_abs": limit,
+            "cycles_proxy": self.proxy_cycles(),
+            "latency_proxy_budget": self.latency_proxy,
         }
 
     # -- state ------------------------------------------------------------------------
@@ -660,6 +852,9 @@ class EnergyPruner:
             "proxy_budget": self.proxy_budget,
             "tighten_steps": self.tighten_steps,
             "base_masks": {n: b.cpu() for n, b in self._base.items()},
+            "latency_abs": self.latency_target,
+            "latency_proxy": self.latency_proxy,
+            "latency_schedule": list(self._latency_schedule),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -674,6 +869,12 @@ class EnergyPruner:
             raise ValueError(
                 f"pruner state is for the budget {state['budget_abs']:.6g}, this pruner's is {self.plan.target:.6g}"
             )
+        if state["latency_abs"] != self.latency_target and not (
+            state["latency_abs"] is not None and self.latency_target is not None
+            and math.isclose(state["latency_abs"], self.latency_target, rel_tol=1e-12)
+        ):
+            raise ValueError(f"pruner state is for the latency budget {state['latency_abs']!r}, this pruner's is "
+                             f"{self.latency_target!r}")
         if set(state["base_masks"]) != set(self._base):
             raise ValueError("pruner state was saved for a model with other torch.nn.utils.prune masks")
         start, target, projections, per_epoch = state["schedule"]
@@ -683,6 +884,10 @@ class EnergyPruner:
         self.proxy_budget = state["proxy_budget"]
         self.tighten_steps = int(state["tighten_steps"])
         self._base = {n: b.clone() for n, b in state["base_masks"].items()}
+        self.latency_proxy = state["latency_proxy"]
+        start, target, projections = state["latency_schedule"]
+        self._latency_schedule = (start, target, int(projections))
+        self._latency_now = self.latency_proxy
 
 
 def _install_masks(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -692,11 +897,13 @@ def _install_masks(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Te
     problems = []
     for name in names:
         try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            problems.append(f"model has no layer {name!r}")
+            weight = layer_weight(model, name)
+        except ValueError as exc:
+            problems.append(str(exc))
             continue
-        if name not in existing and not isinstance(module._parameters.get("weight"), torch.Tensor):
+        except KeyError:
+            weight = None
+        if name not in existing and not isinstance(weight, torch.Tensor):
             problems.append(f"layer {name!r} has no 'weight' parameter to mask")
     if problems:
         raise ValueError("; ".join(problems))
@@ -745,9 +952,19 @@ def _check_arguments(**args: Any) -> None:
     need(isinstance(args["model"], nn.Module), "model", "a torch.nn.Module")
     need(isinstance(args["profile"], (str, Profile)), "profile", "a profile name, a YAML path or an energysim.Profile")
     budget, budget_abs = args["budget"], args["budget_abs"]
-    if (budget is None) == (budget_abs is None):
-        problems.append(f"exactly one of budget and budget_abs must be given, got budget={budget!r}, "
-                        f"budget_abs={budget_abs!r}")
+    latency, latency_abs = args["latency_budget"], args["latency_budget_abs"]
+    timed = latency is not None or latency_abs is not None
+    if (budget is None) == (budget_abs is None) and not (timed and budget is None):
+        problems.append(f"exactly one of budget and budget_abs must be given (or neither, with a latency budget), "
+                        f"got budget={budget!r}, budget_abs={budget_abs!r}")
+    if latency is not None and latency_abs is not None:
+        problems.append(f"at most one of latency_budget and latency_budget_abs may be given, got "
+                        f"latency_budget={latency!r}, latency_budget_abs={latency_abs!r}")
+    need(latency is None or is_relative_budget(latency), "latency_budget", "None or a number in (0, 1]")
+    need(latency_abs is None or (_is_number(latency_abs) and latency_abs > 0), "latency_budget_abs",
+         "None or a number > 0 (cycles)")
+    cycles = args["cycles_dense"]
+    need(cycles is None or (_is_number(cycles) and cycles > 0), "cycles_dense", "None or a number > 0")
     need(budget is None or is_relative_budget(budget), "budget", "a number in (0, 1]")
     need(budget_abs is None or (_is_number(budget_abs) and budget_abs > 0), "budget_abs", "a number > 0")
     shape = args["input_shape"]

@@ -178,8 +178,10 @@ def load_run(path: str | Path) -> Run:
         raise ValueError(f"{checkpoint}: expected the dict `ecc train` writes, with a state_dict")
     _check_fields(checkpoint, saved, required=())
     try:
-        model, default_shape = build_model(config["model"], num_classes=saved.get("num_classes"))
-        shape = tuple(saved.get("input_shape") or config.get("input_shape") or default_shape)
+        shape = saved.get("input_shape") or config.get("input_shape")
+        channels = shape[0] if shape and len(shape) == 3 else None
+        model, default_shape = build_model(config["model"], num_classes=saved.get("num_classes"), in_channels=channels)
+        shape = tuple(shape or default_shape)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnmodelledLayerWarning)
             workload = extract_workload(model, shape, name=config["model"])

@@ -133,6 +133,7 @@ _MODES = ("tile", "hybrid")
 # Bits per limb of the exact prefix sums of group costs: a cumulative sum of
 # 2**31 limbs of 32 bits still fits an int64.
 _LIMB_BITS = 32
+_HALF = (1 << _LIMB_BITS) - 1
 # Weights per chunk when float64 squares are summed on CPU (8 MiB of float64).
 _CHUNK = 1 << 20
 # Dinkelbach passes compact their candidates when more than 1 / _COMPACT_SHARE of them leave.
@@ -462,12 +463,11 @@ def _project_hybrid(
 ) -> tuple[list[torch.Tensor], list[int], list[int], float]:
     """Bundles by Dinkelbach, then the longest fitting prefix of bundles and single weights."""
     dtype = flats[0].dtype
+    ratios = [_weight_ratios(flat, float(cost.per_weight)) for flat, cost in zip(flats, costs)]
+    bundles = _network_bundles(ratios, flats, group_ids, costs)
     singles, members, member_groups = [], [], []
     layer, gid, charge, size, slope = [], [], [], [], []
-    for i, (flat, groups, cost) in enumerate(zip(flats, group_ids, costs)):
-        ratio = _weight_ratios(flat, float(cost.per_weight))
-        charges = cost.group_cost.to(flat.device)
-        r_star, count, idx, idx_groups = _bundles(ratio, flat, groups, charges, float(cost.per_weight))
+    for i, (ratio, cost, (r_star, count, idx, idx_groups)) in enumerate(zip(ratios, costs, bundles)):
         # Bundle members leave the single-weight items: what remains has ratio < r*.
         ratio.index_fill_(0, idx, 0)
         singles.append(ratio.view(_INT_VIEW[dtype]))
@@ -476,7 +476,7 @@ def _project_hybrid(
         ids = _flat_nonzero(count > 0)
         layer.append(np.full(ids.numel(), i))
         gid.append(ids.cpu().numpy())
-        charge.append(charges[ids].cpu().numpy())
+        charge.append(cost.group_cost.cpu().numpy()[ids.cpu().numpy()])
         size.append(count[ids].cpu().numpy())
         slope.append(r_star[ids].cpu().numpy())
     r_star = np.concatenate(slope)
@@ -569,26 +569,55 @@ def _weight_ratios(flat: torch.Tensor, per_weight: float) -> torch.Tensor:
     return square.div_(torch.tensor(per_weight, dtype=flat.dtype, device=flat.device))
 
 
+def _network_bundles(
+    ratios: Sequence[torch.Tensor], flats: Sequence[torch.Tensor], group_ids: Sequence[torch.Tensor],
+    costs: Sequence[GroupCost],
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`_bundles` of every layer, the layers on one device in one pass (groups are
+    independent, so this is the per-layer result; one pass saves the per-call overhead of
+    many small layers). Per layer: r*, size, members' flat indices and group ids, all local."""
+    out: list = [None] * len(flats)
+    for device in dict.fromkeys(f.device for f in flats):
+        part = [i for i, f in enumerate(flats) if f.device == device]
+        sizes = [costs[i].group_cost.numel() for i in part]
+        starts = np.concatenate(([0], np.cumsum([flats[i].numel() for i in part])))
+        group_starts = np.concatenate(([0], np.cumsum(sizes)))
+        r_star, count, idx, idx_groups = _bundles(
+            torch.cat([ratios[i] for i in part]),
+            torch.cat([flats[i] for i in part]),
+            torch.cat([group_ids[i] + int(g) for i, g in zip(part, group_starts)]),
+            torch.cat([costs[i].group_cost.to(device) for i in part]),
+            torch.cat([torch.full((n,), float(costs[i].per_weight), dtype=torch.float64, device=device)
+                       for i, n in zip(part, sizes)]),
+        )
+        # Members come out in ascending flat order, so each layer's are one run.
+        cuts = torch.searchsorted(idx, torch.from_numpy(starts).to(device)).tolist()
+        for j, i in enumerate(part):
+            a, b, g0, g1 = cuts[j], cuts[j + 1], int(group_starts[j]), int(group_starts[j + 1])
+            out[i] = (r_star[g0:g1], count[g0:g1], idx[a:b] - int(starts[j]), idx_groups[a:b] - g0)
+    return out
+
+
 def _bundles(
-    ratio: torch.Tensor, flat: torch.Tensor, groups: torch.Tensor, charges: torch.Tensor, per_weight: float
+    ratio: torch.Tensor, flat: torch.Tensor, groups: torch.Tensor, charges: torch.Tensor, per_weight: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per group: bundle slope r* and size (float64, int64), and the members' flat indices and group ids.
 
-    Dinkelbach from below: ``S = {ratio >= t}``, ``t <- max(t, V(S) / (F + c|S|))``
-    until no weight leaves ``S``, starting from ``t = V / (F + c n)`` of all
-    nonzero weights (a lower bound of r*). Groups without a positive ratio get size 0.
+    ``ratio`` is ``w**2 / c`` of every weight (:func:`_weight_ratios`), ``per_weight`` the
+    cost ``c`` of each group's weights (float64, per group). Dinkelbach from below:
+    ``S = {ratio >= t}``, ``t <- max(t, V(S) / (F + c|S|))`` until no weight leaves ``S``,
+    starting from ``t = V / (F + c n)`` of all nonzero weights (a lower bound of r*).
+    Groups without a positive ratio get size 0.
     """
     n_groups = charges.numel()
     value, count, _ = _group_sums(flat, groups, n_groups)
     t = value / (charges + per_weight * count.double())
     idx = _flat_nonzero(ratio >= _threshold(t, ratio.dtype).index_select(0, groups))
-    # The candidates' group ids as int32 (when they fit) make every pass lighter; their
-    # ratios are recomputed, bit for bit, from the gathered weights.
+    # The candidates' group ids as int32 (when they fit) make every pass lighter.
     small = torch.int32 if n_groups < 2**31 - 1 else torch.int64
     idx_groups = groups.index_select(0, idx).to(small)
-    part = flat.index_select(0, idx)
-    idx_ratio = _weight_ratios(part, per_weight)
-    values = part.to(torch.float64, copy=True).square_()
+    idx_ratio = ratio.index_select(0, idx)
+    values = flat.index_select(0, idx).to(torch.float64).square_()
     # A weight leaving its group's set moves to the spare group n_groups (threshold 0, so it
     # never leaves again and is counted nowhere), unless enough leave to pay for compacting.
     spare = torch.zeros(1, dtype=ratio.dtype, device=ratio.device)
@@ -652,7 +681,7 @@ class _GroupPrefix:
         self.costs = costs
         self.positions = [np.flatnonzero(layer == i) for i in range(len(costs))]
         self.sizes = [np.concatenate(([0], np.cumsum(size[p]))) for p in self.positions]
-        self.charges = [_ExactCumsum(charge[p]) for p in self.positions]
+        self.charges = _ExactCumsum(charge, self.positions)
 
     def _taken(self, i: int, k: int) -> int:
         """Groups of layer i among the first k."""
@@ -667,45 +696,60 @@ class _GroupPrefix:
     def energy(self, k: int, singles: Sequence[int]) -> float:
         """``proxy_group_energy`` of the first k groups plus ``singles[i]`` more weights in layer i."""
         weights, groups = self.layer_counts(k, singles)
+        # Each layer's energy is the correctly rounded sum of its exact parts (fsum), as in
+        # group_energy; the group costs' prefix sum enters as exact float pieces.
         layers = [
-            float(Fraction(float(cost.constant)) + Fraction(float(cost.per_weight) * n) + charges.prefix(j))
-            for cost, n, j, charges in zip(self.costs, weights, groups, self.charges)
+            math.fsum([float(cost.constant), float(cost.per_weight) * n, *self.charges.prefix(i, j)])
+            for i, (cost, n, j) in enumerate(zip(self.costs, weights, groups))
         ]
         return math.fsum(layers)
 
 
 class _ExactCumsum:
-    """Exact prefix sums of positive finite float64 numbers.
+    """Exact prefix sums of parts of an array of positive finite float64 numbers.
 
     Each number is an integer multiple of ``2**low`` (``low`` the smallest
     exponent of a last mantissa bit); that integer is split into 32-bit limbs
-    whose cumulative sums (int64) are exact.
+    (once, for all parts) whose cumulative sums over each part (int64) are exact.
     """
 
-    def __init__(self, x: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, parts: Sequence[np.ndarray]) -> None:
         mantissa, exponent = np.frexp(x)
         digits = (mantissa * 2.0**53).astype(np.int64)
         exponent = exponent.astype(np.int64) - 53
         self.low = int(exponent.min()) if x.size else 0
         shift = exponent - self.low
         width = 53 + int(shift.max()) if x.size else 0
-        limbs = np.zeros((-(-width // _LIMB_BITS), x.size + 1), dtype=np.int64)
-        full = np.int64((1 << _LIMB_BITS) - 1)
+        limbs = np.zeros((-(-width // _LIMB_BITS), x.size), dtype=np.int64)
         for i in range(limbs.shape[0]):
             # Bits [B i, B i + B) of digits << shift are bits [s, s + B) of digits.
             s = _LIMB_BITS * i - shift
-            down = np.right_shift(digits, np.clip(s, 0, 63)) & full
+            down = np.right_shift(digits, np.clip(s, 0, 63)) & np.int64(_HALF)
             low_bits = digits & ((np.int64(1) << np.clip(_LIMB_BITS + s, 0, _LIMB_BITS)) - 1)
             up = np.left_shift(low_bits, np.clip(-s, 0, _LIMB_BITS - 1))
-            limb = np.where(s >= 0, down, np.where(s > -_LIMB_BITS, up, 0))
-            np.cumsum(limb, out=limbs[i, 1:])
-        self.limbs = limbs
+            limbs[i] = np.where(s >= 0, down, np.where(s > -_LIMB_BITS, up, 0))
+        self.sums = []
+        for part in parts:
+            sums = np.zeros((limbs.shape[0], part.size + 1), dtype=np.int64)
+            np.cumsum(limbs[:, part], axis=1, out=sums[:, 1:])
+            self.sums.append(sums)
+        # Halves of the limb sums, scaled, stay exact floats while none is subnormal (costs above ~1e-290).
+        self.exact_pieces = self.low > -900
 
-    def prefix(self, j: int) -> Fraction:
-        """Sum of the first j numbers."""
+    def prefix(self, part: int, j: int) -> list[float]:
+        """The sum of the first j numbers of a part, as floats whose exact sum it is (for ``math.fsum``)."""
+        column = self.sums[part][:, j].tolist()  # Python ints: cheaper to take apart one by one
+        if self.exact_pieces:
+            pieces, scale = [], self.low
+            for limb in column:
+                pieces += (math.ldexp(limb & _HALF, scale), math.ldexp(limb >> _LIMB_BITS, scale + _LIMB_BITS))
+                scale += _LIMB_BITS
+            return pieces
         total = 0
-        for i in range(self.limbs.shape[0] - 1, -1, -1):
-            total = (total << _LIMB_BITS) + int(self.limbs[i, j])
-        if self.low >= 0:
-            return Fraction(total << self.low)
-        return Fraction(total, 1 << -self.low)
+        for limb in reversed(column):
+            total = (total << _LIMB_BITS) + limb
+        rest, pieces = Fraction(total, 1 << -self.low), []
+        while rest:  # on the float64 grid: every remainder is a float again, so this ends
+            pieces.append(float(rest))
+            rest -= Fraction(pieces[-1])
+        return pieces

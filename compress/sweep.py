@@ -12,7 +12,8 @@ Layout of a sweep directory::
 
     DIR/sweep.json                      the sweep's settings (a resumed sweep must match them)
     DIR/dense/seed<S>/                  the dense starting model of seed S (shared by every method)
-    DIR/cells/<variant>/b<budget>_s<S>/ one `ecc train` run directory per cell (Variant.name)
+    DIR/cells/<variant>/b<budget>_s<S>/ one `ecc train` run directory per cell (Variant.name);
+                                        b<budget>_l<latency>_s<S> with a latency budget
     DIR/results.csv                     one row per finished cell
     DIR/summary.csv                     mean and std over seeds per (variant, budget)
     DIR/.locks/                         lock files: one per run folder, one for the files above
@@ -120,7 +121,7 @@ METHODS = tuple(
 )
 
 # The lists of sweep.json whose product is the cell list.
-_CELL_AXES = ("budgets", "methods", "structures", "seeds")
+_CELL_AXES = ("budgets", "latency_budgets", "methods", "structures", "seeds")
 _LOCKS = ".locks"
 _DIRECTORY_LOCK = "sweep.lock"
 
@@ -143,6 +144,18 @@ def _is_int(value: Any) -> bool:
 
 def _budget_name(budget: float) -> str:
     return f"b{budget:g}"
+
+
+def _is_latency(value: Any) -> bool:
+    """A latency axis entry: a relative latency budget, or None (no latency budget)."""
+    return value is None or is_relative_budget(value)
+
+
+def _without_default_axes(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as sweep.json stores them: no ``latency_budgets`` for a sweep without latency budgets."""
+    if settings.get("latency_budgets") == [None]:
+        return {k: v for k, v in settings.items() if k != "latency_budgets"}
+    return settings
 
 
 def _check_cell_names(budgets: Sequence[float]) -> None:
@@ -278,6 +291,9 @@ class SweepConfig:
         Dask scheduler address (``executor="dask"``).
     structures : tuple of str
         Weight structures from :data:`compress.pruner.STRUCTURES`; each method is swept with each.
+    latency_budgets : tuple of float or None
+        Relative latency budgets in (0, 1] (of the dense model's simulated cycles), each crossed
+        with every energy budget; None is a cell without a latency budget (the default, alone).
 
     Attributes
     ----------
@@ -296,6 +312,7 @@ class SweepConfig:
     executor: str = "local"
     scheduler: str | None = None
     structures: tuple[str, ...] = ("none",)
+    latency_budgets: tuple[float | None, ...] = (None,)
     variants: tuple[Variant, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -305,6 +322,11 @@ class SweepConfig:
         object.__setattr__(self, "budgets", tuple(dict.fromkeys(check_relative_budgets(self.budgets))))
         _check_cell_names(self.budgets)
         object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
+        latency = tuple(dict.fromkeys(self.latency_budgets))
+        if not latency or not all(_is_latency(v) for v in latency):
+            raise ValueError(f"latency_budgets must be numbers in (0, 1] or None, got {list(self.latency_budgets)}")
+        _check_cell_names([v for v in latency if v is not None])
+        object.__setattr__(self, "latency_budgets", latency)
         object.__setattr__(self, "structures", tuple(dict.fromkeys(self.structures)))
         object.__setattr__(self, "variants",
                            tuple(Variant.parse(m, s) for m in self.methods for s in self.structures))
@@ -330,18 +352,21 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of a sweep: a variant at a budget with a seed."""
+    """One run of a sweep: a variant at a budget (and a latency budget, or None) with a seed."""
 
     variant: Variant
     budget: float
     seed: int
+    latency: float | None = None
 
     def directory(self, root: Path) -> Path:
-        """The cell's run folder in the sweep directory ``root``."""
-        return root / "cells" / self.variant.name / f"{_budget_name(self.budget)}_s{self.seed}"
+        """The cell's run folder in the sweep directory ``root`` (``b<budget>[_l<latency>]_s<seed>``)."""
+        latency = "" if self.latency is None else f"_l{self.latency:g}"
+        return root / "cells" / self.variant.name / f"{_budget_name(self.budget)}{latency}_s{self.seed}"
 
     def __str__(self) -> str:
-        return f"{self.variant.name} @ {self.budget:g} seed {self.seed}"
+        latency = "" if self.latency is None else f" latency {self.latency:g}"
+        return f"{self.variant.name} @ {self.budget:g}{latency} seed {self.seed}"
 
 
 def _dense_dir(root: Path, seed: int) -> Path:
@@ -351,7 +376,8 @@ def _dense_dir(root: Path, seed: int) -> Path:
 def _dense_config(config: SweepConfig, root: Path, seed: int) -> TrainConfig:
     """The shared starting point of a seed: dense pretraining, then one epoch at the full budget."""
     return replace(config.base, seed=seed, budget=1.0, budget_abs=None, epochs=1, input_mask=False,
-                   method="ecc", checkpoint=None, out=str(_dense_dir(root, seed)), quiet=True)
+                   method="ecc", checkpoint=None, out=str(_dense_dir(root, seed)), quiet=True,
+                   latency_budget=None, latency_budget_abs=None, latency_budget_ms=None)
 
 
 def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
@@ -361,6 +387,9 @@ def _cell_config(config: SweepConfig, root: Path, cell: Cell) -> TrainConfig:
         seed=cell.seed,
         budget=cell.budget,
         budget_abs=None,
+        latency_budget=cell.latency,
+        latency_budget_abs=None,
+        latency_budget_ms=None,
         method=cell.variant.method,
         structure=cell.variant.structure,
         input_mask=cell.variant.input_mask,
@@ -432,7 +461,7 @@ def _run(config: TrainConfig, threads: int, lock: str) -> str | None:
 # Fields of a cell's config that the sweep sets itself, or that say only where and how fast
 # it runs (a resumed cell may change them too).
 _NOT_SETTINGS = ("out", "quiet", "seed", "budget", "budget_abs", "method", "input_mask", "checkpoint", "device",
-                 "workers")
+                 "workers", "latency_budget", "latency_budget_abs", "latency_budget_ms")
 
 
 def _settings(config: SweepConfig) -> dict[str, Any]:
@@ -446,6 +475,7 @@ def _settings(config: SweepConfig) -> dict[str, Any]:
         "methods": list(config.methods),
         "structures": list(config.structures),
         "seeds": list(config.seeds),
+        "latency_budgets": list(config.latency_budgets),
     }
     return json.loads(json.dumps(settings))  # tuples become lists, as in the saved file
 
@@ -482,7 +512,8 @@ def run_sweep(config: SweepConfig, out: str | Path) -> list[dict[str, Any]]:
         _extend_settings(root, config)
 
     index, count = config.shard
-    cells = [Cell(v, b, s) for s in config.seeds for v in config.variants for b in config.budgets][index::count]
+    cells = [Cell(v, b, s, t) for s in config.seeds for v in config.variants for b in config.budgets
+             for t in config.latency_budgets][index::count]
     seeds = list(dict.fromkeys(c.seed for c in cells))  # the dense models this shard needs
     # A report.json is never removed: a run that has one needs no worker, nor its lock.
     seeds = [s for s in seeds if not RunFolder(_dense_dir(root, s)).report.is_file()]
@@ -549,7 +580,7 @@ def _extend_settings(root: Path, config: SweepConfig) -> None:
         _check_cell_names(settings["budgets"])
     if config.shard != (0, 1):
         settings["shard"] = list(config.shard)
-    atomic_write_json(path, settings)
+    atomic_write_json(path, _without_default_axes(settings))
 
 
 def _differences(first: dict[str, Any], second: dict[str, Any],
@@ -572,7 +603,8 @@ def _differences(first: dict[str, Any], second: dict[str, Any],
 def _cells(settings: dict[str, Any]) -> list[Cell]:
     """Every cell of checked settings (``read_settings``), in the order a sweep runs them."""
     variants = [Variant.parse(m, s) for m in settings["methods"] for s in settings["structures"]]
-    return [Cell(v, b, seed) for seed in settings["seeds"] for v in variants for b in settings["budgets"]]
+    return [Cell(v, b, seed, t) for seed in settings["seeds"] for v in variants for b in settings["budgets"]
+            for t in settings["latency_budgets"]]
 
 
 def _collect(root: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -672,7 +704,7 @@ def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> list[dict[str, 
         dense = next((_dense_dir(d, seed) for d in sources if _dense_dir(d, seed).is_dir()), None)
         if dense is not None:
             _link(dense, _dense_dir(root, seed))
-    atomic_write_json(root / "sweep.json", merged)
+    atomic_write_json(root / "sweep.json", _without_default_axes(merged))
     _write_csv(root / "results.csv", rows)
     _write_csv(root / "summary.csv", summarize(rows))
     return rows
@@ -714,13 +746,15 @@ def _link(target: Path, link: Path) -> None:
 
 def _row_cell(row: dict[str, Any]) -> Cell:
     """The cell of a row of ``read_results``."""
-    return Cell(Variant.from_name(row["method"]), row["budget"], row["seed"])
+    return Cell(Variant.from_name(row["method"]), row["budget"], row["seed"], row.get("latency_budget"))
 
 
 def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, Any]:
     """The results.csv row of a finished cell, from its report.json or error.json."""
     row = {"method": cell.variant.name, "budget": cell.budget, "seed": cell.seed,
            "input_mask": cell.variant.input_mask, "structure": cell.variant.structure}
+    if cell.latency is not None:
+        row["latency_budget"] = cell.latency
     path = RunFolder(run_dir).report
     if not path.is_file():
         path = RunFolder(run_dir).error
@@ -732,8 +766,13 @@ def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, A
         return _field(path, report, key, check, **default)
 
     energy_relative = field("energy_simulated_relative", _POSITIVE)
+    feasible = energy_relative <= cell.budget * (1 + 1e-9)
+    if cell.latency is not None:
+        cycles_relative = field("cycles_simulated_relative", _POSITIVE)
+        feasible = feasible and cycles_relative <= cell.latency * (1 + 1e-9)
+        row |= {"cycles_simulated_relative": cycles_relative, "latency_ms": field("latency_ms", _POSITIVE)}
     row |= {
-        "feasible": energy_relative <= cell.budget * (1 + 1e-9),
+        "feasible": feasible,
         "reason": "",
         # True when the final accuracy fell to chance while the dense model was far above it.
         "collapsed": field("collapsed", _BOOL, default=False),
@@ -756,20 +795,27 @@ def _row(cell: Cell, run_dir: Path, dense_accuracy: float | None) -> dict[str, A
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and (sample) standard deviation over seeds of each (method, budget).
+    """Mean and (sample) standard deviation over seeds of each (method, budget[, latency budget]).
 
-    ``collapsed_seeds`` counts the seeds whose cell collapsed to chance accuracy.
+    ``collapsed_seeds`` counts the seeds whose cell collapsed to chance accuracy. Where a row
+    has a ``latency_budget`` the entry has it too, with ``latency_mean`` and ``latency_std``
+    (the simulated cycles relative to dense).
     """
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["budget"]), []).append(row)
+        latency = row.get("latency_budget")
+        groups.setdefault((row["method"], row["budget"], math.inf if latency is None else latency), []).append(row)
     summary = []
-    for (method, budget), group in sorted(groups.items()):
+    for (method, budget, latency), group in sorted(groups.items()):
         done = [r for r in group if r.get("feasible")]
         entry = {"method": method, "structure": Variant.from_name(method).structure, "budget": budget,
                  "seeds": len(group), "feasible_seeds": len(done),
                  "collapsed_seeds": sum(r.get("collapsed") is True for r in group)}
-        for key, name in (("accuracy", "accuracy"), ("energy_simulated_relative", "energy")):
+        stats = [("accuracy", "accuracy"), ("energy_simulated_relative", "energy")]
+        if latency != math.inf:
+            entry["latency_budget"] = latency
+            stats.append(("cycles_simulated_relative", "latency"))
+        for key, name in stats:
             values = [float(r[key]) for r in done]
             mean = sum(values) / len(values) if values else math.nan
             var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
@@ -824,12 +870,13 @@ _SETTINGS_FIELDS: dict[str, _Check] = {
     "structures": _distinct_list((lambda v: isinstance(v, str) and v in STRUCTURES,
                                   f"one of {', '.join(STRUCTURES)}")),
     "seeds": _distinct_list((_is_int, "an int")),
+    "latency_budgets": _distinct_list((_is_latency, "null or a number in (0, 1]")),
     "shard": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(i) for i in v) and 0 <= v[0] < v[1],
               "[i, n] with 0 <= i < n"),
     "merged_from": (lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v), "a list of paths"),
 }
 # Optional fields; "structures" is absent from sweeps written before there was a choice of them.
-_OPTIONAL_SETTINGS = ("structures", "shard", "merged_from")
+_OPTIONAL_SETTINGS = ("structures", "shard", "merged_from", "latency_budgets")
 # The training settings a figure's title names.
 _TITLE_FIELDS = ("model", "dataset", "profile", "estimator")
 _MISSING = object()
@@ -927,6 +974,7 @@ def read_settings(root: str | Path) -> dict[str, Any]:
     except ValueError as exc:
         raise SweepFileError(f"{path}: field budgets: {exc}") from None
     data.setdefault("structures", ["none"])
+    data.setdefault("latency_budgets", [None])
     return data
 
 
@@ -1019,6 +1067,9 @@ _RESULT_COLUMNS: dict[str, _Column] = {
     "energy_proxy": _optional(_parsed(float, _NON_NEGATIVE)),
     "energy_dense": _optional(_parsed(float, _POSITIVE)),
     "wall_time_s": _optional(_parsed(float, _NON_NEGATIVE)),
+    "latency_budget": _optional(_parsed(float, (_is_budget, "a number in (0, 1]"))),
+    "cycles_simulated_relative": _optional(_parsed(float, _POSITIVE)),
+    "latency_ms": _optional(_parsed(float, _POSITIVE)),
 }
 _RESULT_REQUIRED = ("method", "budget", "seed", "feasible")
 # Columns a feasible cell must fill.
@@ -1035,8 +1086,11 @@ _SUMMARY_COLUMNS: dict[str, _Column] = {
     "accuracy_std": _ANY_FLOAT,
     "energy_mean": _ANY_FLOAT,
     "energy_std": _ANY_FLOAT,
+    "latency_budget": _optional(_parsed(float, (_is_budget, "a number in (0, 1]"))),
+    "latency_mean": _optional(_ANY_FLOAT),
+    "latency_std": _optional(_ANY_FLOAT),
 }
-_SUMMARY_OPTIONAL = ("collapsed_seeds", "structure")
+_SUMMARY_OPTIONAL = ("collapsed_seeds", "structure", "latency_budget", "latency_mean", "latency_std")
 # Where feasible_seeds > 0 the means and deviations are numbers (nan only where no seed is feasible).
 _SUMMARY_STATISTICS: dict[str, _Check] = {
     "accuracy_mean": _FRACTION, "accuracy_std": _NON_NEGATIVE, "energy_mean": _POSITIVE, "energy_std": _NON_NEGATIVE,
@@ -1123,11 +1177,12 @@ def read_results(root: str | Path) -> list[dict[str, Any]]:
     path = Path(root) / "results.csv"
     rows = _read_table(path, _RESULT_COLUMNS, _RESULT_REQUIRED,
                        [(_DENSITY_PREFIX, _optional(_CSV_FRACTION)), (_TILES_PREFIX, _optional(_CSV_FRACTION))])
-    first: dict[tuple[str, float, int], int] = {}
+    first: dict[tuple[str, float, int, float | None], int] = {}
     for line, row in rows:
-        key = (row["method"], row["budget"], row["seed"])
+        key = (row["method"], row["budget"], row["seed"], row.get("latency_budget"))
         if key in first:
-            raise SweepFileError(f"{path}: line {line} repeats the cell {key[0]} @ {key[1]:g} seed {key[2]} "
+            latency = "" if key[3] is None else f" latency {key[3]:g}"
+            raise SweepFileError(f"{path}: line {line} repeats the cell {key[0]} @ {key[1]:g}{latency} seed {key[2]} "
                                  f"of line {first[key]}")
         first[key] = line
         variant = Variant.from_name(row["method"])
@@ -1169,11 +1224,12 @@ def read_summary(root: str | Path) -> list[dict[str, Any]]:
     path = Path(root) / "summary.csv"
     required = [n for n in _SUMMARY_COLUMNS if n not in _SUMMARY_OPTIONAL]
     rows = _read_table(path, _SUMMARY_COLUMNS, required)
-    first: dict[tuple[str, float], int] = {}
+    first: dict[tuple[str, float, float | None], int] = {}
     for line, row in rows:
-        key = (row["method"], row["budget"])
+        key = (row["method"], row["budget"], row.get("latency_budget"))
         if key in first:
-            raise SweepFileError(f"{path}: line {line} repeats {key[0]} @ {key[1]:g} of line {first[key]}")
+            latency = "" if key[2] is None else f" latency {key[2]:g}"
+            raise SweepFileError(f"{path}: line {line} repeats {key[0]} @ {key[1]:g}{latency} of line {first[key]}")
         first[key] = line
         for name in ("feasible_seeds", "collapsed_seeds"):
             if row.get(name, 0) > row["seeds"]:

@@ -101,6 +101,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .masks import (
     add_input_masks,
+    input_mask_layers,
     clamp_input_masks,
     effective_weights,
     input_masks,
@@ -173,6 +174,11 @@ class TrainResult:
     model: nn.Module
 
 
+def _image_channels(shape: tuple[int, ...]) -> int | None:
+    """C of a (C, H, W) input shape, for zoo models that take any number of channels."""
+    return shape[0] if len(shape) == 3 else None
+
+
 def _distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Hinton's distillation objective (see ``_DISTILL_WEIGHT``), averaged over the batch."""
     t = _DISTILL_TEMPERATURE
@@ -202,6 +208,7 @@ class _State:
     epochs_done: int = 0
     budget_abs: float = 0.0
     energy_dense: float = 0.0
+    cycles_dense: int | None = None
     dense_accuracy: float | None = None
     mask_budget: float | None = None  # input energy allowed in the current mask phase
     best_accuracy: float | None = None
@@ -384,7 +391,7 @@ class _Run:
                 f"{math.prod(self.data.input_shape)} ({'x'.join(map(str, self.data.input_shape))})"
             )
         torch.manual_seed(c.seed)
-        self.model, _ = build_model(c.model, num_classes=self.data.num_classes)
+        self.model, _ = build_model(c.model, num_classes=self.data.num_classes, in_channels=_image_channels(self.input_shape))
         self.workload = extract_workload(self.model, self.input_shape, name=c.model, strict=c.strict)
         self.profile = load_profile(c.profile, list(c.overrides))
         # The coefficient table comes from the simulator: built on rank 0 only.
@@ -413,14 +420,14 @@ class _Run:
     # -- setup ----------------------------------------------------------------------
 
     def _mask_layers(self) -> dict[str, tuple[int, ...]]:
-        """Input-mask shapes of the conv layers."""
-        return {l.name: l.input_shape for l in self.workload.layers if l.kind in ("conv", "depthwise")}
+        """Input-mask shapes of the conv layers (:func:`compress.masks.input_mask_layers`)."""
+        return input_mask_layers(self.workload)
 
     def _fresh_model(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
         """A new instance of the architecture holding ``state`` (masks included)."""
         from energysim.zoo import build_model
 
-        model, _ = build_model(self.config.model, num_classes=self.data.num_classes)
+        model, _ = build_model(self.config.model, num_classes=self.data.num_classes, in_channels=_image_channels(self.input_shape))
         load_masked_state_dict(model, state)
         return model.to(self.device)
 
@@ -431,13 +438,17 @@ class _Run:
         c = self.config
         # A relative budget is relative to the dense model's energy on the full estimator: the
         # quantity the final pattern is verified against (the proxy table may be an upper bound).
-        dense = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()).energy)
+        dense_report = self.ctx.on_main(lambda: simulate(self.workload, self.profile, c.estimator, Sparsity()))
+        dense = dense_report.energy
         if c.input_mask and not self._mask_layers():
-            raise ValueError(f"input masks apply to conv layers, and {c.model} has none: drop --input-mask")
+            raise ValueError(
+                "input masks apply to the inputs of conv layers that their own Conv2d module runs (not to linear "
+                f"layers or attention products), and {c.model} has none: drop --input-mask"
+            )
         start_inputs = {}
         if c.checkpoint is not None:
             start_inputs = self._load_start(c.checkpoint)
-        self.pruner = self._make_pruner(dense)
+        self.pruner = self._make_pruner(dense, dense_report.cycles)
         shapes = dict(self._mask_layers()) if c.input_mask else {}
         shapes.update({n: tuple(m.shape) for n, m in start_inputs.items()})
         add_input_masks(self.model, {n: shapes[n] for n in self.workload.layer_names if n in shapes})
@@ -446,7 +457,8 @@ class _Run:
                 if name in start_inputs:
                     mask.copy_(start_inputs[name])
         self.model.to(self.device)
-        self.state = _State(budget_abs=self.pruner.plan.target, energy_dense=float(dense))
+        self.state = _State(budget_abs=self.pruner.plan.target, energy_dense=float(dense),
+                            cycles_dense=dense_report.cycles)
         self._enter("pretrain")
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -454,15 +466,19 @@ class _Run:
         if self.ctx.is_main:
             atomic_write_json(self.files.config, _config_dict(c))
 
-    def _make_pruner(self, energy_dense: float) -> EnergyPruner:
-        """The pruner of the weight phases: the run's method, budget, interval and regrowth; with
+    def _make_pruner(self, energy_dense: float, cycles_dense: int | None) -> EnergyPruner:
+        """The pruner of the weight phases: the run's method, budgets, interval and regrowth; with
         input masks, budgets down to the floor the last mask round reaches."""
         c = self.config
         last_keep = max(mask_keep(c.mask_keep, c.mask_keep_step, c.max_rounds), 0.0) if c.input_mask else None
+        latency_abs = c.latency_budget_abs
+        if c.latency_budget_ms is not None:  # ms at the profile's clock: MHz x 1e3 cycles per ms
+            latency_abs = c.latency_budget_ms * self.profile.clock_mhz * 1e3
         return EnergyPruner(
             self.model, self.profile, budget=c.budget, budget_abs=c.budget_abs, input_shape=self.input_shape,
             estimator=c.estimator, method=c.method, structure=c.structure, interval=c.proj_interval, regrow=c.regrow,
             input_mask_keep=last_keep, energy_model=self.energy, energy_dense=energy_dense,
+            latency_budget=c.latency_budget, latency_budget_abs=latency_abs, cycles_dense=cycles_dense,
         )
 
     def _load_start(self, source: str) -> dict[str, torch.Tensor]:
@@ -479,13 +495,15 @@ class _Run:
                     "the starting weights are corrupt"
                 )
         plain, inputs = {}, {}
+        # Any masked parameter (``fc1.weight_orig``, ``attn.in_proj_weight_orig``) with its ``_mask``.
+        masked = {key[: -len("_orig")] for key in state if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state}
         for key, value in state.items():
-            if key.endswith(".weight_orig"):
+            if key.endswith("_orig") and key[: -len("_orig")] in masked:
                 base = key[: -len("_orig")]
                 plain[base] = value * state[base + "_mask"]
             elif key.endswith(".input_mask"):
                 inputs[key[: -len(".input_mask")]] = value
-            elif not key.endswith(".weight_mask"):
+            elif not (key.endswith("_mask") and key[: -len("_mask")] in masked):
                 plain[key] = value
         try:
             self.model.load_state_dict(plain)
@@ -496,7 +514,7 @@ class _Run:
     def _restore(self, saved: dict[str, Any]) -> None:
         """Rebuild everything from a checkpoint."""
         self.state = _State(**saved["state"])
-        self.pruner = self._make_pruner(self.state.energy_dense)
+        self.pruner = self._make_pruner(self.state.energy_dense, self.state.cycles_dense)
         load_masked_state_dict(self.model, saved["model"])
         self.pruner.load_state_dict(saved["pruner"])
         self.model.to(self.device)

@@ -22,6 +22,7 @@ __all__ = [
     "nm_slot_uses",
     "schedule_folds",
     "slice_unique_counts",
+    "window_fetch",
 ]
 
 
@@ -75,7 +76,7 @@ def _stationary_row(effective, start, stationary_row, stream_row, prefix):
 @njit(cache=True)
 def _trace_one_fold(
     f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
-    group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+    group, row_start, rows_used, col_start, cols_used, stream_start, fold_start, preload, stream, effective, active,
     select, select_origin, select_width,
 ):  # fmt: skip
     """Step fold ``f`` cycle by cycle: effective MACs and busy PEs per cycle into its slice."""
@@ -84,7 +85,8 @@ def _trace_one_fold(
     c0 = col_start[f]
     ru = rows_used[f]
     cu = cols_used[f]
-    base = fold_start[f] + preload
+    s0 = stream_start[f]
+    base = fold_start[f] + preload[f]
     # Busy PEs: the PEs on anti-diagonal d = r + c work in cycles [base + d, base + d + stream);
     # a difference array over the fold makes that O(R + C + T) instead of O(R*C*T).
     span = ru + cu - 1 + stream
@@ -112,12 +114,14 @@ def _trace_one_fold(
                 row = row_stream[g, select[g, r0 + r, c0 + c]]
                 start = base + r + c
                 for t in range(stream):
-                    effective[start + t] += row[t]
+                    effective[start + t] += row[s0 + t]
         return
     if has_stationary and has_row and not has_col:
         prefix = np.empty(stream + 1, np.int64)
         for r in range(ru):
-            _stationary_row(effective, base + r, stationary[g, r0 + r, c0 : c0 + cu], row_stream[g, r0 + r], prefix)
+            _stationary_row(
+                effective, base + r, stationary[g, r0 + r, c0 : c0 + cu], row_stream[g, r0 + r, s0 : s0 + stream], prefix
+            )
         return
     # PE (r, c) at stream step t lands in cycle base + r + c + t.
     for r in range(ru):
@@ -127,13 +131,13 @@ def _trace_one_fold(
             start = base + r + c
             if has_row and has_col:
                 for t in range(stream):
-                    effective[start + t] += row_stream[g, r0 + r, t] & col_stream[g, c0 + c, t]
+                    effective[start + t] += row_stream[g, r0 + r, s0 + t] & col_stream[g, c0 + c, s0 + t]
             elif has_row:
                 for t in range(stream):
-                    effective[start + t] += row_stream[g, r0 + r, t]
+                    effective[start + t] += row_stream[g, r0 + r, s0 + t]
             elif has_col:
                 for t in range(stream):
-                    effective[start + t] += col_stream[g, c0 + c, t]
+                    effective[start + t] += col_stream[g, c0 + c, s0 + t]
             else:
                 for t in range(stream):
                     effective[start + t] += 1
@@ -141,15 +145,16 @@ def _trace_one_fold(
 
 def _fold_trace(
     stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
-    group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
+    group, row_start, rows_used, col_start, cols_used, stream_start, fold_start, preload, stream, effective, active,
     select, select_origin, select_width,
 ):  # fmt: skip
     """Per-cycle effective MACs and busy PEs of every fold.
 
-    PE ``(r, c)`` of fold ``f`` does stream step ``t`` in cycle
-    ``fold_start[f] + preload + r + c + t``; the MAC is effective when the present
-    operands among ``stationary[g, r, c]``, ``row_stream[g, r, t]`` and
-    ``col_stream[g, c, t]`` (uint8, 0/1) are all nonzero. ``dense[f]`` (bool) says
+    PE ``(r, c)`` of fold ``f`` does stream step ``t`` (of its tile, which starts at
+    ``stream_start[f]``) in cycle ``fold_start[f] + preload[f] + r + c + t``; the MAC is
+    effective when the present operands among ``stationary[g, r, c]``,
+    ``row_stream[g, r, s0 + t]`` and ``col_stream[g, c, s0 + t]`` (uint8, 0/1) are all
+    nonzero. ``dense[f]`` (bool) says
     that every operand of fold ``f`` is nonzero (then effective = busy, exactly).
     ``effective`` and ``active`` (int32, one entry per layer cycle) are accumulated
     in place. Folds own disjoint cycle ranges, so the ``prange`` over them needs no
@@ -163,8 +168,8 @@ def _fold_trace(
     for f in prange(group.size):
         _trace_one_fold(
             f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
-            group, row_start, rows_used, col_start, cols_used, fold_start, preload, stream, effective, active,
-            select, select_origin, select_width,
+            group, row_start, rows_used, col_start, cols_used, stream_start, fold_start, preload, stream,
+            effective, active, select, select_origin, select_width,
         )  # fmt: skip
 
 
@@ -184,8 +189,68 @@ fold_trace_parallel = njit(cache=True, parallel=True)(_named(_fold_trace, "fold_
 
 
 @njit(cache=True)
-def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_key, executed, n_elements, n_keys):
-    """Distinct input elements of each fold's X slice, and how many are touched for the first time.
+def _advance_window(count, start, total, hist_fold, hist_key, hist_words, in_window, window_words, f):
+    """Slide the buffer window to just before fold ``f``; returns (start, total, first fold).
+
+    The window is the most recent executed folds (``hist_*[start:count]``) whose distinct
+    slices add up to at most ``window_words``. Adding the newest fold can only move its
+    start forward (a longer suffix never holds fewer distinct words), so the window slides:
+    O(1) amortized per fold. ``in_window`` counts each key's folds in the window.
+    """
+    if count > 0:
+        key = hist_key[count - 1]
+        if in_window[key] == 0:
+            total += hist_words[count - 1]
+        in_window[key] += 1
+    while start < count and total > window_words:
+        key = hist_key[start]
+        in_window[key] -= 1
+        if in_window[key] == 0:
+            total -= hist_words[start]
+        start += 1
+    return start, total, hist_fold[start] if start < count else f
+
+
+@njit(cache=True)
+def window_fetch(keys, words, executed, window_words, n_keys):
+    """Words each fold fetches of an operand whose slices are disjoint (weights).
+
+    Before fold ``f`` the buffer holds the slices of the most recent executed folds
+    whose words add up to at most ``window_words`` (half the buffer: the other half is
+    filling); the fold fetches its slice unless an executed fold of that window used it.
+
+    Returns
+    -------
+    int64 array (F,)
+    """
+    folds = keys.size
+    fetched = np.zeros(folds, np.int64)
+    last = np.full(n_keys, -1, np.int64)
+    in_window = np.zeros(n_keys, np.int64)
+    hist_fold = np.empty(folds, np.int64)
+    hist_key = np.empty(folds, np.int64)
+    hist_words = np.empty(folds, np.float64)
+    count = 0
+    begin = 0
+    total = 0.0
+    for f in range(folds):
+        if not executed[f]:
+            continue
+        key = keys[f]
+        begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
+        if last[key] < 0 or last[key] < start:
+            fetched[f] = words[f]
+        last[key] = f
+        hist_fold[count] = f
+        hist_key[count] = key
+        hist_words[count] = words[f]
+        count += 1
+    return fetched
+
+
+@njit(cache=True)
+def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_key, executed, n_elements, n_keys, window_words):
+    """Distinct input elements of each fold's X slice, the first-touched ones and the fetched ones.
 
     Parameters
     ----------
@@ -198,43 +263,56 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
         Skipped folds read nothing.
     n_elements, n_keys : int
         Size of the flat input and number of distinct keys.
+    window_words : float
+        Words of the buffer that keep earlier slices (see :func:`window_fetch`); an element
+        is on chip when an executed fold of the window touched it.
 
     Returns
     -------
-    unique, first : int64 arrays (F,)
+    unique, first, fetched : int64 arrays (F,)
         Distinct valid elements in the slice; of those, the ones no earlier executed
-        fold touched (in fold order).
+        fold touched (in fold order); and the ones not on chip (the fold fetches them).
     """
     folds = group.size
     unique = np.zeros(folds, np.int64)
     first = np.zeros(folds, np.int64)
-    stamp = np.full(n_elements, -1, np.int64)
-    seen = np.zeros(n_elements, np.bool_)
-    cached = np.full(n_keys, -1, np.int64)
+    fetched = np.zeros(folds, np.int64)
+    last = np.full(n_elements, -1, np.int64)
+    in_window = np.zeros(n_keys, np.int64)
+    hist_fold = np.empty(folds, np.int64)
+    hist_key = np.empty(folds, np.int64)
+    hist_words = np.empty(folds, np.float64)
+    count = 0
+    begin = 0
+    total = 0.0
     for f in range(folds):
         if not executed[f]:
             continue
-        key = slice_key[f]
-        if cached[key] >= 0:
-            unique[f] = cached[key]
-            continue
+        begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
         g = group[f]
         u = 0
         fresh = 0
+        fetch = 0
         for m in range(m_start[f], m_stop[f]):
             for k in range(k_start[f], k_stop[f]):
                 i = index[g, m, k]
-                if i < 0 or stamp[i] == key:
+                if i < 0 or last[i] == f:
                     continue
-                stamp[i] = key
                 u += 1
-                if not seen[i]:
-                    seen[i] = True
+                if last[i] < 0:
                     fresh += 1
-        cached[key] = u
+                    fetch += 1
+                elif last[i] < start:
+                    fetch += 1
+                last[i] = f
         unique[f] = u
         first[f] = fresh
-    return unique, first
+        fetched[f] = fetch
+        hist_fold[count] = f
+        hist_key[count] = slice_key[f]
+        hist_words[count] = u
+        count += 1
+    return unique, first, fetched
 
 
 @njit(cache=True)

@@ -375,7 +375,8 @@ def design_matrix(
         if m.layer == "total":
             levels = {level: sum(c[level] for c in per_layer.values()) for level in LEVELS}
             if workload.unmodelled:
-                note = (f"{m.run.describe()}: the total covers only the {len(workload.layers)} conv and linear layers; "
+                note = (f"{m.run.describe()}: the total covers only the {len(workload.layers)} GEMM layers "
+                        "(conv, linear, matmul); "
                         f"the {len(workload.unmodelled)} unmodelled modules (pooling, activations, ...) are not in it")
                 if note not in notes:
                     notes.append(note)

@@ -10,11 +10,17 @@ For each layer the energy is modelled as a function of its nonzero pattern::
       + sum of group_cost[g] over the kept skip groups g
       + sum of slice_cost[kind][i] over the shared items i the kept groups use
 
+and its cycles (the *latency* coefficients, estimators that count cycles) as::
+
+    cycles = cycles_constant + sum of group_cycles[g] over the kept skip groups g
+                             + sum of slice_cycles[kind][i] over the shared items i the kept groups use
+
 The terms a layer does not need are 0 (None for the group terms). On a profile with
 ``sparsity.nm`` a layer has two sets of terms: the row itself (the layer run dense, for a
-pattern that violates N:M) and ``nm`` (the same terms for the layer N:M-compressed, with
-its skip groups in the compressed mapping); :func:`pattern_features` says which one a
-pattern takes (``nm``). Each estimator derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
+pattern that violates N:M) and ``nm`` (the same terms, energy and latency, for the layer
+N:M-compressed, with its skip groups in the compressed mapping); :func:`pattern_features`
+says which one a pattern takes (``nm``). Each estimator derives its rows
+(:meth:`energysim.estimators.Estimator.coefficients`):
 
 - ``paper`` (:func:`energysim.estimators.paper.coefficients`): read off the paper model's
   access counts in closed form (its relaxed energy is exactly this expression: per-weight
@@ -31,12 +37,22 @@ pattern takes (``nm``). Each estimator derives its rows (:meth:`energysim.estima
   layer with every group skipped. A kept group is one with a nonzero weight
   (``pattern_features``' ``kept_groups``). Where the array skips on inputs (IS) the
   skipping is not modelled and the row is an upper bound that says so.
+  The latency coefficients come from the same split (:func:`energysim.model.groups.group_counts`):
+  each group's fold cycles (fill, stream, drain) and its share of the stall cycles, the
+  cycles a shared item's DRAM words add, and the cycles of the layer with every group
+  skipped. Without weight groups the cycles are the dense pattern's (a constant, an upper
+  bound: sparsity only removes weight traffic, hence stalls).
+
+A layer without weights (a ``matmul`` of two activations: Q K^T, attention x V) has only a
+constant: its energy at dense operands on the estimator; its ``weight_count`` is 0.
 
 The table models each estimator's relaxed energy (``LayerReport.energy_relaxed``), which
 is its energy for an estimator without a relaxed bound.
 
-The table is JSON with a schema version, model, profile name and profile digest; loading
-it against a different profile is refused as stale.
+The table is JSON with a schema version, model, profile name and profile digest, and the
+``mapping.search`` it was built with (plus each layer's chosen mapping); loading it
+against a different profile, or a profile with another ``mapping.search``, is refused as
+stale.
 """
 
 from __future__ import annotations
@@ -57,6 +73,7 @@ from .dataflow import get_dataflow
 from .model.gemm import gemm_operands
 from .model.groups import has_weight_groups, kept_groups, shared_incidence, used_shared, weight_groups
 from .model.nm import nm_compliant, without_nm
+from .model.search import layer_mapping
 from .sparsity import LayerSparsity, nm_mask
 from .spec import Profile, load_profile
 from .workload import LayerSpec, Workload
@@ -70,7 +87,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,9 @@ class LayerCoefficients:
     upper_bound: bool
     group_cost: list[float] | None = None
     slice_cost: dict[str, list[float]] | None = None
+    cycles_constant: float | None = None
+    group_cycles: list[float] | None = None
+    slice_cycles: dict[str, list[float]] | None = None
     nm: dict[str, Any] | None = None
 
     def nm_row(self) -> "LayerCoefficients":
@@ -119,10 +139,7 @@ class LayerCoefficients:
             return self.nm_row().predict(features)
         groups = 0.0
         if self.group_cost is not None:
-            groups = math.fsum(np.asarray(self.group_cost)[features["kept_groups"]])
-            groups += math.fsum(
-                math.fsum(np.asarray(cost)[features["used_slices"][op]]) for op, cost in self.slice_cost.items()
-            )
+            groups = _kept_sum(self.group_cost, self.slice_cost, features)
         return (
             self.constant
             + groups
@@ -133,6 +150,16 @@ class LayerCoefficients:
             + self.per_input_refetch * features["input_refetch"]
             + self.per_effective_mac * features["effective_macs"]
         )
+
+    def predict_cycles(self, features: dict[str, Any]) -> float | None:
+        """Cycles of a pattern described by :func:`pattern_features` (None: the estimator counts none)."""
+        if features.get("nm") and self.nm is not None:
+            return self.nm_row().predict_cycles(features)
+        if self.cycles_constant is None:
+            return None
+        if self.group_cycles is None:
+            return float(self.cycles_constant)
+        return math.fsum([self.cycles_constant, _kept_sum(self.group_cycles, self.slice_cycles, features)])
 
     def input_energy_per_nonzero(self, features: dict[str, int]) -> float:
         """Average energy of one nonzero input for this pattern (uses and refetches included)."""
@@ -145,6 +172,14 @@ class LayerCoefficients:
             + self.per_input_refetch * features["input_refetch"]
         )
         return spent / features["inputs"]
+
+
+def _kept_sum(per_group: list[float], per_slice: dict[str, list[float]], features: dict[str, Any]) -> float:
+    """Sum of ``per_group`` over the kept groups and of ``per_slice`` over the used shared items."""
+    total = math.fsum(np.asarray(per_group)[features["kept_groups"]])
+    return total + math.fsum(
+        math.fsum(np.asarray(cost)[features["used_slices"][op]]) for op, cost in per_slice.items()
+    )
 
 
 def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> dict[str, Any]:
@@ -168,12 +203,16 @@ def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> d
     dataflow = get_dataflow(profile.array.dataflow)
     nm = profile.sparsity.nm
     if nm.enabled:
-        features["nm"] = ls.weight_mask is not None and nm_compliant(gemm_operands(layer, ls.weight_mask, None).w, nm.n, nm.m)
+        features["nm"] = (
+            layer.has_weights
+            and ls.weight_mask is not None
+            and nm_compliant(gemm_operands(layer, ls.weight_mask, None).w, nm.n, nm.m)
+        )
         if not features["nm"]:
             profile = without_nm(profile)
         elif profile.array.rows % nm.n:
             return features  # the N:M terms have no skip groups here (an upper bound)
-    if has_weight_groups(profile, dataflow):
+    if layer.has_weights and has_weight_groups(profile, dataflow):
         kept = kept_groups(layer, profile, dataflow, ls.weight_mask)
         features["kept_groups"] = kept
         features["used_slices"] = {
@@ -192,6 +231,8 @@ class CoefficientTable:
     estimator: str
     units: str
     layers: list[LayerCoefficients]
+    mapping: str = "scalesim"
+    mappings: dict[str, str] | None = None
 
     def layer(self, name: str) -> LayerCoefficients:
         return find_named(self.layers, name, f"the coefficient table of {self.model!r}")
@@ -214,6 +255,8 @@ class CoefficientTable:
             "profile_digest": self.profile_digest,
             "estimator": self.estimator,
             "units": self.units,
+            "mapping": self.mapping,
+            "mappings": self.mappings,
             "layers": [asdict(l) for l in self.layers],
         }
 
@@ -236,6 +279,8 @@ class CoefficientTable:
             estimator=data["estimator"],
             units=data["units"],
             layers=layers,
+            mapping=data.get("mapping", "scalesim"),
+            mappings=data.get("mappings"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -250,6 +295,11 @@ class CoefficientTable:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a readable coefficient table ({exc})") from None
         table = cls.from_dict(data, str(path))
+        if profile is not None and table.mapping != profile.mapping.search:
+            raise ValueError(
+                f"{path}: stale coefficient table: built with mapping.search {table.mapping!r}, the profile has "
+                f"{profile.mapping.search!r}; regenerate it"
+            )
         if profile is not None and table.profile_digest != profile.digest:
             raise ValueError(
                 f"{path}: stale coefficient table: derived from profile {table.profile!r} (digest "
@@ -276,23 +326,54 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
     """
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
-    derive = get_estimator(estimator).coefficients
+    chosen = get_estimator(estimator)
     layers = []
     for layer in workload.layers:
+        row = (
+            chosen.coefficients(layer, profile)
+            if layer.has_weights
+            else _constant_row(chosen.estimate_layer(layer, profile, LayerSparsity()))
+        )
         coeffs = LayerCoefficients(
             name=layer.name,
             kind=layer.kind,
-            weight_count=layer.weight_count,
+            weight_count=layer.weight_count if layer.has_weights else 0,
             input_count=int(np.prod(layer.input_shape)),
             dense_energy=0.0,
             floor_energy=0.0,
-            **derive(layer, profile),
+            **row,
         )
         dense = pattern_features(layer, LayerSparsity(), profile)
         # No weight: N:M-compliant on an N:M array, which then runs the layer compressed.
-        floor = pattern_features(layer, LayerSparsity(np.zeros(layer.weight_shape, bool), None), profile)
+        # A weightless layer is a constant (its floor is its dense pattern without weights).
+        floor = (
+            pattern_features(layer, LayerSparsity(np.zeros(layer.weight_shape, bool), None), profile)
+            if layer.has_weights
+            else dense | {"weights": 0, "effective_macs": 0}
+        )
         layers.append(replace(coeffs, dense_energy=coeffs.predict(dense), floor_energy=coeffs.predict(floor)))
-    return CoefficientTable(workload.model, profile.name, profile.digest, estimator, profile.units, layers)
+    return CoefficientTable(
+        workload.model, profile.name, profile.digest, estimator, profile.units, layers,
+        mapping=profile.mapping.search, mappings=_layer_mappings(workload, profile, estimator),
+    )  # fmt: skip
+
+
+def _layer_mappings(workload: Workload, profile: Profile, estimator: str) -> dict[str, str] | None:
+    """The mapping each layer's row was derived on (systolic estimator), by name."""
+    if estimator != "systolic":
+        return None
+    dataflow = get_dataflow(profile.array.dataflow)
+    return {layer.name: layer_mapping(profile, layer, dataflow).name for layer in workload.layers}
+
+
+def _constant_row(report: Any) -> dict[str, Any]:
+    """The coefficients of a layer whose energy (and cycles, where counted) is one constant: its dense ``report``."""
+    return dict(
+        constant=report.energy_relaxed, per_weight=0.0, per_weight_overflow=0.0, weight_breakpoint=None, per_input=0.0,
+        per_input_overflow=0.0, input_breakpoint=None, per_input_use=0.0, per_input_refetch=0.0,
+        per_effective_mac=0.0, group_cost=None, slice_cost=None, upper_bound=False,
+        cycles_constant=None if report.cycles is None else float(report.cycles),
+    )
 
 
 def verify_table(
@@ -320,8 +401,15 @@ def verify_table(
         Per layer: ``name``, ``max_rel_error`` (signed: >0 means the table over-estimates,
         the largest in magnitude), ``min_rel_error``, ``upper_bound``, ``patterns``, and
         ``worst`` (the signed worst error per pattern kind: random, and tiles and mixed
-        where the table has group costs, nm and nm-tiles where it has N:M terms).
+        where the table has group costs, nm and nm-tiles where it has N:M terms); where the
+        estimator counts cycles, ``cycles_worst``: the same for the table's cycles
+        (:meth:`LayerCoefficients.predict_cycles`, relative to the simulated cycles, or to one
+        cycle where they are 0). The table's cycles are exact on dense patterns and an upper
+        bound for weights pruned inside kept groups (mixed, random), so the figure of merit is
+        the tiles column.
     """
+    if table.mapping != profile.mapping.search:
+        raise ValueError(f"table built with mapping.search {table.mapping!r}, verifying with {profile.mapping.search!r}")
     if table.profile_digest != profile.digest:
         raise ValueError(f"table derived from profile {table.profile!r}, verifying against {profile.name!r}")
     estimator = get_estimator(table.estimator)
@@ -341,24 +429,32 @@ def verify_table(
                 nm_ids, nm_count = weight_groups(layer, profile, dataflow)
                 kinds += ["nm-tiles"]
         errors: dict[str, list[float]] = {kind: [] for kind in kinds}
+        cycle_errors: dict[str, list[float]] = {kind: [] for kind in kinds}
+        # A layer without weights is a constant: the table claims only its dense energy.
+        pairs = [(wd, xd) for wd in densities for xd in densities] if layer.has_weights else [(1.0, 1.0)]
         for kind in kinds:
-            for wd in densities:
-                for xd in densities:
-                    if kind == "random":
-                        weights = rng.random(layer.weight_shape) < wd
-                    elif kind == "nm":
-                        weights = nm_mask(layer, nm, rng) & (rng.random(layer.weight_shape) < wd)
-                    elif kind == "nm-tiles":
-                        weights = nm_mask(layer, nm, rng) & (rng.random(nm_count) < wd)[nm_ids]
+            for wd, xd in pairs:
+                if kind == "random":
+                    weights = rng.random(layer.weight_shape) < wd
+                elif kind == "nm":
+                    weights = nm_mask(layer, nm, rng) & (rng.random(layer.weight_shape) < wd)
+                elif kind == "nm-tiles":
+                    weights = nm_mask(layer, nm, rng) & (rng.random(nm_count) < wd)[nm_ids]
+                    weights &= rng.random(layer.weight_shape) < 0.5
+                else:
+                    weights = (rng.random(count) < wd)[ids]
+                    if kind == "mixed":
                         weights &= rng.random(layer.weight_shape) < 0.5
-                    else:
-                        weights = (rng.random(count) < wd)[ids]
-                        if kind == "mixed":
-                            weights &= rng.random(layer.weight_shape) < 0.5
-                    ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
-                    truth = estimator.estimate_layer(layer, profile, ls).energy_relaxed
-                    predicted = coeffs.predict(pattern_features(layer, ls, profile))
-                    errors[kind].append((predicted - truth) / truth if truth else 0.0)
+                ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
+                report = estimator.estimate_layer(layer, profile, ls)
+                truth = report.energy_relaxed
+                features = pattern_features(layer, ls, profile)
+                predicted = coeffs.predict(features)
+                errors[kind].append((predicted - truth) / truth if truth else 0.0)
+                cycles = coeffs.predict_cycles(features)
+                if cycles is not None and report.cycles is not None:
+                    # A layer whose every fold is skipped takes 0 cycles: relative to one cycle there.
+                    cycle_errors[kind].append((cycles - report.cycles) / max(report.cycles, 1))
         every = [e for kind in kinds for e in errors[kind]]
         rows.append(
             {
@@ -370,4 +466,6 @@ def verify_table(
                 "worst": {kind: max(errors[kind], key=abs) for kind in kinds},
             }
         )
+        if cycle_errors[kinds[0]]:
+            rows[-1]["cycles_worst"] = {kind: max(cycle_errors[kind], key=abs) for kind in kinds}
     return rows

@@ -88,6 +88,11 @@ class Report:
     def energy_relaxed(self) -> float:
         return sum(l.energy_relaxed for l in self.layers)
 
+    @property
+    def cycles(self) -> int | None:
+        """Cycles of the whole model, layer after layer (None: the estimator counts no cycles)."""
+        return _sum_optional([l.cycles for l in self.layers])
+
     def total(self) -> dict[str, Any]:
         """Every numeric per-layer field summed over layers (None where any layer has None)."""
         layers = self.layers

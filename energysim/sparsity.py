@@ -118,8 +118,8 @@ class Sparsity(Mapping[str, LayerSparsity]):
         ``<layer>.input_mask`` where present."""
         layers = {}
         problems = []
-        for layer in workload.layers:
-            key = f"{layer.name}.weight"
+        for layer in workload.weight_layers:
+            key = layer.parameter
             if key in state:
                 weight = state[key]
             elif f"{key}_orig" in state and f"{key}_mask" in state:
@@ -127,7 +127,7 @@ class Sparsity(Mapping[str, LayerSparsity]):
             else:
                 problems.append(f"{source}: no tensor {key} (nor {key}_orig and {key}_mask) for layer {layer.name}")
                 continue
-            weight = torch.as_tensor(weight).detach()
+            weight = _layer_weight(torch.as_tensor(weight).detach(), layer)
             if tuple(weight.shape) != tuple(layer.weight_shape):
                 problems.append(
                     f"{source}: {key} has shape {tuple(weight.shape)}, the model expects {tuple(layer.weight_shape)}"
@@ -174,7 +174,8 @@ class Sparsity(Mapping[str, LayerSparsity]):
         as ``random``) picks, in every group of ``nm = (N, M)`` consecutive weights along K
         of every GEMM column (the last group may be shorter), N positions at random, and
         keeps ``round(density * size)`` of these at random, as SCALE-Sim places N:M
-        zeros, so the weight density can be at most about N/M.
+        zeros, so the weight density can be at most about N/M. A matmul's second operand
+        is an activation: it gets ``input_density`` (and the ``random`` pattern under ``nm``).
         """
         for what, value in (("weight density", weight_density), ("input density", input_density)):
             if not (isinstance(value, (int, float)) and 0 < value <= 1):
@@ -188,15 +189,15 @@ class Sparsity(Mapping[str, LayerSparsity]):
         rng = np.random.default_rng(seed)
         layers = {}
         for layer in workload.layers:
-            if pattern == "nm":
+            plain = "random" if pattern == "nm" else pattern
+            if pattern == "nm" and layer.has_weights:
                 weight_mask = nm_mask(layer, nm, rng, weight_density)
             else:
-                weight_mask = None if weight_density == 1 else _pattern_mask(layer.weight_shape, weight_density, pattern, rng)
+                density = weight_density if layer.has_weights else input_density
+                weight_mask = None if density == 1 else _pattern_mask(layer.weight_shape, density, plain, rng)
             layers[layer.name] = LayerSparsity(
                 weight_mask=weight_mask,
-                input_mask=None if input_density == 1 else _pattern_mask(
-                    layer.input_shape, input_density, "random" if pattern == "nm" else pattern, rng
-                ),
+                input_mask=None if input_density == 1 else _pattern_mask(layer.input_shape, input_density, plain, rng),
             )
         kind = pattern if nm is None else f"{nm[0]}:{nm[1]}"
         return cls(layers, f"synthetic {kind} w={weight_density:g} x={input_density:g} seed={seed}")
@@ -205,34 +206,40 @@ class Sparsity(Mapping[str, LayerSparsity]):
     def from_activations(cls, model: torch.nn.Module, workload: Workload, batch: torch.Tensor) -> "Sparsity":
         """Input masks from the real activations of ``batch`` (ReLU zeros count).
 
-        The estimators model one inference, so the mask is that of the batch's first
-        sample; the weights are taken as they are in ``model``.
+        The estimators model one inference, so the masks are those of the batch's first
+        sample, traced at the operator level like the workload (:mod:`energysim.trace`);
+        a matmul (two activations) takes both operands' masks from it. The weights are
+        taken as they are in ``model``.
         """
-        captured: dict[str, torch.Tensor] = {}
-        handles = []
-        for layer in workload.layers:
-            module = model.get_submodule(layer.name)
+        from .workload import traced_operands  # the tracer's layer naming lives with the workload
 
-            def hook(mod, args, name=layer.name):
-                captured[name] = args[0][0].detach()
-
-            handles.append(module.register_forward_pre_hook(hook))
-        was_training = model.training
+        flags = {module: module.training for module in model.modules()}
         model.eval()
         try:
-            with torch.no_grad():
-                model(batch)
+            operands = traced_operands(model, batch[:1])
         finally:
-            model.train(was_training)
-            for h in handles:
-                h.remove()
+            for module, flag in flags.items():
+                module.training = flag
         weights = cls.from_model(model, workload)
-        inputs = {}
+        layers = {}
         for layer in workload.layers:
-            x = captured[layer.name]
-            mask = (x != 0).cpu().numpy().reshape(layer.input_shape)
-            inputs[layer.name] = LayerSparsity(None, mask)
-        return weights.with_inputs_from(cls(inputs, "activations"))
+            if layer.name not in operands:
+                raise ValueError(f"activations: layer {layer.name!r} did not run on this batch")
+            x, w = operands[layer.name]
+            layers[layer.name] = LayerSparsity(
+                weights[layer.name].weight_mask if layer.has_weights else w.reshape(layer.weight_shape),
+                x.reshape(layer.input_shape),
+            )
+        return cls(layers, f"{weights.source} + inputs from activations").check(workload)
+
+
+def _layer_weight(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
+    """The part of a parameter a layer uses, shaped (out, in): its row slice, transposed if stored (in, out)."""
+    if layer.weight_transposed:
+        weight = weight.t()
+    if layer.weight_rows is not None:
+        weight = weight[layer.weight_rows[0] : layer.weight_rows[1]]
+    return weight
 
 
 def nm_mask(

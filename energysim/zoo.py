@@ -3,7 +3,11 @@
 The ImageNet models reproduce torchvision's definitions layer for layer,
 with the same module qualified names (``features.0``, ``layer2.0.downsample.0``,
 ``classifier.1``...) and the same weight initialisation, without importing
-torchvision. Seeding before construction is the caller's job.
+torchvision. ``vit_tiny`` is torchvision's ``VisionTransformer`` (same names:
+``conv_proj``, ``encoder.layers.encoder_layer_0.self_attention``, ``mlp.0``,
+``heads.head``) scaled down for 32x32 images; ``bert_tiny`` is a BERT-style text
+encoder on token ids with Hugging Face's module names
+(``encoder.layer.0.attention.self.query``). Seeding before construction is the caller's job.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ __all__ = [
     "SqueezeNet",
     "MobileNetV2",
     "ResNet18",
+    "VisionTransformer",
+    "BertEncoder",
     "build_model",
     "default_input_shape",
 ]
@@ -310,6 +316,167 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+class _EncoderBlock(nn.Module):
+    """torchvision's ViT encoder block: pre-norm attention and MLP (Linear, GELU, Dropout, Linear, Dropout)."""
+
+    def __init__(self, num_heads: int, hidden_dim: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.self_attention = nn.MultiheadAttention(hidden_dim, num_heads, batch_first=True)
+        self.dropout = nn.Dropout(0.0)
+        self.ln_2 = nn.LayerNorm(hidden_dim, eps=1e-6)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_dim, mlp_dim), nn.GELU(), nn.Dropout(0.0), nn.Linear(mlp_dim, hidden_dim), nn.Dropout(0.0)
+        )
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.normal_(m.bias, std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln_1(x)
+        y, _ = self.self_attention(y, y, y, need_weights=False)
+        x = x + self.dropout(y)
+        return x + self.mlp(self.ln_2(x))
+
+
+class _ViTEncoder(nn.Module):
+    """Position embedding, the blocks ``layers.encoder_layer_<i>``, final layer norm (torchvision's names)."""
+
+    def __init__(self, seq_length: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.pos_embedding = nn.Parameter(torch.empty(1, seq_length, hidden_dim).normal_(std=0.02))
+        self.dropout = nn.Dropout(0.0)
+        self.layers = nn.Sequential()
+        for i in range(num_layers):
+            self.layers.add_module(f"encoder_layer_{i}", _EncoderBlock(num_heads, hidden_dim, mlp_dim))
+        self.ln = nn.LayerNorm(hidden_dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(self.layers(self.dropout(x + self.pos_embedding)))
+
+
+class VisionTransformer(nn.Module):
+    """torchvision's ``VisionTransformer`` (patch embedding ``conv_proj``, class token, encoder, ``heads.head``).
+
+    The defaults are ``vit_tiny``: 32x32 images in 8x8 patches (16 patches and the class
+    token: 17 tokens), 4 layers of width 64 with 4 heads and a 128-wide MLP.
+    ``VisionTransformer(224, 16, 12, 12, 768, 3072, in_channels=3)`` is ViT-B/16.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 8,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        hidden_dim: int = 64,
+        mlp_dim: int = 128,
+        num_classes: int = 10,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.hidden_dim = hidden_dim
+        self.conv_proj = nn.Conv2d(in_channels, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+        seq_length = (image_size // patch_size) ** 2 + 1
+        self.encoder = _ViTEncoder(seq_length, num_layers, num_heads, hidden_dim, mlp_dim)
+        self.heads = nn.Sequential()
+        self.heads.add_module("head", nn.Linear(hidden_dim, num_classes))
+        fan_in = in_channels * patch_size * patch_size
+        nn.init.trunc_normal_(self.conv_proj.weight, std=(1 / fan_in) ** 0.5)
+        nn.init.zeros_(self.conv_proj.bias)
+        nn.init.zeros_(self.heads.head.weight)
+        nn.init.zeros_(self.heads.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)  # (n, patches, hidden)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.heads(self.encoder(x)[:, 0])
+
+
+class _BertSelfAttention(nn.Module):
+    """Separate query, key and value projections and scaled-dot-product attention."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, hidden = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(n, length, self.heads, hidden // self.heads).transpose(1, 2)
+
+        y = nn.functional.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)))
+        return y.transpose(1, 2).reshape(n, length, hidden)
+
+
+class _BertLayer(nn.Module):
+    """Post-norm BERT layer with Hugging Face's module names."""
+
+    def __init__(self, hidden: int, heads: int, intermediate: int) -> None:
+        super().__init__()
+        self.attention = nn.Module()
+        self.attention.self = _BertSelfAttention(hidden, heads)
+        self.attention.output = nn.Module()
+        self.attention.output.dense = nn.Linear(hidden, hidden)
+        self.attention.output.LayerNorm = nn.LayerNorm(hidden, eps=1e-12)
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(hidden, intermediate)
+        self.output = nn.Module()
+        self.output.dense = nn.Linear(intermediate, hidden)
+        self.output.LayerNorm = nn.LayerNorm(hidden, eps=1e-12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.attention
+        x = a.output.LayerNorm(x + a.output.dense(a.self(x)))
+        y = self.output.dense(nn.functional.gelu(self.intermediate.dense(x)))
+        return self.output.LayerNorm(x + y)
+
+
+class BertEncoder(nn.Module):
+    """A BERT-style text classifier on token ids (``bert_tiny``: 2 layers of width 128, 2 heads,
+    512-wide feed-forward, 32 tokens, a 1,000-token vocabulary).
+
+    Input: int64 token ids (n, seq_len); the class attribute ``input_dtype`` tells
+    :func:`energysim.extract_workload` so. Output: logits from the [CLS] position's pooler.
+    """
+
+    input_dtype = torch.long
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        vocab_size: int = 1000,
+        seq_len: int = 32,
+        hidden: int = 128,
+        num_layers: int = 2,
+        heads: int = 2,
+        intermediate: int = 512,
+    ) -> None:
+        super().__init__()
+        self.embeddings = nn.Module()
+        self.embeddings.word_embeddings = nn.Embedding(vocab_size, hidden)
+        self.embeddings.position_embeddings = nn.Embedding(seq_len, hidden)
+        self.embeddings.LayerNorm = nn.LayerNorm(hidden, eps=1e-12)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(_BertLayer(hidden, heads, intermediate) for _ in range(num_layers))
+        self.pooler = nn.Module()
+        self.pooler.dense = nn.Linear(hidden, hidden)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.embeddings
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = e.LayerNorm(e.word_embeddings(ids) + e.position_embeddings(positions))
+        for layer in self.encoder.layer:
+            x = layer(x)
+        return self.classifier(torch.tanh(self.pooler.dense(x[:, 0])))
+
+
 _IMAGENET_SHAPE = (3, 224, 224)
 
 # name -> (class, default input shape (C, H, W), default number of classes)
@@ -320,6 +487,8 @@ _ZOO: dict[str, tuple[type[nn.Module], tuple[int, ...], int]] = {
     "squeezenet": (SqueezeNet, _IMAGENET_SHAPE, 1000),
     "mobilenet_v2": (MobileNetV2, _IMAGENET_SHAPE, 1000),
     "resnet18": (ResNet18, _IMAGENET_SHAPE, 1000),
+    "vit_tiny": (VisionTransformer, (1, 32, 32), 10),
+    "bert_tiny": (BertEncoder, (32,), 2),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_ZOO)
@@ -430,7 +599,7 @@ def _call_factory(spec: str, num_classes: int | None) -> tuple[nn.Module, tuple[
 
 
 def build_model(
-    name_or_factory: str, num_classes: int | None = None
+    name_or_factory: str, num_classes: int | None = None, in_channels: int | None = None
 ) -> tuple[nn.Module, tuple[int, ...] | None]:
     """Build a zoo model, or call a user factory, and return it with its input shape.
 
@@ -443,8 +612,11 @@ def build_model(
         `num_classes` is given. The factory returns a ``torch.nn.Module`` or a
         pair ``(module, input_shape)``.
     num_classes : int, optional
-        Number of output classes. Defaults to 10 for the LeNets and 1000 for
-        the ImageNet models.
+        Number of output classes. Defaults to 10 for the LeNets and ``vit_tiny``,
+        2 for ``bert_tiny`` and 1000 for the ImageNet models.
+    in_channels : int, optional
+        Image channels, for the zoo models that take any (``vit_tiny``: 1 or 3);
+        the returned input shape then has them. Ignored by the others and by factories.
 
     Returns
     -------
@@ -480,4 +652,10 @@ def build_model(
     if ":" in name_or_factory:
         return _call_factory(name_or_factory, num_classes)
     cls, shape, default_classes = _zoo_entry(name_or_factory)
-    return cls(num_classes=default_classes if num_classes is None else int(num_classes)), shape
+    kwargs = {"num_classes": default_classes if num_classes is None else int(num_classes)}
+    if in_channels is not None and "in_channels" in inspect.signature(cls).parameters:
+        if not isinstance(in_channels, Integral) or isinstance(in_channels, bool) or in_channels <= 0:
+            raise ValueError(f"in_channels must be a positive int or None, got {in_channels!r}")
+        kwargs["in_channels"] = int(in_channels)
+        shape = (int(in_channels), *shape[1:])
+    return cls(**kwargs), shape

@@ -19,7 +19,8 @@ _GOOD = dict(model="lenet5", dataset="digits", profile="eyeriss-iclr19", out="ru
 
 # A wrong value for every field (each must give its own line).
 _WRONG = dict(
-    model="", dataset="nope", profile=3, out=None, budget=1.5, budget_abs=-1.0, overrides=("a=1", 2),
+    model="", dataset="nope", profile=3, out=None, budget=1.5, budget_abs=-1.0,
+    latency_budget=1.5, latency_budget_abs=-1.0, latency_budget_ms=0, overrides=("a=1", 2),
     estimator="spice", method="random", structure="channel", input_mask=1, epochs=2.0, pretrain_epochs=-1, mask_epochs="3",
     max_rounds=0, mask_keep=0, mask_keep_step=1, finetune_epochs=-1, lr=float("nan"), momentum=1.0,
     weight_decay=-1, mask_lr=0, batch_size=True, proj_interval=0, seed=None, checkpoint=3, distill="yes",
@@ -39,9 +40,11 @@ def test_every_problem_is_reported_at_once():
         TrainConfig(**_WRONG)
     header, *lines = str(info.value).splitlines()
     assert header == "invalid training configuration:"
-    assert [line.split(" must be ")[0] for line in lines[:-1]] == list(FIELDS)  # one line per field, table order
-    assert lines[-1].startswith("exactly one of budget and budget_abs must be given, got budget=1.5")
-    for line in lines[:-1]:
+    assert [line.split(" must be ")[0] for line in lines[:-2]] == list(FIELDS)  # one line per field, table order
+    assert lines[-2].startswith("exactly one of budget and budget_abs must be given (or neither, with a latency "
+                                "budget), got budget=1.5")
+    assert lines[-1].startswith("at most one of latency_budget, latency_budget_abs and latency_budget_ms")
+    for line in lines[:-2]:
         name = line.split(" ")[0]
         assert line.endswith(f", got {_WRONG[name]!r}"), line
     for fragment in ("epochs must be an int >= 1, got 2.0", "momentum must be a number in [0, 1), got 1.0",
@@ -101,6 +104,7 @@ def test_random_configs_are_valid_or_one_line_per_problem(data):
         header, *lines = str(exc).splitlines()
         assert header == "invalid training configuration:" and lines
         for line in lines:
-            assert line.split(" ")[0] in FIELDS or line.startswith("exactly one of budget"), line
+            assert (line.split(" ")[0] in FIELDS or line.startswith("exactly one of budget")
+                    or line.startswith("at most one of latency_budget")), line
     else:
         assert all(FIELDS[f.name].check(getattr(config, f.name)) is None for f in dataclasses.fields(config))

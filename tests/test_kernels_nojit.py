@@ -39,3 +39,18 @@ def test_nm_kernel_subset_without_jit():
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 passed" in done.stdout
+
+
+def test_mapping_kernels_without_jit():
+    """The refetch-window kernels (window_fetch, slice_unique_counts) and the mapped trace, as plain Python."""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    selection = (
+        "(test_mapped_traffic_matches_brute_force and caps5) or test_input_slices_reuse_what_the_previous_slice_left"
+        " or (test_mapped_trace_matches_brute_force and True-order1-is)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_systolic_mapping.py"), "-k", selection],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "deselected" in done.stdout

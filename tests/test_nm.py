@@ -242,3 +242,38 @@ def test_making_a_pattern_nm_never_raises_cycles(data):
     if weight_format == "dense":
         assert after.cycles <= before.cycles
     assert after.effective_macs <= before.effective_macs
+
+
+# -- the N:M view under issue 17's mappings ---------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [("time", "cols", "rows"), ("rows", "time", "cols"), ("cols", "rows", "time")])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_compressed_layer_under_any_mapping(order, case):
+    """The compressed GEMM goes through the mapping code path: loop order and stream tiles change
+    the fold order and tiling, never the MACs, selections or buffer reads; trace = closed form."""
+    from energysim.dataflow import get_dataflow
+    from energysim.model import simulate_layer
+    from energysim.model.folds import SCALESIM, Mapping
+
+    layer, rows, cols = CASES[case]
+    rng = np.random.default_rng(case + 11)
+    masks = LayerSparsity(nm_mask(layer, 2, 4, 0.6, rng), rng.random(layer.input_shape) < 0.7)
+    profile = nm_profile(rows, cols, 2, 4, "sparsity.skip_zero_tiles=true")
+    m_size = layer.gemm[0]
+    tiles = next(t for t in range(2, m_size + 1) if m_size % t == 0)
+    mapping = Mapping(order, tiles)
+    ws = get_dataflow("ws")
+    base = simulate_layer(profile, layer, ws, masks.weight_mask, masks.input_mask, mapping=SCALESIM)
+    trace = simulate_layer(profile, layer, ws, masks.weight_mask, masks.input_mask, mapping=mapping)
+    closed = simulate_layer(profile, layer, ws, masks.weight_mask, masks.input_mask, mapping=mapping, cycle_level=False)
+    assert trace.nm is not None and trace.plan.mapping == mapping and trace.plan.count == base.plan.count * tiles
+    assert trace.plan.gemm == base.plan.gemm == (m_size, nm_slots(layer.gemm[1], 2, 4), layer.gemm[2])
+    assert trace.effective.tolist() == closed.effective.tolist()
+    assert (trace.effective_macs, trace.gated_macs, trace.selections) == (
+        base.effective_macs, base.gated_macs, base.selections
+    )  # fmt: skip
+    for op in ("inputs", "weights"):
+        assert trace.accesses["buffer"][op]["reads"] == base.accesses["buffer"][op]["reads"] * (tiles if op == "weights" else 1)
+    dense = layer_counts(layer, with_overrides(profile, NO_NM), masks, cycle_level=False)
+    assert trace.effective_macs == dense.effective_macs

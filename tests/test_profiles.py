@@ -101,7 +101,7 @@ def test_unknown_keys_list_the_known_ones(tmp_path):
     with pytest.raises(SpecError) as err:
         load_profile(write(tmp_path, tree))
     text = str(err.value)
-    assert "unknown key 'array.dataflwo'; known keys under array: cols, dataflow, rows" in text
+    assert "unknown key 'array.dataflwo'; known keys under array: cols, dataflow, preload_overlap, rows" in text
     assert "unknown key 'colour'; known keys: array," in text
 
 

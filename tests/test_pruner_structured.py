@@ -11,7 +11,8 @@ import torch
 
 from compress.baselines import hybrid_magnitude_masks, tile_magnitude_masks
 from compress.budget import EnergyModel
-from compress.keep_layers import keep_every_layer, reserved_floor
+from compress import pruner as pruner_module
+from compress.keep_layers import fill_groups, keep_every_layer, reserved_floor
 from compress.masks import effective_weights
 from compress.pruner import STRUCTURED_METHODS, EnergyPruner
 from compress.schedule import InfeasibleBudgetError
@@ -170,3 +171,33 @@ def test_structured_pruner_resumes_from_its_state(tmp_path):
         torch.cat([w.reshape(-1) for w in effective_weights(again).values()]).numpy(),
     )
     assert pruner.finalize()["energy_simulated_relative"] <= 0.2
+
+
+def test_fill_adds_whole_tiles_past_the_first_misfit_in_the_methods_order():
+    """Tiles (value, energy): 0: (18, 1+2*1=3), 1: (4, 3+1=4), 2: (50, 20+2=22). From tile 0 kept,
+    at budget 10 the ratio order is 2 (2.27) then 1 (1.0): 2 does not fit (3 + 22 > 10), 1 does."""
+    weights = {"a": torch.tensor([3.0, 3.0, 2.0, 0.0, 5.0, 5.0])}
+    cost = GroupCost("a", torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([1.0, 3.0, 20.0], dtype=torch.float64), 1.0, 0.0)
+    start = {"a": torch.tensor([True, True, False, False, False, False])}
+    filled = fill_groups(weights, {"a": cost}, start, 10.0, "ratio")
+    assert filled["a"].tolist() == [True, True, True, False, False, False]  # the zero weight stays out
+    assert proxy_group_energy({"a": weights["a"] * filled["a"]}, {"a": cost}) == 7.0
+    # By norm tile 2 comes first and fits at 25; a budget below the start adds nothing.
+    assert fill_groups(weights, {"a": cost}, start, 25.0, "norm")["a"].tolist() == [True, True, False, False, True, True]
+    assert fill_groups(weights, {"a": cost}, start, 2.0, "ratio")["a"].tolist() == start["a"].tolist()
+
+
+@pytest.mark.parametrize("method", ["ecc", "magnitude"])
+def test_a_window_no_prefix_reaches_is_reached_by_the_fill(monkeypatch, method):
+    """With the landing window narrowed to [0.995, 1], no prefix of lenet5's tiles at 0.2 lands
+    in it (whole tiles jump over it); topping the best prefix up with tiles further down the
+    method's order does."""
+    monkeypatch.setattr(pruner_module, "_LANDING", 0.995)
+    fills = []
+    fill = EnergyPruner._fill
+    monkeypatch.setattr(EnergyPruner, "_fill", lambda self, *a: fills.append(1) or fill(self, *a))
+    model, shape = _lenet()
+    pruner = EnergyPruner(model, "edge-16x16", budget=0.2, input_shape=shape, method=method, structure="tile", total_steps=1)
+    report = pruner.finalize()
+    assert fills, "the prefix landed by itself: the test no longer exercises the fill"
+    assert 0.995 * 0.2 <= report["energy_simulated_relative"] <= 0.2

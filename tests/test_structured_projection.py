@@ -561,7 +561,7 @@ def test_many_dinkelbach_passes_and_float64_weights(monkeypatch, compact_share):
             budget = floor + share * (dense - floor)
             passes.clear()
             result = project_groups(weights, costs, budget, "hybrid")
-            assert len(passes) >= 10  # per layer one threshold to start, then one per pass: 7 in layer a
+            assert len(passes) >= 8  # one threshold to start (all layers at once), then one per pass: 7 in layer a
             expected = naive_hybrid_masks(weights, costs, budget)
             for name in weights:
                 np.testing.assert_array_equal(result.masks[name].numpy(), expected[name], err_msg=f"{dtype} {name}")

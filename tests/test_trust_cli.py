@@ -20,7 +20,7 @@ from compress.cli._common import parse_shape
 
 PAPER = ["--profile", "eyeriss-iclr19", "--estimator", "paper"]
 # The note model_from_args and ecc train print for a model with unmodelled modules.
-NOTE = re.compile(r"^note: model \S+: \d+ modules compute but are not modelled: ")
+NOTE = re.compile(r"^note: model \S+: \d+ modules compute but are not modelled \(operator, output elements\): ")
 
 
 def tiny(num_classes=10):
@@ -117,8 +117,8 @@ def test_weight_density_with_inputs_from_is_still_allowed(capsys):
 def test_note_is_printed_once(capsys, argv):
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert notes(err) == ["note: model test_trust_cli:tiny: 1 modules compute but are not modelled: 1 (ReLU); "
-                          "their cost is not in the workload"]
+    assert notes(err) == ["note: model test_trust_cli:tiny: 1 modules compute but are not modelled (operator, "
+                          "output elements): 1 (ReLU): relu 144; their cost is not in the workload"]
 
 
 def test_note_is_printed_once_per_train_invocation(tmp_path, capsys):

@@ -135,7 +135,8 @@ def model_from_args(args: argparse.Namespace):
     from energysim.workload import UnmodelledLayerWarning, extract_workload
     from energysim.zoo import build_model
 
-    model, default_shape = build_model(args.model)
+    channels = args.input_shape[0] if args.input_shape and len(args.input_shape) == 3 else None
+    model, default_shape = build_model(args.model, in_channels=channels)
     shape = args.input_shape or default_shape
     if shape is None:
         raise ValueError(f"{args.model} does not say its input shape: pass --input-shape C,H,W")

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "each tile (skip group) and of the inputs and output tiles several tiles share. --verify compares "
             "the table with the full estimator on random patterns of 5%%-100%% density (and, with tile costs, "
             "on patterns of whole tiles and of tiles with random zeros inside; on an N:M array, with sparsity.nm, "
-            "on random N:M patterns and on whole compressed tiles of N:M patterns)."
+            "on random N:M patterns and on whole compressed tiles of N:M patterns), and the table's cycles (the "
+            "latency coefficients: constant cycles plus each kept tile's) with the simulated cycles."
         ),
     )
     add_model_args(parser)
@@ -85,4 +86,17 @@ def run(args: argparse.Namespace) -> int:
         ))
         worst = max(checks, key=lambda r: abs(r["max_rel_error"]))
         print(f"worst layer: {worst['name']} {worst['max_rel_error']:+.2e}")
+        timed = [r for r in checks if "cycles_worst" in r]
+        if timed:
+            print()
+            print("cycles (latency coefficients) against the full estimator (signed relative error; exact for whole "
+                  "tiles up to the layer's first fetch, an upper bound with weights pruned inside kept tiles):")
+            print(format_table(
+                ["layer", *[f"worst {k}" for k in kinds]],
+                [[r["name"], *[f"{r['cycles_worst'][k]:+.2e}" if k in r["cycles_worst"] else "-" for k in kinds]]
+                 for r in timed],
+            ))
+            key = "tiles" if "tiles" in kinds else "random"
+            worst = max(timed, key=lambda r: abs(r["cycles_worst"][key]))
+            print(f"worst layer ({key}): {worst['name']} {worst['cycles_worst'][key]:+.2e}")
     return 0

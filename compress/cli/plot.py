@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Write PNG and SVG figures of a sweep directory into DIR/figures: (a) accuracy vs relative energy "
             "per method (one curve per method and structure), (b) per-layer energy of the dense and a pruned model "
             "stacked by memory level, (c) per-layer density per method at one budget, and the share of array tiles "
-            "each layer keeps where the array skips all-zero tiles. With --timeline RUN LAYER: (d) the cycle-level utilization timeline "
+            "each layer keeps where the array skips all-zero tiles; for a sweep with --latency-budgets, (e) accuracy over the "
+            "(energy, latency) plane, one panel per method, and (f) per energy budget, accuracy vs relative latency per "
+            "method. With --timeline RUN LAYER: (d) the cycle-level utilization timeline "
             "of one layer of a trained run."
         ),
     )
@@ -63,11 +65,18 @@ def _sweep_figures(root: Path, out: Path, budget: float | None, method: str) -> 
         if missing:
             raise SweepFileError(f"{pruned_path}: lacks layer(s) {', '.join(missing)} of {dense_path}")
 
+    title = f"{base['model']} on {base['dataset']}, {base['profile']} ({base['estimator']} estimator)"
+    timed = [r for r in rows if r.get("latency_budget") is not None]
+    # With latency budgets, one energy curve per method and latency budget.
+    curves = [r | {"method": f"{r['method']} (latency {r['latency_budget']:g})"} if r in timed else r for r in rows]
     written = plot.energy_accuracy(
-        rows, out / "energy_accuracy",
-        dense_accuracy=sum(dense) / len(dense) if dense else None,
-        title=f"{base['model']} on {base['dataset']}, {base['profile']} ({base['estimator']} estimator)",
+        curves, out / "energy_accuracy", dense_accuracy=sum(dense) / len(dense) if dense else None, title=title,
     )
+    if timed:
+        written += plot.energy_latency_accuracy(timed, out / "energy_latency_accuracy", title=title)
+        for energy in sorted({r["budget"] for r in timed}):
+            written += plot.latency_accuracy(timed, out / f"latency_accuracy_b{energy:g}", budget=energy,
+                                             title=f"{title}: energy budget {energy:g}")
     if densities:
         written += plot.layer_density(_mean(densities), out / f"density_b{chosen:g}", budget=chosen)
     if tiles:

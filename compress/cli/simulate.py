@@ -8,7 +8,7 @@ from ._common import add_json_arg, add_model_args, add_profile_args, format_tabl
 
 __all__ = ["register", "render", "si", "sparsity_from_args"]
 
-_KIND = {"conv": "conv", "depthwise": "dw", "linear": "fc"}
+_KIND = {"conv": "conv", "depthwise": "dw", "linear": "fc", "matmul": "mm"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,14 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,0.3,0.2, got {text!r}")
 
 
+def _latencies(text: str) -> tuple[float | None, ...]:
+    """``0.5,none`` as (0.5, None)."""
+    try:
+        return tuple(None if v.strip().lower() == "none" else float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers or 'none' like 0.5,0.3,none, got {text!r}")
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -55,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser(
         "sweep",
-        help="train every (method, structure, budget, seed) cell of a budget sweep",
+        help="train every (method, structure, budget, latency budget, seed) cell of a budget sweep",
         description=(
             "Run an `ecc train`-style run for every (method, structure, budget, seed) in DIR/cells/, all methods "
             "of a seed starting from the same dense model (DIR/dense/seed<S>) with the same schedule. Finished "
@@ -72,6 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_training_options(parser)
     parser.add_argument("--budgets", type=_floats, required=True, metavar="B,B,...",
                         help="relative energy budgets in (0, 1], e.g. 0.5,0.3,0.2")
+    parser.add_argument("--latency-budgets", type=_latencies, default=(None,), metavar="L,L,...",
+                        help="relative latency budgets in (0, 1] (of the dense model's simulated cycles), each "
+                             "crossed with every energy budget; 'none' is a cell without one (default: none)")
     parser.add_argument("--methods", type=_names, default=("ecc", "magnitude"), metavar="M,M,...",
                         help=f"methods among {', '.join(METHODS)} (default: ecc,magnitude); ecc-mask is ecc "
                              "with learned input masks")
@@ -106,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     from compress.sweep import SweepConfig, run_sweep
 
     check_relative_budgets(args.budgets)  # a wrong budget is reported before the model is built
+    latency = [v for v in args.latency_budgets if v is not None]
+    if latency:
+        check_relative_budgets(latency, name="--latency-budgets")
     # The cells ignore the unmodelled-layer note (the same in each): it is printed here, once,
     # and --strict, a bad model or input shape fail before any file is written.
     model_from_args(args)
@@ -123,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         scheduler=args.scheduler,
         structures=args.structures,
+        latency_budgets=args.latency_budgets,
     )
     rows = run_sweep(config, args.out)
     print_summary(rows)
@@ -142,14 +157,19 @@ def print_summary(rows: list[dict]) -> None:
     from compress.sweep import summarize
 
     for entry in summarize(rows):
+        latency = entry.get("latency_budget")
+        where = f"{entry['budget']:<5g}" + ("" if latency is None else f" latency {latency:<5g}")
         if entry["feasible_seeds"]:
+            cycles = "" if latency is None else f"  cycles {entry['latency_mean']:.4f} ± {entry['latency_std']:.4f}"
             print(
-                f"{entry['method']:>13} @ {entry['budget']:<5g} accuracy {100 * entry['accuracy_mean']:.2f} "
+                f"{entry['method']:>13} @ {where} accuracy {100 * entry['accuracy_mean']:.2f} "
                 f"± {100 * entry['accuracy_std']:.2f} %  energy {entry['energy_mean']:.4f} ± {entry['energy_std']:.4f}"
+                f"{cycles}"
             )
         else:
-            reason = next(r["reason"] for r in rows if r["method"] == entry["method"] and r["budget"] == entry["budget"])
-            print(f"{entry['method']:>13} @ {entry['budget']:<5g} not reached: {reason}", file=sys.stderr)
+            reason = next(r["reason"] for r in rows if r["method"] == entry["method"] and r["budget"] == entry["budget"]
+                          and r.get("latency_budget") == latency)
+            print(f"{entry['method']:>13} @ {where} not reached: {reason}", file=sys.stderr)
     collapsed = [f"{r['method']} @ {r['budget']:g} seed {r['seed']}" for r in rows if r.get("collapsed")]
     if collapsed:
         print(

@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a model under an energy budget (projected SGD, optional input masks)",
         description=(
             "Energy-constrained training (Yang, Zhu and Liu, ICLR 2019): dense pretraining (or --checkpoint), "
-            "then projected SGD whose energy budget anneals to the target, optionally alternating with input-mask "
-            "phases; the final pattern is verified with the full estimator and re-projected until it fits. "
+            "then projected SGD whose energy budget (and latency budget, with --latency-budget*) anneals to the "
+            "target, optionally alternating with input-mask phases; the final pattern is verified with the full "
+            "estimator and re-projected until it fits (both budgets). "
             "RUN_DIR receives config.json, checkpoint.pt (every epoch), log.csv, log.jsonl, model.pt, simulated.json and "
             "report.json. Options left out take the defaults of compress.train.TrainConfig. Started by "
             "`torchrun --nproc_per_node N -m compress train ...` it trains data-parallel, one process per device "
@@ -27,13 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_training_options(parser)
-    budget = parser.add_mutually_exclusive_group(required=True)
+    budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
-        "--budget", type=float, default=None, metavar="R", help="energy budget relative to dense, in (0, 1], e.g. 0.2"
+        "--budget", type=float, default=None, metavar="R",
+        help="energy budget relative to dense, in (0, 1], e.g. 0.2 (this or --budget-abs is required unless a "
+             "latency budget is given)",
     )
     budget.add_argument(
         "--budget-abs", type=float, default=None, metavar="E", help="absolute energy budget (profile units)"
     )
+    add_latency_options(parser)
     parser.add_argument(
         "--method", default=None, help="projection method: ecc (default), magnitude, uniform, energy-aware"
     )
@@ -55,6 +59,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
     parser.set_defaults(run=run)
+
+
+def add_latency_options(parser: argparse.ArgumentParser) -> None:
+    """``--latency-budget``, ``--latency-budget-abs``, ``--latency-budget-ms`` (at most one)."""
+    latency = parser.add_mutually_exclusive_group()
+    latency.add_argument(
+        "--latency-budget", type=float, default=None, metavar="R",
+        help="latency budget relative to the dense model's simulated cycles, in (0, 1]; alone or with --budget: "
+             "the projection meets both and the final pattern is verified on the simulator for both",
+    )
+    latency.add_argument("--latency-budget-abs", type=float, default=None, metavar="CYCLES",
+                         help="latency budget in cycles")
+    latency.add_argument("--latency-budget-ms", type=float, default=None, metavar="MS",
+                         help="latency budget in milliseconds at the profile's clock_mhz")
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +162,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.budget is not None:  # the rule of `ecc sweep --budgets` too
         check_relative_budgets((args.budget,), name="--budget")
+    latency = (args.latency_budget, args.latency_budget_abs, args.latency_budget_ms)
+    if args.budget is None and args.budget_abs is None and all(v is None for v in latency):
+        raise ValueError("one of --budget, --budget-abs or a latency budget (--latency-budget, --latency-budget-abs, "
+                         "--latency-budget-ms) is required")
+    if args.latency_budget is not None:
+        check_relative_budgets((args.latency_budget,), name="--latency-budget")
     config = config_from_args(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmodelledLayerWarning)
@@ -159,6 +183,11 @@ def run(args: argparse.Namespace) -> int:
         f"{r['energy_simulated_relative']:.4f} of dense simulated ({r['estimator']}), "
         f"{r['energy_proxy_relative']:.4f} proxy, budget {r['budget']:.4f}"
     )
+    if r.get("latency_budget") is not None:
+        print(
+            f"latency: {r['cycles_simulated']} cycles = {r['cycles_simulated_relative']:.4f} of dense simulated "
+            f"({r['latency_ms']:.4g} ms), budget {r['latency_budget']:.4f}"
+        )
     if r.get("collapsed"):
         print(
             f"warning: training collapsed: accuracy {r['accuracy']:.4f} is near chance ({r['chance_accuracy']:.4f}) "

@@ -21,7 +21,9 @@ A linear layer (c -> d) costs e_DRAM + e_buf + e_RF per nonzero weight, e_MAC pe
 nnz(x)(ceil(d/n) e_buf + d e_RF) + e_DRAM (min(nnz(x), s1) + ceil(d/n) max(0, nnz(x) - s1))
 + d e_DRAM for inputs and outputs (the authors' code uses nnz(x) where the paper's text writes c).
 A linear layer applied to R rows (e.g. a sequence) costs R times the input, output and MAC
-terms, with the weights fetched once. The model has no notion of time: cycles are ``None``.
+terms, with the weights fetched once. A matmul of two activations (Q K^T, attention x V) is,
+per product, the linear formula with its second operand in the weight's place but counted as
+an input: its DRAM, buffer and RF reads are input reads, and the layer has no weights. The model has no notion of time: cycles are ``None``.
 
 Both energies are typed counts priced by :func:`energysim.estimators.pricing.energy_breakdown`,
 like every estimator's: the weight and input terms above are DRAM, buffer and RF reads
@@ -178,6 +180,28 @@ def _linear_terms(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> dic
     }
 
 
+def _matmul_terms(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> dict:
+    """The linear formula per product, the second operand's reads counted as input reads."""
+    g = layer.groups
+    m, k, d = layer.gemm
+    x = ls.inputs(layer).reshape(g, m, k)
+    w = ls.weights(layer).reshape(g, d, k)
+    one = LayerSpec(layer.name, "linear", (m, k), (m, d), k, d, (1, 1), (1, 1), (0, 0), (1, 1), 1, False)
+    total = {key: 0 for key in ("w_dram", "w_buf", "w_rf", "x_dram", "x_buf", "x_rf", "o_dram",
+                                "effective_macs", "relaxed_macs")}
+    extra = {"weight_nnz": 0, "input_nnz": 0, "input_overflow_nnz": 0}
+    for i in range(g):
+        t = _linear_terms(one, LayerSparsity(w[i], x[i]), c)
+        for key in total:
+            total[key] += t[key]
+        extra["input_nnz"] += t["extra"]["input_nnz"] + t["extra"]["weight_nnz"]
+        extra["input_overflow_nnz"] += t["extra"]["input_overflow_nnz"]
+    for level in ("dram", "buf", "rf"):
+        total[f"x_{level}"] += total.pop(f"w_{level}")
+        total[f"w_{level}"] = 0
+    return total | {"extra": extra}
+
+
 def pattern_counts(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> dict:
     """Access and MAC counts of the paper model for one layer's pattern.
 
@@ -186,6 +210,8 @@ def pattern_counts(layer: LayerSpec, ls: LayerSparsity, c: PaperConstants) -> di
     ``unfold_nnz`` and ``refetched_input_nnz`` for convs, ``input_overflow_nnz`` for
     linear layers: nonzeros past s1 in each row).
     """
+    if layer.kind == "matmul":
+        return _matmul_terms(layer, ls, c)
     return _conv_terms(layer, ls, c) if layer.kind in ("conv", "depthwise") else _linear_terms(layer, ls, c)
 
 

@@ -17,6 +17,7 @@ from ..dataflow import get_dataflow
 from ..model import LayerCounts, simulate_layer
 from ..model.groups import group_counts, has_weight_groups
 from ..model.nm import structure_mask, without_nm
+from ..model.search import layer_mapping
 from ..report import LayerReport
 from ..sparsity import LayerSparsity, Sparsity
 from ..spec import Profile, with_overrides
@@ -35,7 +36,8 @@ def layer_counts(
     ----------
     layer : LayerSpec
     profile : Profile
-        Its ``array.dataflow`` selects the dataflow.
+        Its ``array.dataflow`` selects the dataflow, its ``mapping.search`` the mapping
+        (chosen once per dense layer, then used for every pattern).
     layer_sparsity : LayerSparsity, optional
         Weight and input masks; None (or None masks) is dense.
     cycle_level : bool, default True
@@ -43,13 +45,15 @@ def layer_counts(
         closed forms, without a trace (faster inside a training loop).
     """
     ls = layer_sparsity if layer_sparsity is not None else LayerSparsity()
+    dataflow = get_dataflow(profile.array.dataflow)
     return simulate_layer(
         profile,
         layer,
-        get_dataflow(profile.array.dataflow),
+        dataflow,
         ls.weight_mask,
         ls.input_mask,
         cycle_level=cycle_level,
+        mapping=layer_mapping(profile, layer, dataflow),
     )
 
 
@@ -91,9 +95,12 @@ def _report(layer: LayerSpec, profile: Profile, counts: LayerCounts) -> LayerRep
             "col_folds": plan.col_blocks,
             "executed_folds": int(counts.executed.sum()),
             "fold_cycles": plan.fold_cycles,
+            "preload_overlap": bool(profile.array.preload_overlap and plan.dataflow.preload),
             "mapping_efficiency": float(plan.mapping_efficiency.mean()),
             "inputs_resident": bool(counts.traffic.resident["inputs"]),
             "weights_resident": bool(counts.traffic.resident["weights"]),
+            "partial_sums_on_chip": bool(counts.traffic.resident["outputs"]),
+            "mapping": plan.mapping.to_dict() | {"name": plan.mapping.name, "search": profile.mapping.search},
         }
         | ({"nm": counts.nm is not None} if profile.sparsity.nm.enabled else {}),
     )
@@ -144,13 +151,15 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
     per-fold counts (:func:`energysim.model.groups.group_counts`), and the constant is the
     layer with every group skipped. Where it skips on inputs (IS) the skipping is not
     modelled: the row is an upper bound (skipping only removes work) and says so.
+    The latency coefficients (``cycles_constant``, ``group_cycles``, ``slice_cycles``) come
+    from the same split; without weight groups the cycles are the dense pattern's.
 
     On a profile with ``sparsity.nm`` the row is the layer as the array runs it dense (the
     profile without the key: a pattern that violates N:M), and ``nm`` holds the same terms
-    for the layer N:M-compressed, its corners "all weights" being every slot kept (the
-    first N of every group of M). Compressed, the weight words and the cycles do not depend
-    on the pattern (only on which tiles are skipped), so these terms are exact; its skip
-    groups need N to divide ``array.rows``, else the ``nm`` terms are an upper bound.
+    (energy and latency) for the layer N:M-compressed, its corners "all weights" being every
+    slot kept (the first N of every group of M). Compressed, the weight words and the cycles
+    do not depend on the pattern (only on which tiles are skipped), so these terms are exact;
+    its skip groups need N to divide ``array.rows``, else the ``nm`` terms are an upper bound.
     """
     row = _coefficient_row(layer, without_nm(profile), np.ones(layer.weight_shape, bool))
     nm = profile.sparsity.nm
@@ -178,6 +187,9 @@ def _coefficient_row(layer: LayerSpec, profile: Profile, all_weights: np.ndarray
     per_weight = (e10 - e00) / int(all_w.sum())
     per_effective_mac = (e11 - e10 - e01 + e00) / dense.effective_macs if dense.effective_macs else 0.0
     constant, group_cost, slice_cost = e00, None, None
+    # Without weight groups the cycles are the dense pattern's: sparsity only removes weight
+    # traffic, so stalls, and an upper bound.
+    cycles_constant, group_cycles, slice_cycles = float(dense.cycles), None, None
     if grouped:
         split = group_counts(layer, profile, dataflow)
         constant = energy_breakdown(profile, _typed(split.constant))[0]
@@ -190,6 +202,9 @@ def _coefficient_row(layer: LayerSpec, profile: Profile, all_weights: np.ndarray
         groups = priced(split.groups) - per_weight - per_effective_mac * split.groups["effective_macs"]
         group_cost = groups.tolist()
         slice_cost = {op: np.asarray(priced(c), np.float64).tolist() for op, c in split.slices.items()}
+        cycles_constant = float(split.constant.cycles)
+        group_cycles = np.asarray(split.latency["groups"], np.float64).tolist()
+        slice_cycles = {op: np.asarray(c, np.float64).tolist() for op, c in split.latency["slices"].items()}
     elif upper_bound and dense.cycles:
         # Bandwidth stalls grow faster than linearly when one fold's traffic exceeds the
         # average, so a pattern can stall a little more than the corners suggest. No fold
@@ -209,6 +224,9 @@ def _coefficient_row(layer: LayerSpec, profile: Profile, all_weights: np.ndarray
         group_cost=group_cost,
         slice_cost=slice_cost,
         upper_bound=upper_bound,
+        cycles_constant=cycles_constant,
+        group_cycles=group_cycles,
+        slice_cycles=slice_cycles,
     )
 
 

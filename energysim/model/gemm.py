@@ -5,7 +5,9 @@ column ``k`` is the window position ``(c, i, j)`` with ``c`` the channel inside 
 group, in the order of the torch weight ``(out, in/groups, kh, kw)``, so that
 ``W[g] = weight[g*N:(g+1)*N].reshape(N, K).T``. Padding positions are zeros: they are
 never effective and never read from memory. A linear layer applied to input shape
-``(..., F)`` is one GEMM with M = prod(...), K = F.
+``(..., F)`` is one GEMM with M = prod(...), K = F. A matmul of two activations,
+input (G, M, K), is G GEMMs whose second operand takes the weight's place; its mask is
+given transposed per product, (G, N, K), like a torch weight.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ def input_index(layer: LayerSpec) -> np.ndarray:
     numpy.ndarray of int32, shape (G, M, K)
         Read-only; cached per layer (it does not depend on any mask).
     """
-    if layer.kind == "linear":
+    if layer.kind in ("linear", "matmul"):
         m, k, _ = layer.gemm
-        index = np.arange(m * k, dtype=np.int32).reshape(1, m, k)
+        index = np.arange(layer.groups * m * k, dtype=np.int32).reshape(layer.groups, m, k)
     else:
         c_in, h, w = layer.input_shape
         _, h_out, w_out = layer.output_shape

@@ -52,7 +52,8 @@ from .gemm import gemm_operands, input_index
 from .macs import weighted_block_sums
 from .layer import LayerCounts, dense_input_slices, simulate_layer
 from .memory import rf_fold_accesses
-from .nm import nm_slots, structure_view
+from .nm import nm_slots, structure_mask, structure_view
+from .search import layer_mapping
 
 __all__ = [
     "SHARED",
@@ -72,12 +73,13 @@ def has_weight_groups(profile: Profile, dataflow: Dataflow) -> bool:
 
 
 def _plan(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> FoldPlan:
-    """The layer's fold plan: the compressed GEMM on an N:M profile."""
+    """The layer's fold plan under its mapping: the compressed GEMM on an N:M profile."""
     m_size, k, n = layer.gemm
     nm = profile.sparsity.nm
     if nm.enabled:
         k = nm_slots(k, nm.n, nm.m)
-    return plan_folds((m_size, k, n), layer.groups, dataflow, profile.array.rows, profile.array.cols)
+    mapping = layer_mapping(profile, layer, dataflow)
+    return plan_folds((m_size, k, n), layer.groups, dataflow, profile.array.rows, profile.array.cols, mapping)
 
 
 def _k_block(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> int:
@@ -102,9 +104,9 @@ def _k_ranges(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> tuple[np.nd
 
 
 def _input_unique(layer: LayerSpec, profile: Profile, dataflow: Dataflow, plan: FoldPlan) -> np.ndarray:
-    """Distinct input elements of every fold's input slice (all folds executed)."""
+    """Distinct input elements of every fold's input slice (all folds executed, the plan's mapping)."""
     if not profile.sparsity.nm.enabled:
-        return dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols)[2]
+        return dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols, plan.mapping)[2]
     return structure_view(layer, profile.sparsity.nm).input_slices(layer, plan, np.ones(plan.count, bool))[2]
 
 
@@ -171,9 +173,9 @@ SHARED = ("inputs", "channels", "outputs", "layer")
 def _channels(layer: LayerSpec) -> tuple[int, np.ndarray]:
     """Input channels per group's K index range (taps per channel) and each input element's channel."""
     size = int(np.prod(layer.input_shape))
-    if layer.kind == "linear":
-        k = layer.gemm[1]
-        return 1, np.arange(size) % k
+    if layer.kind in ("linear", "matmul"):
+        k, flat = layer.gemm[1], np.arange(size)
+        return 1, (flat // (size // layer.groups)) * k + flat % k
     per_channel = int(np.prod(layer.input_shape[1:]))
     return layer.kernel[0] * layer.kernel[1], np.arange(size) // per_channel
 
@@ -192,7 +194,7 @@ def shared_incidence(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> 
         keys = plan.slice_key(dims)
         out[kind] = (fold_group, keys, int(keys.max(initial=-1)) + 1)
     taps, _ = _channels(layer)
-    per_group = layer.in_channels // layer.groups if layer.kind != "linear" else layer.gemm[1]
+    per_group = layer.in_channels // layer.groups if layer.kind not in ("linear", "matmul") else layer.gemm[1]
     k_start, k_end = _k_ranges(layer, profile, plan)
     first = plan.group * per_group + k_start // taps
     spans = k_end // taps - k_start // taps + 1
@@ -226,11 +228,15 @@ class GroupCounts:
         item (arrays sized by :func:`shared_incidence`'s item count): what the item costs
         once, whichever of its groups runs first. Negative where the first fold is the
         cheaper one (a tile's first partial sums are not read back).
+    latency : dict
+        The cycles for the latency coefficients, counted with the kept groups dense:
+        ``groups`` (G,) and ``slices`` (per kind of ``slices``, item arrays).
     """
 
     constant: LayerCounts
     groups: dict
     slices: dict
+    latency: dict
 
 
 def _spread(values: np.ndarray, keys: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -266,6 +272,19 @@ def _first_weights(layer: LayerSpec, plan: FoldPlan, bk: int, groups: np.ndarray
     return mask.reshape(layer.weight_shape)
 
 
+def _whole_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow, groups: np.ndarray) -> np.ndarray:
+    """A weight mask keeping every weight of ``groups`` (and none of the others).
+
+    On an N:M profile "every weight" is every slot kept (the first N of each group of M along
+    K, :func:`energysim.model.nm.structure_mask`), so the layer still runs compressed.
+    """
+    ids, count = weight_groups(layer, profile, dataflow)
+    mask = np.isin(ids, groups) if groups.size < count else np.ones(ids.shape, bool)
+    if profile.sparsity.nm.enabled:
+        mask &= structure_mask(layer, profile.sparsity.nm)
+    return mask
+
+
 def _first_per_slice(fold_group: np.ndarray, fold_slice: np.ndarray, count: int) -> np.ndarray:
     """Groups that are, for every fold of theirs, the lowest group reading that fold's slice."""
     lowest = np.full(int(fold_slice.max(initial=-1)) + 1, count)
@@ -289,9 +308,9 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
 
     bk = _k_block(layer, profile, plan)
 
-    def count_with(groups: np.ndarray) -> LayerCounts:
-        mask = _first_weights(layer, plan, bk, groups)
-        return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False)
+    def count_with(groups: np.ndarray, whole: bool = False) -> LayerCounts:
+        mask = _whole_groups(layer, profile, dataflow, groups) if whole else _first_weights(layer, plan, bk, groups)
+        return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False, mapping=plan.mapping)
 
     every = np.arange(count)
     probe, none = count_with(every), count_with(every[:0])
@@ -359,34 +378,52 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     g["gated_macs"] = by_group(plan.mac_slots - effective)
     if probe.nm is not None:
         g["selections"] = by_group(plan.mac_slots.astype(np.float64))
-    # Cycles. A fold's next data arrives while it computes (double buffering), so in steady
-    # state a fold stalls only for the transfers beyond its own length; the first fold's
-    # fetch and the last fold's write-back overlap nothing: the layer pays them once
-    # ("layer", whichever groups run). Words a shared item adds or saves move at the
-    # bandwidth. What this misses of the counted cycles goes with the groups' DRAM words.
+    # Cycles, twice: with one weight per group (the probe of every other count: the cycles the
+    # energy's leakage is priced on) and with the kept groups dense, for the latency coefficients
+    # (a compressed weight format moves fewer words for a sparser tile, so its stalls can only be
+    # fewer: exact for whole tiles, the dense tiles' stalls for weights pruned inside them). On an
+    # N:M profile "dense" is every slot kept (:func:`_whole_groups`).
     def dram_words(c: dict) -> np.ndarray:
         return sum(c["accesses"]["dram"][op][kind] for op in OPERANDS for kind in ("reads", "writes"))
 
+    def cycle_split(full: LayerCounts, alone: LayerCounts, spread: np.ndarray, hide_channels: bool):
+        """(cycles per group, per shared kind, of the layer) of the pattern ``full`` (all groups kept).
+
+        A fold's next data arrives while it computes (double buffering), so in steady state a fold
+        stalls only for the transfers beyond its own length; the first fold's fetch and the last
+        fold's write-back overlap nothing: the layer pays them once, whichever groups run. Words a
+        shared item adds or saves move at the bandwidth (a resident input channel, with
+        ``hide_channels``, is fetched while earlier folds compute: no cycles of its own). What this
+        misses of the counted cycles is spread over the groups by ``spread`` (their DRAM words).
+        """
+        fold_words = (full.traffic.fold_dram_reads + full.traffic.fold_dram_writes).astype(np.float64)
+        # Every fold runs in the probe; with preload_overlap only the first pays the preload.
+        lengths = np.full(plan.count, plan.fold_cycles, np.float64)
+        lengths[1:] -= int(plan.dataflow.preload and profile.array.preload_overlap) * plan.array_rows
+        steady = np.maximum(fold_words * per_word - lengths, 0.0)
+        groups = by_group(lengths + steady)
+        shared = {kind: np.zeros_like(dram_words(c)) if hide_channels and kind == "channels"
+                  else per_word * dram_words(c) for kind, c in slices.items()}
+        # The layer's once-only cycles: group 0 alone beyond its folds and shared items, scaled
+        # from group 0's fetch to the mean fold's (which fold runs first is not known).
+        own = groups[0] + sum(c[used_shared(incidence[kind], every == 0)].sum() for kind, c in shared.items())
+        fetch = full.traffic.fold_dram_reads.astype(np.float64)
+        first = fetch[fold_group == 0].sum()
+        scale = fetch.sum() / count / first if first > 0 else 1.0
+        once = np.array([(float(alone.cycles - none.cycles) - own) * scale])
+        rest = float(full.cycles - none.cycles) - (groups.sum() + once[0] + sum(c.sum() for c in shared.values()))
+        groups = groups + (rest * spread / spread.sum() if spread.sum() else rest / count)
+        return groups, shared, once
+
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     per_word = 0.0 if math.isinf(bandwidth) else 1.0 / bandwidth
-    steady = np.maximum((probe.traffic.fold_dram_reads + probe.traffic.fold_dram_writes) * per_word - plan.fold_cycles, 0.0)
-    g["cycles"] = by_group(plan.fold_cycles + steady)
-    for c in slices.values():
-        c["cycles"] = per_word * dram_words(c)
-    # What the layer pays once: the cycles of group 0 alone beyond its folds and its shared
-    # items, scaled from group 0's fetch to the mean fold's (which fold runs first is not known).
-    alone = count_with(every[:1])
-    own = g["cycles"][0] + sum(
-        c["cycles"][used_shared(incidence[kind], every == 0)].sum() for kind, c in slices.items()
-    )
-    fetch = probe.traffic.fold_dram_reads.astype(np.float64)
-    first = fetch[fold_group == 0].sum()
-    scale = fetch.sum() / count / first if first > 0 else 1.0
-    layer = _empty_counts(1)
-    layer["cycles"] = np.array([(float(alone.cycles - none.cycles) - own) * scale])
-    counted = g["cycles"].sum() + layer["cycles"][0] + sum(c["cycles"].sum() for c in slices.values())
-    words = dram_words(g)
-    rest = float(probe.cycles - none.cycles) - counted
-    g["cycles"] = g["cycles"] + (rest * words / words.sum() if words.sum() else rest / count)
-    slices["layer"] = layer
-    return GroupCounts(constant=none, groups=g, slices=slices)
+    g["cycles"], shared, once = cycle_split(probe, count_with(every[:1]), dram_words(g), False)
+    for kind, c in slices.items():
+        c["cycles"] = shared[kind]
+    full = count_with(every, whole=True)
+    words = by_group((full.traffic.fold_dram_reads + full.traffic.fold_dram_writes).astype(np.float64))
+    latency_groups, latency_shared, latency_once = cycle_split(full, count_with(every[:1], whole=True), words, True)
+    slices["layer"] = _empty_counts(1)
+    slices["layer"]["cycles"] = once
+    latency = {"groups": latency_groups, "slices": latency_shared | {"layer": latency_once}}
+    return GroupCounts(constant=none, groups=g, slices=slices, latency=latency)

@@ -22,13 +22,13 @@ from .. import _kernels
 from ..dataflow import Dataflow
 from ..spec import Profile
 from ..workload import LayerSpec
-from .folds import FoldPlan, plan_folds
-from .gemm import gemm_operands, input_footprint, input_index
-from .macs import fold_effective_macs, fold_slice_sums
-from .memory import MemoryTraffic, first_occurrence_words, rf_accesses, weight_words
+from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
+from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
+from .macs import fold_effective_macs, fold_slice_sums, stream_prefix
+from .memory import MemoryTraffic, buffer_capacities, first_occurrence_words, live_output_words, rf_accesses, weight_words
 from .nm import NMView, nm_view
 
-__all__ = ["LayerCounts", "cycle_trace", "simulate_layer"]
+__all__ = ["LayerCounts", "cycle_trace", "fold_lead_cycles", "simulate_layer"]
 
 # Above this many MAC slots the parallel trace kernel pays for its thread start-up.
 _PARALLEL_SLOTS = 2_000_000
@@ -88,21 +88,24 @@ class LayerCounts:
         return (self.effective_macs + self.gated_macs) / (pes * self.cycles) if self.cycles else 0.0
 
 
-@lru_cache(maxsize=256)
-def dense_input_slices(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) -> tuple[np.ndarray, ...]:
-    """Mask-independent input-slice counts: keys, valid words, distinct and first-touch elements (all folds executed)."""
-    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols)
+@lru_cache(maxsize=1024)
+def dense_input_slices(
+    layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int, mapping: Mapping = SCALESIM, window_words: float = 0.0
+) -> tuple[np.ndarray, ...]:
+    """Mask-independent input-slice counts (all folds executed): keys, valid words, and the
+    distinct, first-touch and fetched elements (buffer window ``window_words``)."""
+    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
     index = input_index(layer)
     keys = plan.slice_key(("M", "K"))
     valid_words = fold_slice_sums(plan, (index >= 0).view(np.uint8), ("M", "K"))
-    unique, first = _input_slice_unique(layer, plan, keys, np.ones(plan.count, bool))
-    for array in (keys, valid_words, unique, first):
+    unique, first, fetched = _input_slice_unique(layer, plan, keys, np.ones(plan.count, bool), window_words)
+    for array in (keys, valid_words, unique, first, fetched):
         array.setflags(write=False)
-    return keys, valid_words, unique, first
+    return keys, valid_words, unique, first, fetched
 
 
-def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, executed: np.ndarray):
-    """Distinct and first-touched input elements of each fold's X slice (numba kernel)."""
+def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, executed: np.ndarray, window_words: float):
+    """Distinct, first-touched and fetched input elements of each fold's X slice (numba kernel)."""
     m_start, k_start = plan.start_of("M"), plan.start_of("K")
     return _kernels.slice_unique_counts(
         input_index(layer),
@@ -115,7 +118,20 @@ def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, exec
         executed,
         int(np.prod(layer.input_shape)),
         int(keys.max(initial=-1)) + 1,
+        float(window_words),
     )
+
+
+@lru_cache(maxsize=8)
+def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray], dict]:
+    """The dense layer's operands, their arrangement and stream prefix sums, read-only: a
+    mapping search evaluates them once per candidate."""
+    ops = gemm_operands(layer, None, None)
+    arranged = dataflow.arrange(ops.x, ops.w)
+    prefixes = {role: stream_prefix(a) for role, a in arranged.items() if role != "stationary"}
+    for array in (ops.x, ops.w, *arranged.values(), *prefixes.values()):
+        array.setflags(write=False)
+    return ops, arranged, prefixes
 
 
 def _weight_slices(plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None) -> tuple[dict, int]:
@@ -146,6 +162,20 @@ def _transfer_cycles(words: np.ndarray | int, bandwidth: float) -> np.ndarray:
     return np.ceil(words / bandwidth).astype(np.int64)
 
 
+def fold_lead_cycles(plan: FoldPlan, executed: np.ndarray, preload_overlap: bool) -> np.ndarray:
+    """Per executed fold, the cycles of stationary preload before its skew starts (int64).
+
+    R for every fold of a preloading dataflow (SCALE-Sim's timing); with
+    ``preload_overlap`` (double-buffered PE registers) only the first executed fold pays
+    it: every later tile is shifted in while the fold before it computes (a fold lasts at
+    least R cycles, so the shift always fits).
+    """
+    lead = np.full(int(executed.sum()), int(plan.dataflow.preload) * plan.array_rows, np.int64)
+    if preload_overlap:
+        lead[1:] = 0
+    return lead
+
+
 def cycle_trace(
     plan: FoldPlan,
     arranged: dict[str, np.ndarray],
@@ -154,12 +184,15 @@ def cycle_trace(
     length: int,
     dense: np.ndarray | None = None,
     nm: NMView | None = None,
+    lead: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step every executed fold cycle by cycle (numba): effective MACs and busy PEs per cycle.
 
     ``dense`` (bool per fold, optional) marks folds whose operand slices have no zero:
     their effective MACs equal their busy PEs, which the kernel then uses directly.
     ``nm`` (a compressed N:M layer): each PE multiplies the input row it selects.
+    ``lead`` (per executed fold, default :func:`fold_lead_cycles` without overlap) is the
+    preload before each fold's skew.
 
     Returns
     -------
@@ -175,6 +208,8 @@ def cycle_trace(
     # Dense folds cost O(R + C + T) in the kernel; only the others are worth threads.
     slots = int(plan.mac_slots[run][~dense[run]].sum())
     kernel = _kernels.fold_trace_parallel if slots > _PARALLEL_SLOTS and run.size > 1 else _kernels.fold_trace
+    lead = fold_lead_cycles(plan, executed, False) if lead is None else lead
+    streamed = plan.dataflow.streamed
     kernel(
         arranged.get("stationary", dummy),
         arranged.get("row_stream", dummy),
@@ -188,8 +223,9 @@ def cycle_trace(
         plan.rows_used[run],
         plan.col_start[run],
         plan.cols_used[run],
+        plan.start_of(streamed)[run],
         fold_start[run],
-        int(plan.dataflow.preload) * plan.array_rows,
+        lead,
         plan.stream,
         effective,
         active,
@@ -208,11 +244,13 @@ def simulate_layer(
     input_mask: np.ndarray | None = None,
     *,
     cycle_level: bool = True,
+    mapping: Mapping = SCALESIM,
 ) -> LayerCounts:
-    """Simulate one layer on ``profile``'s array with ``dataflow``.
+    """Simulate one layer on ``profile``'s array with ``dataflow`` and ``mapping``.
 
     A layer whose weights satisfy the profile's ``sparsity.nm`` runs compressed along K
-    (:mod:`energysim.model.nm`); any other layer runs as on the array without N:M.
+    (:mod:`energysim.model.nm`), its compressed GEMM folded under the same ``mapping``; any
+    other layer (a weightless matmul included) runs as on the array without N:M.
 
     Parameters
     ----------
@@ -225,18 +263,34 @@ def simulate_layer(
     cycle_level : bool, default True
         Step the array cycle by cycle (numba) and take the MAC counts and the trace
         from it; False counts the same MACs per fold in closed form (no trace).
+    mapping : Mapping, default SCALESIM
+        Loop order and stream tiling of the folds (one code path for any mapping;
+        :func:`energysim.model.search.layer_mapping` picks one per ``mapping.search``).
 
     Returns
     -------
     LayerCounts
     """
     rows, cols = profile.array.rows, profile.array.cols
-    ops = gemm_operands(layer, weight_mask, input_mask)
-    nm = nm_view(ops.w, profile.sparsity.nm) if profile.sparsity.nm.enabled and weight_mask is not None else None
-    w = ops.w if nm is None else nm.weights
-    m_size, _, n_size = layer.gemm
-    plan = plan_folds(layer.gemm if nm is None else (m_size, nm.slots, n_size), layer.groups, dataflow, rows, cols)
-    arranged = dataflow.arrange(ops.x, w)
+    prefixes = None
+    if weight_mask is None and input_mask is None:
+        ops, arranged, prefixes = _dense_operands(layer, dataflow)
+    else:
+        ops = gemm_operands(layer, weight_mask, input_mask)
+        arranged = dataflow.arrange(ops.x, ops.w)
+    # N:M compresses stored weights only: a matmul's second operand is an activation, run dense.
+    compress = profile.sparsity.nm.enabled and layer.has_weights and weight_mask is not None
+    nm = nm_view(ops.w, profile.sparsity.nm) if compress else None
+    w = ops.w
+    if nm is None:
+        plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
+    else:
+        # N:M: the GEMM view is compressed along K (M, K', N) and folded under the same mapping.
+        m_size, _, n_size = layer.gemm
+        plan = plan_folds((m_size, nm.slots, n_size), layer.groups, dataflow, rows, cols, mapping)
+        w = nm.weights
+        arranged = dataflow.arrange(ops.x, w)
+        prefixes = None
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
@@ -244,21 +298,24 @@ def simulate_layer(
         skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
         executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
 
-    if nm is None:
-        keys, valid_words, unique, first = dense_input_slices(layer, dataflow, rows, cols)
-        if not executed.all():
-            unique, first = _input_slice_unique(layer, plan, keys, executed)
-    else:
-        keys, valid_words, unique, first = nm.input_slices(layer, plan, executed)
-    inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first}
     weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm)
-    traffic = MemoryTraffic.build(
-        plan, executed, inputs, weights, int(input_footprint(layer).max()), weight_footprint, profile.memory.buffer
-    )
+    in_footprint = int(input_footprint(layer).max())
+    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed))
+    resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
+    window = 0.0 if resident["inputs"] else caps.inputs / 2
+    if nm is None:
+        keys, valid_words, unique, first, fetched = dense_input_slices(layer, dataflow, rows, cols, mapping, window)
+        if not executed.all():
+            unique, first, fetched = _input_slice_unique(layer, plan, keys, executed, window)
+    else:
+        keys, valid_words, unique, first, fetched = nm.input_slices(layer, plan, executed, window)
+    inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first, "fetched": fetched}
+    traffic = MemoryTraffic.build(plan, executed, inputs, weights, resident, caps)
 
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     run = np.flatnonzero(executed)
-    fold_cycles = np.full(run.size, plan.fold_cycles, np.int64)
+    lead = fold_lead_cycles(plan, executed, profile.array.preload_overlap)
+    fold_cycles = np.full(run.size, plan.fold_cycles, np.int64) - (int(plan.dataflow.preload) * rows - lead)
     start_run, total = _kernels.schedule_folds(
         fold_cycles,
         _transfer_cycles(traffic.fold_dram_reads[run], bandwidth),
@@ -282,7 +339,7 @@ def simulate_layer(
             x_nnz = valid_words if ops.dense_inputs else nm.input_slice_sums(plan, ops.x)
         w_size = plan.extent_of("K") * plan.extent_of("N")
         dense = (x_nnz == x_size) & (weights["nnz"] == w_size)
-        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense, nm)
+        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense, nm, lead)
         effective = np.zeros(plan.count, np.int64)
         if run.size:
             # Each fold's sum runs to the next fold's start; stall cycles in between add 0.
@@ -290,7 +347,7 @@ def simulate_layer(
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
-        per_fold = fold_effective_macs(plan, arranged) if nm is None else nm.fold_effective_macs(plan, ops.x)
+        per_fold = fold_effective_macs(plan, arranged, prefixes) if nm is None else nm.fold_effective_macs(plan, ops.x)
         effective = np.where(executed, per_fold, 0)
 
     slots = int(plan.mac_slots[executed].sum())

@@ -19,7 +19,7 @@ import numpy as np
 from .. import _kernels
 from .folds import FoldPlan
 
-__all__ = ["block_sums", "fold_effective_macs", "fold_slice_sums", "weighted_block_sums"]
+__all__ = ["block_sums", "fold_effective_macs", "fold_slice_sums", "stream_prefix", "weighted_block_sums"]
 
 
 def block_sums(array: np.ndarray, axis: int, size: int) -> np.ndarray:
@@ -50,14 +50,22 @@ def weighted_block_sums(
 def fold_slice_sums(plan: FoldPlan, array: np.ndarray, dims: tuple[str, str]) -> np.ndarray:
     """Per fold, the sum of ``array`` (G, dims[0], dims[1]) over the fold's slice.
 
-    The slice covers the fold's block along each mapped dimension and all of the
-    streamed one.
+    The slice covers the fold's block along each mapped dimension and its stream tile
+    of the streamed one.
     """
     summed = weighted_block_sums(array, plan.block_size_of(dims[0]), plan.block_size_of(dims[1]))
     return summed[plan.group, plan.block_of(dims[0]), plan.block_of(dims[1])]
 
 
-def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray]) -> np.ndarray:
+def stream_prefix(stream_op: np.ndarray) -> np.ndarray:
+    """Running sums of a (G, n, T) uint8 stream along T, with a leading 0: (G, n, T + 1) int64."""
+    groups, n, length = stream_op.shape
+    out = np.zeros((groups, n, length + 1), np.int64)
+    np.cumsum(stream_op, axis=2, out=out[:, :, 1:])
+    return out
+
+
+def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray], prefixes: dict | None = None) -> np.ndarray:
     """Effective MACs of every fold (int64), exactly, from the arranged operand masks.
 
     Parameters
@@ -65,18 +73,40 @@ def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray]) -> np.n
     plan : FoldPlan
     arranged : dict
         Output of ``plan.dataflow.arrange(x, w)`` (uint8 masks).
+    prefixes : dict, optional
+        :func:`stream_prefix` of the streams, by role: the per-tile sums then cost
+        O(tiles) per line (a mapping search reuses them for every stream tiling).
     """
     R, C = plan.array_rows, plan.array_cols
+    tiles, stream = plan.mapping.stream_tiles, plan.stream
     p = arranged.get("stationary")
     a = arranged.get("row_stream")
     b = arranged.get("col_stream")
+
+    def per_tile(stream_op: np.ndarray, role: str) -> np.ndarray:
+        """Stream sums per stream tile: (G, n, tiles)."""
+        if prefixes is not None and role in prefixes:
+            return np.diff(prefixes[role][:, :, ::stream], axis=2)
+        groups, n, _ = stream_op.shape
+        return stream_op.reshape(groups, n, tiles, stream).sum(axis=3, dtype=np.int64)
+
     if p is not None:
-        row_weight = None if a is None else a.sum(axis=2, dtype=np.int64)  # (G, rows)
-        col_weight = None if b is None else b.sum(axis=2, dtype=np.int64)  # (G, cols)
-        per_block = weighted_block_sums(p, R, C, row_weight, col_weight)
+        # One stream besides the stationary operand: sum P over the fold's other array
+        # dimension first, then weight each array line by its stream sum per tile.
+        if a is not None:
+            lines = weighted_block_sums(p, 1, C)  # (G, rows, col blocks)
+            weighted = lines[..., None] * per_tile(a, "row_stream")[:, :, None, :]  # (G, rows, col blocks, tiles)
+            per_block = block_sums(weighted, 1, R)
+        else:
+            lines = weighted_block_sums(p, R, 1)  # (G, row blocks, cols)
+            weighted = lines.transpose(0, 2, 1)[..., None] * per_tile(b, "col_stream")[:, :, None, :]  # (G, cols, row blocks, tiles)
+            per_block = block_sums(weighted, 1, C).transpose(0, 2, 1, 3)
     else:
         # float64 products are exact: every count is far below 2**53.
         rows = block_sums(a, 1, R).astype(np.float64)  # (G, row blocks, T)
         cols = block_sums(b, 1, C).astype(np.float64)  # (G, col blocks, T)
-        per_block = np.rint(rows @ cols.transpose(0, 2, 1)).astype(np.int64)
-    return per_block[plan.group, plan.row_block, plan.col_block]
+        g, rb, cb = rows.shape[0], rows.shape[1], cols.shape[1]
+        rows = rows.reshape(g, rb, tiles, stream).transpose(0, 2, 1, 3)  # (G, tiles, rb, stream)
+        cols = cols.reshape(g, cb, tiles, stream).transpose(0, 2, 3, 1)  # (G, tiles, stream, cb)
+        per_block = np.rint(rows @ cols).astype(np.int64).transpose(0, 2, 3, 1)
+    return per_block[plan.group, plan.row_block, plan.col_block, plan.stream_block]

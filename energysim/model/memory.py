@@ -3,7 +3,8 @@
 The model (docs/systolic-model.md has the worked version):
 
 - **Slices.** Each fold reads a slice of every operand: the fold's block along each
-  array-mapped dimension and all of the streamed one (WS: ``X[:, Kb]`` and
+  array-mapped dimension and its stream tile of the streamed one (SCALE-Sim: all of it;
+  WS: ``X[:, Kb]`` and
   ``W[Kb, Nb]``; OS: ``X[Mb, :]`` and ``W[:, Nb]``; IS: ``X[Mb, Kb]`` and ``W[Kb, :]``).
 - **Buffer reads** are the words streamed into the array: the slice's valid input
   words (padding is generated, not read) and the slice's stored weight words. Dense,
@@ -13,25 +14,29 @@ The model (docs/systolic-model.md has the worked version):
   index each plus ``rows + 1`` row pointers, per fold slice (rows along K).
 - **DRAM reads (refetch by loop order).** An operand whose per-group footprint fits
   its buffer capacity is *resident*: each word comes from DRAM once (the first fold
-  that touches it). Otherwise each fold fetches its slice, except that a slice equal
-  to the previous fold's stays when it fits half the buffer (the other half is being
-  filled: double buffering). Input slices overlap (im2col), so their DRAM words are
-  the slice's distinct input elements.
-- **Outputs.** Folds that differ only in K accumulate partial sums into the same
-  output tile (WS: ``O[:, Nb]``, IS: ``O[Mb, :]``; OS has no partial sums: each fold
-  finishes its ``O[Mb, Nb]``). If the tile fits half the output buffer, partial sums
-  stay in the buffer (a write per fold, a read back per later fold, a read to drain)
-  and DRAM sees the final outputs once; otherwise every fold writes its partial sums
-  to DRAM and every later fold reads them back. Output tiles with no executed fold are
-  still written (zeros).
+  that touches it). Otherwise the buffer keeps a window: before each fold it holds the
+  slices of the most recent executed folds whose distinct slices add up to at most half
+  its capacity (the other half is being filled: double buffering), and the fold fetches
+  the words of its slice that no fold of the window touched. Input slices overlap
+  (im2col), so their DRAM words are counted element by element
+  (:func:`energysim._kernels.slice_unique_counts`): a slice reuses whatever the window
+  left of it. Weight slices are disjoint (:func:`fetch_words`).
+- **Outputs.** Folds that differ only in the accumulated dimension add partial sums into
+  the same output tile ``O[M block, N block]``. A tile is live from its first executed
+  fold to its last; if the most words live at once (:func:`live_output_words`) fit half
+  the output buffer, partial sums stay in the buffer (a write per fold, a read back per
+  later fold, a read to drain) and DRAM sees the final outputs once; otherwise every
+  fold writes its partial sums to DRAM and every later fold reads them back, passing
+  through the buffer both ways (a write and a read each way), unless the output buffer
+  has no words. Output tiles with no executed fold are still written (zeros).
 - **Register files** (per PE): the stationary operand is written once per mapped PE
   per fold; a moving operand (and the partial sums moving down the columns in WS/IS)
   is latched once per MAC slot, gated or not; an effective MAC reads its weight, its
   input and its partial sum (OS also writes its accumulator; it is read once more to
   drain at the end of the fold). Gated MACs read nothing.
-- **Shared buffer.** The output tiles (two, double-buffered) are reserved first, if
-  they fit in half the buffer; the rest is divided between inputs and weights in
-  proportion to their footprints.
+- **Shared buffer.** Twice the most live output words (double-buffered) are reserved
+  first, if they fit in half the buffer; the rest is divided between inputs and weights
+  in proportion to their footprints.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _kernels
 from ..report import OPERANDS, empty_accesses
 from .folds import FoldPlan
 
@@ -50,6 +56,7 @@ __all__ = [
     "buffer_capacities",
     "fetch_words",
     "first_occurrence_words",
+    "live_output_words",
     "output_traffic",
     "rf_accesses",
     "rf_fold_accesses",
@@ -90,8 +97,9 @@ class Capacities:
 def buffer_capacities(buffer, input_footprint: int, weight_footprint: int, output_tile_words: int) -> Capacities:
     """Per-operand capacities of the global buffer (``profile.memory.buffer``).
 
-    A shared buffer first reserves two output tiles when they fit in half of it, then
-    splits the rest between inputs and weights in proportion to their footprints.
+    A shared buffer first reserves twice ``output_tile_words`` (the most output words live
+    at once) when that fits in half of it, then splits the rest between inputs and
+    weights in proportion to their footprints.
     """
     if not buffer.is_shared:
         return Capacities(buffer.ifmap_words, buffer.filter_words, buffer.ofmap_words)
@@ -110,7 +118,7 @@ def fetch_words(
     resident: bool,
     capacity: float,
 ) -> np.ndarray:
-    """DRAM words each fold fetches for one operand (see the module docstring).
+    """DRAM words each fold fetches for an operand with disjoint slices (see the module docstring).
 
     Parameters
     ----------
@@ -124,25 +132,59 @@ def fetch_words(
     resident : bool
         Whether the operand's per-group footprint fits ``capacity``.
     capacity : float
-        Buffer words of this operand.
+        Buffer words of this operand; half of it keeps the most recent slices.
     """
     if resident:
         return np.where(executed, first_words, 0)
-    words = np.where(executed, slice_words, 0)
-    order = np.flatnonzero(executed)
-    if order.size > 1:
-        kept = order[1:][(keys[order[1:]] == keys[order[:-1]]) & (slice_words[order[1:]] <= capacity / 2)]
-        words[kept] = 0
-    return words
+    n_keys = int(keys.max(initial=-1)) + 1
+    return _kernels.window_fetch(keys, slice_words.astype(np.int64), executed, capacity / 2, n_keys)
+
+
+def _first_last(keys: np.ndarray, at: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per key, the first and the last of the positions ``at`` (in order) holding it; -1 for none."""
+    first = np.full(n_keys, -1, np.int64)
+    last = np.full(n_keys, -1, np.int64)
+    first[keys[at][::-1]] = at[::-1]  # the last assignment of a key wins: its first position
+    last[keys[at]] = at
+    return first, last
 
 
 def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: np.ndarray) -> np.ndarray:
     """``slice_words`` at the first executed fold of each key, 0 elsewhere (disjoint slices)."""
     words = np.zeros_like(slice_words)
-    order = np.flatnonzero(executed)
-    _, first = np.unique(keys[order], return_index=True)
-    words[order[first]] = slice_words[order[first]]
+    first, _ = _first_last(keys, np.flatnonzero(executed), int(keys.max(initial=-1)) + 1)
+    at = first[first >= 0]
+    words[at] = slice_words[at]
     return words
+
+
+def _tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output-tile keys and words per fold, and whether each executed fold is its tile's first / last."""
+    keys = plan.slice_key(("M", "N"))
+    tile = plan.extent_of("M") * plan.extent_of("N")
+    at_first, at_last = _first_last(keys, np.flatnonzero(executed), int(keys.max(initial=-1)) + 1)
+    first = np.zeros(plan.count, bool)
+    last = np.zeros(plan.count, bool)
+    first[at_first[at_first >= 0]] = True
+    last[at_last[at_last >= 0]] = True
+    return keys, tile, first, last
+
+
+def _live_words(tile: np.ndarray, first: np.ndarray, last: np.ndarray, executed: np.ndarray) -> int:
+    if not executed.any():
+        return 0
+    change = np.where(first, tile, 0) - np.where(last, tile, 0)
+    return int((np.cumsum(change[executed]) + np.where(last, tile, 0)[executed]).max())
+
+
+def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
+    """Most partial-sum words live at once: tiles between their first and last executed fold.
+
+    With SCALE-Sim's order a tile's folds are consecutive and this is one tile; with the
+    row loop outside the column loop (WS, IS) every column block's tile is live at once.
+    """
+    _, tile, first, last = _tile_spans(plan, executed)
+    return _live_words(tile, first, last, executed)
 
 
 def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dict[str, np.ndarray | int]:
@@ -153,39 +195,43 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
     dict
         ``buffer_reads``, ``buffer_writes``, ``dram_reads`` (needed before the fold),
         ``dram_writes`` (after the fold): int64 arrays (F,); ``final_dram_writes``:
-        words of output tiles no executed fold produced; ``tile_words``: largest tile.
+        words of output tiles no executed fold produced; ``tile_words``: the most words
+        live at once; ``on_chip``: whether partial sums stay in the buffer.
     """
-    keys = plan.slice_key(("M", "N"))
-    tile = plan.extent_of("M") * plan.extent_of("N")
-    order = np.flatnonzero(executed)
-    first = np.zeros(plan.count, bool)
-    last = np.zeros(plan.count, bool)
-    if order.size:
-        k = keys[order]
-        first[order] = np.r_[True, k[1:] != k[:-1]]
-        last[order] = np.r_[k[1:] != k[:-1], True]
+    keys, tile, first, last = _tile_spans(plan, executed)
+    live = _live_words(tile, first, last, executed)
     zero = np.zeros(plan.count, np.int64)
-    fits = capacity > 0 and int(tile.max(initial=0)) <= capacity / 2
+    fits = capacity > 0 and live <= capacity / 2
+    produced_words = np.where(executed, tile, 0)
+    read_back = np.where(executed & ~first, tile, 0)
     if fits:
-        buffer_writes = np.where(executed, tile, 0)
-        buffer_reads = np.where(executed & ~first, tile, 0) + np.where(last, tile, 0)
+        buffer_writes = produced_words
+        buffer_reads = read_back + np.where(last, tile, 0)
         dram_reads = zero
         dram_writes = np.where(last, tile, 0)
     else:
-        buffer_writes = buffer_reads = zero
-        dram_reads = np.where(executed & ~first, tile, 0)
-        dram_writes = np.where(executed, tile, 0)
-    produced = np.zeros(int(keys.max(initial=-1)) + 1, bool)
-    produced[keys[order]] = True
-    all_keys, at = np.unique(keys, return_index=True)
-    final = int(tile[at][~produced[all_keys]].sum())
+        dram_reads = read_back
+        dram_writes = produced_words
+        if capacity > 0:
+            # Spilled partial sums pass through the buffer both ways: written from the
+            # array and read out to DRAM; read back from DRAM into it and out to the array.
+            buffer_writes = produced_words + read_back
+            buffer_reads = produced_words + read_back
+        else:
+            buffer_writes = buffer_reads = zero
+    n_keys = int(keys.max(initial=-1)) + 1
+    produced = np.zeros(n_keys, bool)
+    produced[keys[executed]] = True
+    any_fold, _ = _first_last(keys, np.arange(plan.count), n_keys)
+    final = int(tile[any_fold[~produced]].sum())
     return {
         "buffer_reads": buffer_reads,
         "buffer_writes": buffer_writes,
         "dram_reads": dram_reads,
         "dram_writes": dram_writes,
         "final_dram_writes": final,
-        "tile_words": int(tile.max(initial=0)),
+        "tile_words": live,
+        "on_chip": bool(fits),
     }
 
 
@@ -231,7 +277,8 @@ class MemoryTraffic:
     final_dram_writes : int
         Output words written at the end (tiles no executed fold produced).
     resident : dict
-        Per operand (inputs, weights), whether its footprint fits its buffer.
+        Per operand (inputs, weights), whether its footprint fits its buffer; for
+        outputs, whether the partial sums stay in the buffer.
     capacities : Capacities
     """
 
@@ -250,23 +297,27 @@ class MemoryTraffic:
         executed: np.ndarray,
         inputs: dict[str, np.ndarray],
         weights: dict[str, np.ndarray],
-        input_footprint: int,
-        weight_footprint: int,
-        buffer,
+        resident: dict[str, bool],
+        caps: Capacities,
     ) -> "MemoryTraffic":
         """Assemble the DRAM and buffer counts (the caller adds ``rf_accesses``).
 
         ``inputs`` and ``weights`` hold per-fold ``keys``, ``buffer_words`` (streamed
-        into the array), ``slice_words`` (DRAM words of the slice) and ``first_words``.
-        The footprints are the largest per-group ones.
+        into the array), ``slice_words`` (DRAM words of the slice) and ``first_words``;
+        ``inputs`` also ``fetched`` (its slices overlap, so the words not on chip are
+        counted element by element, :func:`energysim._kernels.slice_unique_counts`).
+        ``resident`` says, per operand, whether its largest per-group footprint fits its
+        capacity in ``caps`` (:func:`buffer_capacities`).
         """
-        out_tile = int((plan.extent_of("M") * plan.extent_of("N")).max(initial=0))
-        caps = buffer_capacities(buffer, input_footprint, weight_footprint, out_tile)
-        resident = {"inputs": input_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
         per_fold = {level: {} for level in ("dram", "buffer")}
         fold_reads = np.zeros(plan.count, np.int64)
         for operand, info, cap in (("inputs", inputs, caps.inputs), ("weights", weights, caps.weights)):
-            dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, resident[operand], cap)
+            if resident[operand]:
+                dram = np.where(executed, info["first_words"], 0)
+            elif "fetched" in info:
+                dram = np.where(executed, info["fetched"], 0)
+            else:
+                dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, False, cap)
             fold_reads += dram
             per_fold["dram"][operand] = {"reads": dram, "writes": np.zeros(plan.count, np.int64)}
             per_fold["buffer"][operand] = {"reads": np.where(executed, info["buffer_words"], 0), "writes": dram}
@@ -278,4 +329,5 @@ class MemoryTraffic:
         for level, operands in per_fold.items():
             accesses[level] |= _summed(operands)
         accesses["dram"]["outputs"]["writes"] += outputs["final_dram_writes"]
+        resident = dict(resident, outputs=outputs["on_chip"])
         return cls(accesses, per_fold, fold_reads, outputs["dram_writes"], outputs["final_dram_writes"], resident, caps)

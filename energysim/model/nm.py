@@ -92,29 +92,46 @@ class NMView:
         return self.weights.shape[1]
 
     def k_range(self, plan: FoldPlan) -> tuple[np.ndarray, np.ndarray]:
-        """Per fold, the uncompressed input columns ``[k_lo, k_hi)`` its rows select from."""
-        first = plan.row_start
-        last = first + plan.rows_used - 1
+        """Per fold, the uncompressed input columns ``[k_lo, k_hi)`` its slot rows (along K') select from."""
+        first = plan.start_of("K")
+        last = first + plan.extent_of("K") - 1
         return self.origin[first], np.minimum(self.origin[last] + self.m, self.k)
 
-    def input_slice_sums(self, plan: FoldPlan, x: np.ndarray) -> np.ndarray:
-        """Per fold, the sum of ``x`` (G, M, K) over the fold's input slice ``X[:, k_lo:k_hi]`` (int64)."""
-        per_k = np.zeros((x.shape[0], x.shape[2] + 1), np.int64)
-        np.cumsum(x.sum(axis=1, dtype=np.int64), axis=1, out=per_k[:, 1:])
-        k_lo, k_hi = self.k_range(plan)
-        return per_k[plan.group, k_hi] - per_k[plan.group, k_lo]
+    @staticmethod
+    def _tile_sums(plan: FoldPlan, x: np.ndarray) -> np.ndarray:
+        """``x`` (G, M, K) summed over each stream tile of M (the mapping's ``stream_tiles``): (G, tiles, K) int64."""
+        groups, m_size, k_size = x.shape
+        tiles = plan.mapping.stream_tiles
+        return x.reshape(groups, tiles, m_size // tiles, k_size).sum(axis=2, dtype=np.int64)
 
-    def input_slices(self, layer: LayerSpec, plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Keys, valid words, distinct and first-touch elements of each fold's input slice (as for a dense layer)."""
+    def input_slice_sums(self, plan: FoldPlan, x: np.ndarray) -> np.ndarray:
+        """Per fold, the sum of ``x`` (G, M, K) over the fold's input slice ``X[m tile, k_lo:k_hi]`` (int64)."""
+        per_tile = self._tile_sums(plan, x)
+        per_k = np.zeros((*per_tile.shape[:2], per_tile.shape[2] + 1), np.int64)
+        np.cumsum(per_tile, axis=2, out=per_k[:, :, 1:])
+        k_lo, k_hi = self.k_range(plan)
+        tile = plan.block_of("M")
+        return per_k[plan.group, tile, k_hi] - per_k[plan.group, tile, k_lo]
+
+    def input_slices(
+        self, layer: LayerSpec, plan: FoldPlan, executed: np.ndarray, window_words: float = 0.0
+    ) -> tuple[np.ndarray, ...]:
+        """Keys, valid words, distinct, first-touch and fetched elements of each fold's input slice (as for a dense layer).
+
+        The slice of a fold is its stream tile of M by the K range its slots select from;
+        ``window_words`` is the input buffer window of the mapping-aware memory model.
+        """
         index = input_index(layer)
         keys = plan.slice_key(("M", "K"))
         valid_words = self.input_slice_sums(plan, (index >= 0).view(np.uint8))
         k_lo, k_hi = self.k_range(plan)
-        unique, first = _kernels.slice_unique_counts(
-            index, plan.group, np.zeros(plan.count, np.int64), np.full(plan.count, index.shape[1], np.int64),
+        m_start = plan.start_of("M")
+        unique, first, fetched = _kernels.slice_unique_counts(
+            index, plan.group, m_start, m_start + plan.extent_of("M"),
             k_lo, k_hi, keys, executed, int(np.prod(layer.input_shape)), int(keys.max(initial=-1)) + 1,
+            float(window_words),
         )  # fmt: skip
-        return keys, valid_words, unique, first
+        return keys, valid_words, unique, first, fetched
 
     def stored_words(self, plan: FoldPlan, word_bits: int) -> np.ndarray:
         """Stored words of each fold's weight slice: every slot's value plus ``ceil(log2 M)`` index bits per slot."""
@@ -122,9 +139,20 @@ class NMView:
         return (slots + -(-(slots * (self.m - 1).bit_length()) // word_bits)).astype(np.int64)
 
     def fold_effective_macs(self, plan: FoldPlan, x: np.ndarray) -> np.ndarray:
-        """Effective MACs of every fold in closed form: per kept slot, the nonzeros of the input column it selects."""
-        uses = _kernels.nm_slot_uses(self.weights, self.select, x.sum(axis=1, dtype=np.int64))
-        return weighted_block_sums(uses, plan.array_rows, plan.array_cols)[plan.group, plan.row_block, plan.col_block]
+        """Effective MACs of every fold in closed form: per kept slot, the nonzeros of the input column it selects (in the fold's stream tile)."""
+        per_tile = self._tile_sums(plan, x)
+        blocks = np.stack(
+            [
+                weighted_block_sums(
+                    _kernels.nm_slot_uses(self.weights, self.select, np.ascontiguousarray(per_tile[:, t])),
+                    plan.array_rows,
+                    plan.array_cols,
+                )
+                for t in range(per_tile.shape[1])
+            ],
+            axis=-1,
+        )
+        return blocks[plan.group, plan.row_block, plan.col_block, plan.stream_block]
 
 
 @lru_cache(maxsize=256)

@@ -14,6 +14,7 @@ __all__ = [
     "BufferSpec",
     "ComputeSpec",
     "DramSpec",
+    "MappingSpec",
     "MemorySpec",
     "NMSupport",
     "Profile",
@@ -24,11 +25,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """The PE array: ``rows`` x ``cols`` processing elements and their dataflow."""
+    """The PE array: ``rows`` x ``cols`` processing elements, their dataflow, and whether
+    the stationary operand's PE registers are double-buffered (``preload_overlap``)."""
 
     rows: int
     cols: int
     dataflow: str
+    preload_overlap: bool = False
+
+
+@dataclass(frozen=True)
+class MappingSpec:
+    """How each layer's mapping is chosen: ``search`` is scalesim, energy, latency or edp."""
+
+    search: str = "scalesim"
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ class Profile:
     compute: ComputeSpec
     leakage_mw: float
     sparsity: SparsitySupport
+    mapping: MappingSpec = MappingSpec()
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> "Profile":
@@ -146,6 +157,7 @@ class Profile:
             compute=ComputeSpec(**group("compute.")),
             leakage_mw=flat["leakage_mw"],
             sparsity=SparsitySupport(**group("sparsity."), nm=NMSupport(**group("sparsity.nm."))),
+            mapping=MappingSpec(**group("mapping.")),
         )
 
     def to_flat(self) -> dict[str, Any]:

@@ -254,6 +254,16 @@ FIELDS: dict[str, Field] = {
     "array.rows": Field("int", positive=True, maximum=MAX_ARRAY_SIDE, doc="PE rows (rows x cols <= 2**24)"),
     "array.cols": Field("int", positive=True, maximum=MAX_ARRAY_SIDE, doc="PE columns (rows x cols <= 2**24)"),
     "array.dataflow": Field("choice", choices=("ws", "os", "is"), doc="weight-, output- or input-stationary"),
+    "array.preload_overlap": Field(
+        "bool", default=False,
+        doc="double-buffered PE registers: the next stationary tile loads during the current fold "
+        "(false: SCALE-Sim's timing, every fold pays its preload)",
+    ),
+    "mapping.search": Field(
+        "choice", default="scalesim", choices=("scalesim", "energy", "latency", "edp"),
+        doc="per layer, SCALE-Sim's fixed loop order, or the loop order and stream tiling that minimise "
+        "the dense layer's energy, cycles or energy x cycles",
+    ),
     "memory.rf.words": Field("int", positive=True, maximum=MAX_RF_WORDS, doc="register-file words per PE"),
     "memory.rf.read": Field(**_ENERGY, doc="energy per RF read"),
     "memory.rf.write": Field(**_ENERGY, doc="energy per RF write"),

@@ -1,0 +1,166 @@
+"""Run ZigZag (PyPI ``zigzag-dse`` 3.9.1) on single layers and print its per-layer figures as JSON.
+
+As a script it runs inside the environment made by ``benchmarks/setup_zigzag_env.sh``
+(``.zigzag_venv``), never inside the project's own. Imported (standard library only), it
+gives the project's side :data:`ZIGZAG_PYTHON` and :func:`run_zigzag`, which runs this
+script in that environment. Input (stdin, JSON)::
+
+    {"accelerator": {...}, "layers": [{"name": ..., "kind": "conv" | "linear", "K": ..., "C": ...,
+     "OY": ..., "OX": ..., "FY": ..., "FX": ..., "SY": ..., "SX": ..., "PY": ..., "PX": ...}, ...],
+     "opt": "energy", "order": null}
+
+``accelerator`` is what :func:`zigzag_accelerator` of ``benchmarks/bench_zigzag.py`` makes
+from a project profile: array size, per-operand buffer words, per-access energies, DRAM
+bandwidth. ``order`` (optional) forces ZigZag's temporal loop order (innermost first).
+Output (stdout, JSON): per layer ZigZag's total energy, MAC energy, memory energy per
+level (register, buffer, dram), latency in cycles, DRAM words per operand and the wall
+time of its mapping search in seconds.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ZIGZAG_PYTHON = Path(os.environ.get("ZIGZAG_VENV", ROOT / ".zigzag_venv")) / "bin" / "python"
+
+
+def run_zigzag(accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None) -> list[dict]:
+    """Run this script in the ZigZag environment; raise OSError if it is missing or fails."""
+    if not ZIGZAG_PYTHON.exists():
+        raise OSError(f"{ZIGZAG_PYTHON} not found: run benchmarks/setup_zigzag_env.sh first")
+    request = json.dumps({"accelerator": accelerator, "layers": layers, "opt": opt, "order": order})
+    done = subprocess.run(
+        [str(ZIGZAG_PYTHON), str(Path(__file__).resolve())], input=request, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise OSError(f"ZigZag run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    return json.loads(done.stdout)
+
+
+def _port(name, kind, bits_min, bits_max, allocation):
+    return {"name": name, "type": kind, "bandwidth_min": bits_min, "bandwidth_max": bits_max, "allocation": allocation}
+
+
+def _memory(bits, read, write, operands, ports, served, word):
+    """One memory; ZigZag prices an access of the port's full (max) width, so the profile's
+    per-word energies are scaled by the words in it (a narrower access pays its share)."""
+    words = max(port["bandwidth_max"] for port in ports) / word
+    return {"size": bits, "r_cost": read * words, "w_cost": write * words, "area": 0, "latency": 1,
+            "operands": operands, "ports": ports, "served_dimensions": served}  # fmt: skip
+
+
+def _accelerator_yaml(acc: dict) -> dict:
+    """ZigZag's accelerator description: a register per PE for W and O, one buffer per operand, DRAM."""
+    word = acc["word_bits"]
+    wide = word * acc["rows"] * acc["cols"]
+    rf, buf, dram = acc["rf"], acc["buffer"], acc["dram"]
+    in_out = lambda op: [_port("r_port_1", "read", word, wide, [f"{op}, tl"]), _port("w_port_1", "write", word, wide, [f"{op}, fh"])]  # noqa: E731
+    outputs = [_port("r_port_1", "read", word, wide, ["O, tl", "O, th"]), _port("w_port_1", "write", word, wide, ["O, fh", "O, fl"])]
+    dram_bits = word * min(acc["dram_words_per_cycle"], 1e6)
+    all_directions = [f"{op}, {d}" for op in ("I1", "I2") for d in ("fh", "tl")] + [f"O, {d}" for d in ("fh", "tl", "fl", "th")]
+    memories = {
+        "reg_W": _memory(rf["words"] * word, rf["read"], rf["write"], ["I2"], [_port("r_port_1", "read", word, word, ["I2, tl"]), _port("w_port_1", "write", word, word, ["I2, fh"])], [], word),
+        "reg_O": _memory(rf["words"] * word, rf["read"], rf["write"], ["O"], [
+            _port("r_port_1", "read", word, word, ["O, tl"]), _port("r_port_2", "read", word, word, ["O, th"]),
+            _port("w_port_1", "write", word, word, ["O, fh"]), _port("w_port_2", "write", word, word, ["O, fl"])], [], word),
+        "ifmap_buf": _memory(buf["ifmap_words"] * word, buf["read"], buf["write"], ["I1"], in_out("I1"), ["D1", "D2"], word),
+        "filter_buf": _memory(buf["filter_words"] * word, buf["read"], buf["write"], ["I2"], in_out("I2"), ["D1", "D2"], word),
+        "ofmap_buf": _memory(buf["ofmap_words"] * word, buf["read"], buf["write"], ["O"], outputs, ["D1", "D2"], word),
+        "dram": _memory(10**12, dram["read"], dram["write"], ["I1", "I2", "O"],
+                        [_port("rw_port_1", "read_write", word, int(max(dram_bits, word)), all_directions)], ["D1", "D2"], word),
+    }  # fmt: skip
+    return {
+        "name": "from_profile",
+        "memories": memories,
+        "operational_array": {"unit_energy": acc["mac"], "unit_area": 1, "dimensions": ["D1", "D2"], "sizes": [acc["rows"], acc["cols"]]},
+    }
+
+
+def _workload_yaml(layer: dict, word: int) -> list:
+    precision = {"W": word, "I": word, "O": word, "O_final": word}
+    if layer["kind"] == "linear":
+        return [{"id": 0, "name": layer["name"], "operator_type": "Gemm", "equation": "O[b][k]+=W[k][c]*I[b][c]",
+                 "loop_dims": ["B", "K", "C"], "loop_sizes": [1, layer["K"], layer["C"]], "operand_precision": precision}]  # fmt: skip
+    iy = (layer["OY"] - 1) * layer["SY"] + layer["FY"]
+    ix = (layer["OX"] - 1) * layer["SX"] + layer["FX"]
+    return [{
+        "id": 0, "name": layer["name"], "operator_type": "Conv",
+        "equation": "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]",
+        "dimension_relations": [f"ix={layer['SX']}*ox+1*fx", f"iy={layer['SY']}*oy+1*fy"],
+        "loop_dims": ["B", "K", "C", "OY", "OX", "FY", "FX"],
+        "loop_sizes": [1, layer["K"], layer["C"], layer["OY"], layer["OX"], layer["FY"], layer["FX"]],
+        "operand_precision": precision,
+        "pr_loop_dims": ["IX", "IY"], "pr_loop_sizes": [ix, iy],
+        "padding": [[layer["PX"], layer["PX"]], [layer["PY"], layer["PY"]]],
+    }]  # fmt: skip
+
+
+def _mapping_yaml(acc: dict, layer: dict, order: list | None) -> list:
+    entry = {"name": "default", "spatial_mapping": {"D1": [f"K, {acc['cols']}"], "D2": [f"C, {acc['rows']}"]},
+             "memory_operand_links": {"O": "O", "W": "I2", "I": "I1"}}  # fmt: skip
+    if order:
+        entry["temporal_ordering"] = order
+    return [entry]
+
+
+def _level_energy(cme) -> dict:
+    """ZigZag's memory energy per level kind: the top level of each operand is DRAM, the one
+    below the buffer, the rest (W and O) the PE registers."""
+    out = {"rf": 0.0, "buffer": 0.0, "dram": 0.0}
+    for per_level in cme.mem_energy_breakdown.values():
+        top = len(per_level) - 1
+        for level, energy in enumerate(per_level):
+            out["dram" if level == top else "buffer" if level == top - 1 else "rf"] += float(energy)
+    return out
+
+
+def _dram_accesses(cme) -> dict:
+    """DRAM word accesses per layer operand and direction (ZigZag's ``memory_word_access``)."""
+    out = {}
+    for operand, per_level in cme.memory_word_access.items():
+        top = per_level[-1]
+        out[str(operand)] = {str(direction): float(count) for direction, count in top.data.items()}
+    return out
+
+
+def main() -> int:
+    import yaml
+    from zigzag.api import get_hardware_performance_zigzag
+
+    request = json.load(sys.stdin)
+    acc = request["accelerator"]
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        (folder / "acc.yaml").write_text(yaml.safe_dump(_accelerator_yaml(acc), sort_keys=False))
+        for layer in request["layers"]:
+            (folder / "wl.yaml").write_text(yaml.safe_dump(_workload_yaml(layer, acc["word_bits"]), sort_keys=False))
+            (folder / "map.yaml").write_text(yaml.safe_dump(_mapping_yaml(acc, layer, request.get("order")), sort_keys=False))
+            start = time.perf_counter()
+            energy, latency, cmes = get_hardware_performance_zigzag(
+                str(folder / "wl.yaml"), str(folder / "acc.yaml"), str(folder / "map.yaml"), opt=request["opt"],
+                dump_folder=str(folder / "out"), loma_show_progress_bar=False,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            cme, extra = cmes[0]
+            while not hasattr(cme, "temporal_mapping"):  # the layer's own evaluation, inside the cumulative one
+                cme, extra = extra[0]
+            results.append({
+                "name": layer["name"], "energy_pj": float(energy), "cycles": float(latency), "seconds": seconds,
+                "mac_pj": float(cme.mac_energy), "levels_pj": _level_energy(cme), "dram": _dram_accesses(cme),
+                "temporal_mapping": str(cme.temporal_mapping),
+            })  # fmt: skip
+    json.dump(results, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Benchmark: dense layers through this estimator (SCALE-Sim's mapping and a searched one) and through ZigZag.
+
+Describes a project profile's accelerator in ZigZag's format (a register per PE for
+weights and partial sums, one buffer per operand with the profile's capacities, DRAM
+with its bandwidth, the profile's per-word energies; 16x16 weight-stationary unrolling
+K x C: output channels along the columns, input channels along the rows) and runs
+ZigZag 3.9.1's own mapping search (LOMA) with the same objective on every layer. Prints
+per layer the energy by level (rf, buffer, dram, mac), the cycles and the wall time of
+each tool, ``before`` (``mapping.search: scalesim``) and ``after`` (the searched mapping).
+ZigZag runs in the environment made by ``benchmarks/setup_zigzag_env.sh``
+(``.zigzag_venv``); our search time is measured around ``search_mapping`` after numba
+has compiled (one warm-up call on the layer first), ZigZag's inside its process around
+its search.
+
+Run: ``bash benchmarks/setup_zigzag_env.sh`` once, then
+``.venv/bin/python benchmarks/bench_zigzag.py [--profile edge-16x16] [--objective energy] [--layers a,b]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+
+from _zigzag_runner import run_zigzag
+
+from energysim import extract_workload, load_profile
+from energysim.dataflow import get_dataflow
+from energysim.estimators.systolic import estimate_layer
+from energysim.model.search import search_mapping
+from energysim.zoo import build_model
+
+#: (model, layer) pairs: the issue's AlexNet and ResNet-18 layers plus MobileNet-v2 pointwise convs.
+LAYERS = [
+    ("alexnet", "features.3"),
+    ("alexnet", "features.6"),
+    ("alexnet", "features.8"),
+    ("alexnet", "features.10"),
+    ("alexnet", "classifier.6"),
+    ("resnet18", "layer1.0.conv1"),
+    ("resnet18", "layer2.0.conv1"),
+    ("resnet18", "layer3.0.conv2"),
+    ("mobilenet_v2", "features.2.conv.0.0"),
+    ("mobilenet_v2", "features.3.conv.2"),
+]
+
+#: The comparison is of dense layers: no compressed weight format, no tile skipping.
+DENSE = ["sparsity.weight_format=dense", "sparsity.skip_zero_tiles=false"]
+
+
+def zigzag_accelerator(profile) -> dict:
+    """The numbers of ``profile`` that ``benchmarks/_zigzag_runner.py`` turns into ZigZag's YAML."""
+    buffer = profile.memory.buffer
+    if buffer.is_shared:
+        raise ValueError(f"profile {profile.name!r}: the ZigZag description needs per-operand buffers")
+    return {
+        "word_bits": profile.word_bits,
+        "rows": profile.array.rows,
+        "cols": profile.array.cols,
+        "rf": {"words": profile.memory.rf.words, "read": profile.memory.rf.read, "write": profile.memory.rf.write},
+        "buffer": {"ifmap_words": buffer.ifmap_words, "filter_words": buffer.filter_words, "ofmap_words": buffer.ofmap_words,
+                   "read": buffer.read, "write": buffer.write},  # fmt: skip
+        "dram": {"read": profile.memory.dram.read, "write": profile.memory.dram.write},
+        "dram_words_per_cycle": profile.memory.dram.bandwidth_words_per_cycle,
+        "mac": profile.compute.mac,
+    }
+
+
+def zigzag_layer(layer) -> dict:
+    """ZigZag's loop sizes of a conv or linear layer (groups of 1 only)."""
+    if layer.groups != 1:
+        raise ValueError(f"layer {layer.name!r}: grouped convolutions are not compared")
+    if layer.kind == "linear":
+        return {"name": layer.name, "kind": "linear", "K": layer.out_channels, "C": layer.in_channels}
+    _, oy, ox = layer.output_shape
+    return {"name": layer.name, "kind": "conv", "K": layer.out_channels, "C": layer.in_channels, "OY": oy, "OX": ox,
+            "FY": layer.kernel[0], "FX": layer.kernel[1], "SY": layer.stride[0], "SX": layer.stride[1],
+            "PY": layer.padding[0], "PX": layer.padding[1]}  # fmt: skip
+
+
+def ours(layer, profile) -> dict:
+    report = estimate_layer(layer, profile, cycle_level=False)
+    levels = report.energy_by_level
+    return {"energy_pj": report.energy, "cycles": report.cycles, "mapping": report.extra["mapping"]["name"],
+            "levels_pj": {k: levels[k] for k in ("rf", "buffer", "dram", "mac")}}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="edge-16x16")
+    parser.add_argument("--objective", default="energy", choices=("energy", "latency", "edp"))
+    parser.add_argument("--layers", default=None, help="comma-separated model:layer pairs (default: the built-in list)")
+    parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    pairs = LAYERS if args.layers is None else [tuple(p.split(":", 1)) for p in args.layers.split(",")]
+    before = load_profile(args.profile, DENSE)
+    after = load_profile(args.profile, [*DENSE, f"mapping.search={args.objective}"])
+    workloads = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model_name in dict.fromkeys(m for m, _ in pairs):
+            model, shape = build_model(model_name)
+            workloads[model_name] = extract_workload(model, shape)
+    layers = [workloads[m].layer(name) for m, name in pairs]
+    try:
+        theirs = run_zigzag(zigzag_accelerator(before), [zigzag_layer(l) for l in layers], opt=args.objective)
+    except (OSError, ValueError) as err:
+        print(f"bench_zigzag.py: error: {err}", file=sys.stderr)
+        return 2
+    rows = []
+    dataflow = get_dataflow(before.array.dataflow)
+    for layer, zz in zip(layers, theirs, strict=True):
+        search_mapping(after, layer, dataflow, args.objective)  # compile and warm the caches
+        start = time.perf_counter()
+        _, evaluated = search_mapping(after, layer, dataflow, args.objective)
+        seconds = time.perf_counter() - start
+        rows.append({"layer": layer.name, "scalesim": ours(layer, before), "searched": ours(layer, after),
+                     "search_seconds": seconds, "candidates": len(evaluated), "zigzag": zz})  # fmt: skip
+    head = f"{'layer':<22}{'uJ scalesim':>12}{'uJ ours':>9}{'uJ zigzag':>10}{'ours/zz':>8}" \
+           f"{'cyc scalesim':>13}{'cyc ours':>10}{'cyc zigzag':>11}{'ms ours':>9}{'s zigzag':>9}{'ratio':>7}  ours mapping"  # fmt: skip
+    print(head)
+    for r in rows:
+        s, o, z = r["scalesim"], r["searched"], r["zigzag"]
+        print(f"{r['layer']:<22}{s['energy_pj'] / 1e6:>12.1f}{o['energy_pj'] / 1e6:>9.1f}{z['energy_pj'] / 1e6:>10.1f}"
+              f"{o['energy_pj'] / z['energy_pj'] - 1:>+8.1%}{s['cycles']:>13}{o['cycles']:>10}{int(z['cycles']):>11}"
+              f"{r['search_seconds'] * 1e3:>9.0f}{z['seconds']:>9.1f}{z['seconds'] / r['search_seconds']:>7.0f}  {o['mapping']}")  # fmt: skip
+    print("\nenergy by level, uJ (ours searched | zigzag): rf, buffer, dram, mac")
+    for r in rows:
+        o, z = r["searched"]["levels_pj"], r["zigzag"]["levels_pj"] | {"mac": r["zigzag"]["mac_pj"]}
+        print(f"{r['layer']:<22}" + "  ".join(f"{k} {o[k] / 1e6:8.2f} | {z[k] / 1e6:8.2f}" for k in ("rf", "buffer", "dram", "mac")))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""Mappings (loop order, stream tiling), the refetch window, partial sums, preload overlap and the search.
+
+Against the brute-force references in tests/naive.py (mapped folds, traces and traffic),
+hand-derived numbers and invariants over every mapping of the space.
+"""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from energysim.dataflow import DATAFLOW_NAMES, get_dataflow
+from energysim.estimators.pricing import AccessCounts, energy_breakdown
+from energysim.estimators.systolic import estimate_layer, layer_counts
+from energysim.model import gemm_operands, input_footprint, simulate_layer
+from energysim.sparsity import LayerSparsity
+from energysim.model.layer import dense_input_slices
+from energysim.model.folds import LOOPS, SCALESIM, Mapping, plan_folds
+from energysim.model.search import mapping_space, search_mapping
+from energysim.spec import SpecError, load_profile
+from naive import naive_mapped_trace, naive_mapped_traffic
+from test_systolic_invariants import layers
+from test_systolic_model import conv, linear, profile_for, random_masks
+
+ORDERS = list(permutations(LOOPS))
+
+
+def caps_profile(dataflow, rows, cols, ifmap, filt, ofmap, *overrides):
+    return profile_for(
+        dataflow, rows, cols, f"memory.buffer.ifmap_words={ifmap}", f"memory.buffer.filter_words={filt}",
+        f"memory.buffer.ofmap_words={ofmap}", *overrides,
+    )  # fmt: skip
+
+
+def priced(profile, counts):
+    return energy_breakdown(profile, AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles))[0]
+
+
+# -- mappings as values --------------------------------------------------------
+
+
+def test_mapping_validation_and_plan():
+    with pytest.raises(ValueError, match="permutation"):
+        Mapping(("rows", "rows", "time"))
+    with pytest.raises(ValueError, match="positive int"):
+        Mapping(stream_tiles=0)
+    df = get_dataflow("ws")
+    with pytest.raises(ValueError, match="stream_tiles must divide the stream length 16"):
+        plan_folds((16, 18, 7), 1, df, 4, 5, Mapping(stream_tiles=3))
+    plan = plan_folds((16, 18, 7), 1, df, 4, 5, Mapping(("rows", "time", "cols"), 2))
+    # rows outer (5 blocks), then 2 stream tiles of 8, then 2 col blocks: 20 folds of 4+3+8+4 cycles.
+    assert plan.count == 20 and plan.stream == 8 and plan.fold_cycles == 19
+    assert list(plan.row_block[:4]) == [0, 0, 0, 0] and list(plan.stream_block[:4]) == [0, 0, 1, 1]
+    assert list(plan.col_block[:4]) == [0, 1, 0, 1]
+    default = plan_folds((16, 18, 7), 1, df, 4, 5)
+    assert default.mapping == SCALESIM and list(default.col_block) == [0] * 5 + [1] * 5  # col outer, row inner
+
+
+@pytest.mark.parametrize("dataflow", DATAFLOW_NAMES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("overlap", [False, True])
+def test_mapped_trace_matches_brute_force(dataflow, order, overlap):
+    layer = conv(c_in=2, c_out=5, hw=(4, 4), padding=(1, 1))  # M = 16, K = 18, N = 5
+    masks = random_masks(layer, np.random.default_rng(7))
+    profile = profile_for(dataflow, 4, 3, f"array.preload_overlap={str(overlap).lower()}")
+    stream = get_dataflow(dataflow).dim_sizes(layer.gemm)[2]
+    tiles = 2 if stream % 2 == 0 else 1
+    mapping = Mapping(order, tiles)
+    counts = simulate_layer(profile, layer, get_dataflow(dataflow), masks.weight_mask, masks.input_mask, mapping=mapping)
+    ops = gemm_operands(layer, masks.weight_mask, masks.input_mask)
+    trace, fold_effective = naive_mapped_trace(ops.x.astype(bool), ops.w.astype(bool), dataflow, 4, 3, order, tiles, overlap)
+    assert np.array_equal(counts.trace, trace)
+    assert list(counts.effective) == fold_effective
+    fold = simulate_layer(profile, layer, get_dataflow(dataflow), masks.weight_mask, masks.input_mask, cycle_level=False, mapping=mapping)
+    assert np.array_equal(fold.effective, counts.effective) and fold.accesses == counts.accesses
+
+
+def test_preload_overlap_hides_every_preload_but_the_first():
+    # fc 64 -> 10 on 16x16 WS: 4 row folds of 16 + 15 + 1 + 15 = 47 cycles; with overlap 31
+    # after the first. SCALE-Sim's count is the last cycle's index (sum - 1).
+    fc = linear(f_in=64, f_out=10)
+    plain = layer_counts(fc, profile_for("ws", 16, 16), cycle_level=False)
+    hidden = layer_counts(fc, profile_for("ws", 16, 16, "array.preload_overlap=true"), cycle_level=False)
+    assert plain.compute_cycles == 4 * 47 - 1
+    assert hidden.compute_cycles == 47 + 3 * 31 - 1
+    os_ = profile_for("os", 16, 16)  # OS preloads nothing: the key changes nothing
+    assert layer_counts(fc, os_).cycles == layer_counts(fc, profile_for("os", 16, 16, "array.preload_overlap=true")).cycles
+
+
+# -- memory traffic under a mapping --------------------------------------------
+
+
+CAPS = [(1000, 1000, 1000), (60, 1000, 1000), (1000, 40, 1000), (1000, 1000, 30), (40, 30, 0), (25, 12, 60)]
+
+
+@pytest.mark.parametrize("dataflow", DATAFLOW_NAMES)
+@pytest.mark.parametrize("caps", CAPS)
+def test_mapped_traffic_matches_brute_force(dataflow, caps):
+    layer = conv(c_in=3, c_out=7, hw=(6, 4), padding=(1, 0))  # M = 12, K = 27, N = 7
+    profile = caps_profile(dataflow, 4, 3, *caps)
+    stream = get_dataflow(dataflow).dim_sizes(layer.gemm)[2]
+    for order in ORDERS:
+        for tiles in (1, 2, 4) if stream % 4 == 0 else (1,):
+            mapping = Mapping(order, tiles)
+            counts = simulate_layer(profile, layer, get_dataflow(dataflow), cycle_level=False, mapping=mapping)
+            naive = naive_mapped_traffic(layer, dataflow, 4, 3, order, tiles, caps)
+            fold = counts.traffic.fold_accesses["dram"]
+            assert list(fold["inputs"]["reads"]) == naive["inputs"], (order, tiles)
+            assert list(fold["weights"]["reads"]) == naive["weights"], (order, tiles)
+            acc = counts.accesses
+            outputs = (acc["dram"]["outputs"]["reads"], acc["dram"]["outputs"]["writes"],
+                       acc["buffer"]["outputs"]["reads"], acc["buffer"]["outputs"]["writes"])  # fmt: skip
+            assert outputs == naive["outputs"], (order, tiles)
+
+
+def test_input_slices_reuse_what_the_previous_slice_left():
+    # WS, 16x16, a 3x3 conv with 8 channels: K = 72 is 5 row blocks of 16 taps; channel c
+    # has taps 9c..9c+8, so consecutive blocks share a channel and no channel spans three
+    # blocks. The input (8 x 12 x 12 = 1152 words) does not fit 1000 words, but one slice
+    # (<= 3 channels, 432 words) fits half of them: each col block fetches every element
+    # once, so inputs come ceil(N/C) = 2 times (the section 4 table), where keeping only
+    # identical slices fetched every slice whole.
+    layer = conv(c_in=8, c_out=20, hw=(12, 12), padding=(1, 1))
+    counts = layer_counts(layer, caps_profile("ws", 16, 16, 1000, 10**6, 10**6))
+    footprint = int(input_footprint(layer).max())
+    assert footprint == 1152 and not counts.traffic.resident["inputs"]
+    assert counts.accesses["dram"]["inputs"]["reads"] == 2 * footprint
+    whole_slices = int(dense_input_slices(layer, get_dataflow("ws"), 16, 16)[2].sum())
+    assert whole_slices > 2 * footprint + 500
+
+
+def test_spilled_partial_sums_are_charged_in_the_buffer():
+    # WS 4x3, fc 8 -> 3 over 5 rows: K = 8 is two row folds into one 5 x 3 = 15-word tile.
+    # Output buffer 20 words < 2 x 15: the first fold's partial sums go to DRAM through the
+    # buffer (write + read), the second fold reads them back through it (write + read) and
+    # writes the outputs out through it (write + read).
+    fc = linear(f_in=8, f_out=3, rows=5)
+    counts = layer_counts(fc, caps_profile("ws", 4, 3, 1000, 1000, 20))
+    out = {lv: counts.accesses[lv]["outputs"] for lv in ("dram", "buffer")}
+    assert out["dram"] == {"reads": 15, "writes": 30}
+    assert out["buffer"] == {"reads": 45, "writes": 45}
+    kept = layer_counts(fc, caps_profile("ws", 4, 3, 1000, 1000, 30))
+    assert kept.accesses["dram"]["outputs"] == {"reads": 0, "writes": 15}
+    assert kept.accesses["buffer"]["outputs"] == {"reads": 15 + 15, "writes": 30}
+
+
+def test_stream_tiles_keep_partial_sums_on_chip():
+    # The output tile O[:, Nb] of M = 16 rows x 3 cols = 48 words exceeds half of 60; four
+    # stream tiles of 4 rows make it 12 words: partial sums stay on chip.
+    layer = conv(c_in=3, c_out=3, hw=(4, 4), padding=(1, 1))
+    profile = caps_profile("ws", 4, 3, 10**6, 10**6, 60)
+    whole = simulate_layer(profile, layer, get_dataflow("ws"), cycle_level=False)
+    tiled = simulate_layer(profile, layer, get_dataflow("ws"), cycle_level=False, mapping=Mapping(stream_tiles=4))
+    assert not whole.traffic.resident["outputs"] and tiled.traffic.resident["outputs"]
+    assert tiled.accesses["dram"]["outputs"] == {"reads": 0, "writes": 48}
+    assert whole.accesses["dram"]["outputs"]["reads"] == (7 - 1) * 48  # K = 27: 7 row folds
+
+
+# -- invariants over the whole space --------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_mapping_keeps_the_invariants(data):
+    layer = data.draw(layers())
+    dataflow = data.draw(st.sampled_from(DATAFLOW_NAMES))
+    rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    caps = [data.draw(st.sampled_from([0, 8, 40, 10**6])) for _ in range(3)]
+    profile = caps_profile(dataflow, rows, cols, max(caps[0], 1), max(caps[1], 1), caps[2])
+    masks = random_masks(layer, np.random.default_rng(data.draw(st.integers(0, 99))))
+    df = get_dataflow(dataflow)
+    reference = None
+    for mapping in mapping_space(layer, df, rows, cols):
+        counts = simulate_layer(profile, layer, df, masks.weight_mask, masks.input_mask, cycle_level=False, mapping=mapping)
+        assert counts.effective_macs + counts.gated_macs == counts.macs == int(np.prod(layer.gemm)) * layer.groups
+        reference = counts.effective_macs if reference is None else reference
+        assert counts.effective_macs == reference  # the mapping never changes which MACs are effective
+        assert counts.accesses["dram"]["inputs"]["reads"] >= int(input_footprint(layer).sum())
+        assert counts.accesses["dram"]["outputs"]["writes"] >= layer.groups * layer.gemm[0] * layer.gemm[2]
+
+
+def test_space_is_distinct_and_starts_with_scalesim():
+    layer = conv(c_in=3, c_out=7, hw=(6, 4), padding=(1, 0))
+    space = mapping_space(layer, get_dataflow("ws"), 4, 3)
+    assert space[0] == SCALESIM
+    # stream M = 12: tiles 1, 2, 3, 4, 6, 12; 1 tile: 2 orders (time's place is moot), else 6.
+    assert len(space) == 2 + 5 * 6 == len(set(space))
+    fc = linear(f_in=30, f_out=3)  # one col block, stream 1: a single mapping
+    assert mapping_space(fc, get_dataflow("ws"), 4, 3) == [SCALESIM]
+
+
+# -- the search -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", ["energy", "latency", "edp"])
+def test_search_is_the_exhaustive_minimum(objective):
+    layer = conv(c_in=3, c_out=7, hw=(6, 4), padding=(1, 0))
+    profile = caps_profile("ws", 4, 3, 60, 40, 30, "memory.dram.bandwidth_words_per_cycle=2")
+    df = get_dataflow("ws")
+    best, evaluated = search_mapping(profile, layer, df, objective)
+    brute = []
+    for mapping in mapping_space(layer, df, 4, 3):
+        counts = simulate_layer(profile, layer, df, cycle_level=False, mapping=mapping)
+        energy = priced(profile, counts)
+        brute.append({"energy": energy, "latency": counts.cycles, "edp": energy * counts.cycles}[objective])
+    assert brute.index(min(brute)) == [m.name for m in mapping_space(layer, df, 4, 3)].index(best.name)
+    assert search_mapping(profile, layer, df, objective)[0] == best  # deterministic
+    assert len(evaluated) == len(brute)
+
+
+def test_searched_profile_reports_and_uses_its_mapping():
+    layer = conv(c_in=3, c_out=3, hw=(4, 4), padding=(1, 1))
+    base = ["memory.buffer.ifmap_words=100000", "memory.buffer.filter_words=100000", "memory.buffer.ofmap_words=60"]
+    scalesim = estimate_layer(layer, profile_for("ws", 4, 3, *base))
+    searched = estimate_layer(layer, profile_for("ws", 4, 3, *base, "mapping.search=energy"))
+    assert scalesim.extra["mapping"]["name"] == "time>cols>rows/1" and scalesim.extra["mapping"]["search"] == "scalesim"
+    assert searched.extra["mapping"]["search"] == "energy" and searched.extra["mapping"]["stream_tiles"] > 1
+    assert searched.energy < scalesim.energy
+    # A pattern is evaluated on the dense layer's mapping.
+    masks = random_masks(layer, np.random.default_rng(1))
+    sparse = estimate_layer(layer, profile_for("ws", 4, 3, *base, "mapping.search=energy"), masks)
+    assert sparse.extra["mapping"] == searched.extra["mapping"]
+
+
+def test_mapping_keys_are_validated():
+    with pytest.raises(SpecError, match="mapping.search must be one of 'scalesim', 'energy', 'latency', 'edp', got 'fast'"):
+        load_profile("edge-16x16", ["mapping.search=fast"])
+    with pytest.raises(SpecError, match="array.preload_overlap must be true or false"):
+        load_profile("edge-16x16", ["array.preload_overlap=3"])
+    assert load_profile("edge-16x16").mapping.search == "scalesim"
+    assert load_profile("edge-16x16").array.preload_overlap is False
+
+
+def test_layer_counts_follow_the_profile_search():
+    layer = conv(c_in=3, c_out=3, hw=(4, 4), padding=(1, 1))
+    profile = caps_profile("ws", 4, 3, 10**6, 10**6, 60, "mapping.search=latency")
+    counts = layer_counts(layer, profile, cycle_level=False)
+    best, _ = search_mapping(profile, layer, get_dataflow("ws"), "latency")
+    assert counts.plan.mapping == best
+
+
+# -- downstream: the coefficient table -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lenet5_workload():
+    import warnings
+
+    from energysim import build_model, extract_workload
+
+    model, shape = build_model("lenet5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return extract_workload(model, shape, name="lenet5")
+
+
+def test_table_records_its_mapping_and_refuses_another(lenet5_workload, tmp_path):
+    from energysim.coeffs import CoefficientTable, coefficient_table, verify_table
+
+    searched = load_profile("edge-16x16", ["mapping.search=energy", "memory.buffer.ofmap_words=512"])
+    table = coefficient_table(lenet5_workload, searched)
+    assert table.mapping == "energy"
+    df = get_dataflow("ws")
+    expected = {layer.name: search_mapping(searched, layer, df, "energy")[0].name for layer in lenet5_workload.layers}
+    assert table.mappings == expected and any(not name.endswith("/1") for name in expected.values())
+    table.save(tmp_path / "t.json")
+    assert CoefficientTable.load(tmp_path / "t.json", searched).to_dict() == table.to_dict()
+    scalesim = load_profile("edge-16x16", ["memory.buffer.ofmap_words=512"])
+    with pytest.raises(ValueError, match="stale coefficient table: built with mapping.search 'energy', the profile has 'scalesim'"):
+        CoefficientTable.load(tmp_path / "t.json", scalesim)
+    with pytest.raises(ValueError, match="mapping.search 'energy', verifying with 'scalesim'"):
+        verify_table(table, lenet5_workload, scalesim)
+    # The table of the searched mapping predicts the estimator on that mapping.
+    for row in verify_table(table, lenet5_workload, searched, densities=(0.3, 1.0), seed=2):
+        assert abs(row["worst"]["random"]) < 1e-2, row
+
+
+def test_simulate_json_reports_the_chosen_mapping(tmp_path):
+    import json
+
+    from compress.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["simulate", "--model", "lenet5", "--profile", "edge-16x16", "--set", "mapping.search=energy",
+                 "--json", str(out)]) == 0  # fmt: skip
+    layers = json.loads(out.read_text())["layers"]
+    assert all(l["extra"]["mapping"]["search"] == "energy" for l in layers)
+    assert {"order", "stream_tiles", "name"} <= set(layers[0]["extra"]["mapping"])
+
+
+@pytest.mark.parametrize("extra", [("mapping.search=energy", "memory.buffer.ofmap_words=40"), ("array.preload_overlap=true",)])
+def test_skip_group_split_adds_up_on_any_mapping(extra):
+    """The skip-group table of a searched mapping (or with preload overlap) still adds up: the
+    constant is the layer with no weight, constant + every group + every shared item the layer
+    with one weight per group (tests/test_groups.py checks the same on SCALE-Sim's mapping)."""
+    import torch
+
+    from energysim import extract_workload
+    from energysim.coeffs import coefficient_table, pattern_features
+    from energysim.model.groups import weight_groups
+
+    model = torch.nn.Conv2d(3, 7, 3)
+    workload = extract_workload(model, (3, 6, 6))
+    layer = workload.layers[0]
+    profile = load_profile("edge-16x16", ["array.rows=4", "array.cols=3", "sparsity.weight_format=dense", *extra])
+    table = coefficient_table(workload, profile)
+    coeffs = table.layer(layer.name)
+    if "mapping.search=energy" in extra:
+        assert not table.mappings[layer.name].endswith("/1")  # a stream-tiled mapping
+    ids, _ = weight_groups(layer, profile, get_dataflow("ws"))
+    none = np.zeros(layer.weight_shape, bool)
+    probe = np.zeros(ids.size, bool)
+    probe[np.unique(ids.reshape(-1), return_index=True)[1]] = True
+    for weights in (none, probe.reshape(layer.weight_shape)):
+        ls = LayerSparsity(weights, None)
+        truth = estimate_layer(layer, profile, ls).energy
+        assert coeffs.predict(pattern_features(layer, ls, profile)) == pytest.approx(truth, rel=1e-9)
