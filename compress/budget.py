@@ -15,6 +15,11 @@ or channel, an output tile) split evenly among the groups that use them, and the
 of the layer with every group skipped. :meth:`EnergyModel.costs` stays the unstructured
 view: there every group is charged, as if kept (an upper bound of the group terms).
 
+On an N:M array (``sparsity.nm``), :meth:`EnergyModel.nm_costs` gives each layer's two
+prices (:class:`compress.nm.NMCost`): run dense (the table's row) and N:M-compressed (its
+``nm`` terms, every compressed tile charged as kept); the skip groups of the other views
+are those of the dense mapping.
+
 Layers without weights (a ``matmul`` of two activations: Q K^T, attention x V) are
 constants of the table; their energy is added to the constant of the weighted layer that
 runs last before them (the first weighted layer for those that run before any), so every
@@ -34,7 +39,9 @@ from energysim.sparsity import LayerSparsity
 
 from energysim.dataflow import get_dataflow
 from energysim.model.groups import shared_incidence, weight_groups
+from energysim.model.nm import structure_mask, without_nm
 
+from .nm import NMCost
 from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
 from .structured import GroupCost
 
@@ -66,6 +73,8 @@ class EnergyModel:
         self.estimator = estimator
         self.table: CoefficientTable = coefficient_table(workload, profile, estimator)
         self._groups: dict[tuple[str, str], tuple[torch.Tensor, np.ndarray, list]] = {}
+        # The dense mapping (the array without N:M), whose skip groups the table's rows price.
+        self._dense_profile = without_nm(profile)
         if not workload.weight_layers:
             raise ValueError(f"model {workload.model!r} has no layer with weights to prune")
         self._weighted = [self.table.layer(l.name) for l in workload.weight_layers]
@@ -89,9 +98,9 @@ class EnergyModel:
             )
             layer = self.workload.layer(name)
             dataflow = get_dataflow(self.profile.array.dataflow)
-            ids, _ = weight_groups(layer, self.profile, dataflow)
+            ids, _ = weight_groups(layer, self._dense_profile, dataflow)
             shared = []
-            for kind, (groups, keys, items) in shared_incidence(layer, self.profile, dataflow).items():
+            for kind, (groups, keys, items) in shared_incidence(layer, self._dense_profile, dataflow).items():
                 if kind in items_cost:
                     pairs = np.unique(groups * items + keys)
                     shared.append((pairs // items, pairs % items, np.asarray(items_cost[kind], np.float64)))
@@ -157,7 +166,7 @@ class EnergyModel:
         """Per layer, bool per skip group: whether it keeps a nonzero weight of ``weights``."""
         out = {}
         for c in self._weighted:
-            ids, own, _ = self._group_structure(c.name)  # the map of energysim's weight_groups, cached
+            ids, own, _ = self._group_structure(c.name)  # the map of energysim's weight_groups (dense mapping), cached
             nonzero = (weights[c.name].detach() != 0).cpu()
             out[c.name] = (torch.bincount(ids[nonzero], minlength=own.size) > 0).cpu().numpy()
         return out
@@ -202,6 +211,34 @@ class EnergyModel:
                 per_weight=cost.per_weight,
                 constant=max(coeffs.predict(empty), 0.0) + self._fixed.get(coeffs.name, 0.0),
             )
+        return out
+
+    @property
+    def has_nm(self) -> bool:
+        """Whether the table prices N:M-compressed layers (an N:M array and the systolic estimator)."""
+        return all(c.nm is not None for c in self._weighted)
+
+    def nm_costs(self, input_masks: Mapping[str, np.ndarray | None] | None = None) -> dict[str, NMCost]:
+        """Per-layer prices dense and N:M-compressed, given the current input masks (see the module docstring).
+
+        Raises
+        ------
+        ValueError
+            If the table has no N:M terms (see :attr:`has_nm`).
+        """
+        if not self.has_nm:
+            raise ValueError(f"profile {self.profile.name!r} with the {self.estimator!r} estimator prices no N:M layers")
+        input_masks = input_masks or {}
+        nm = self.profile.sparsity.nm
+        dense = self.costs(input_masks)
+        out = {}
+        for coeffs in self._weighted:
+            layer = self.workload.layer(coeffs.name)
+            mask = input_masks.get(coeffs.name)
+            # Every slot filled keeps every compressed tile; the effective MACs per weight stay the layer's average.
+            full = pattern_features(layer, LayerSparsity(structure_mask(layer, nm), mask), self.profile)
+            features = full | {"effective_macs": self._features(coeffs.name, mask)["effective_macs"]}
+            out[coeffs.name] = NMCost(coeffs.name, nm.n, nm.m, dense[coeffs.name], self._layer_cost(coeffs.nm_row(), features))
         return out
 
     def _features(self, name: str, input_mask: np.ndarray | None, weight_nnz: int | None = None) -> dict[str, int]:

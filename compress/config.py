@@ -60,7 +60,8 @@ class TrainConfig:
         Projection method, a key of :data:`compress.pruner.METHODS`.
     structure : str
         Weight structure, one of :data:`compress.pruner.STRUCTURES`: ``none`` (single
-        weights), ``tile`` (whole array tiles) or ``hybrid`` (tiles, then weights inside).
+        weights), ``tile`` (whole array tiles), ``hybrid`` (tiles, then weights inside) or
+        ``nm`` (each layer N:M-compressed or dense-pruned, on an N:M array).
     input_mask : bool
         Alternate weight phases with input-mask phases.
     epochs : int

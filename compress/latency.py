@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .nm import NMCost, proxy_nm_energy
 from .projection import LayerCost, nonzero_counts, proxy_energy
 from .schedule import InfeasibleBudgetError
 from .structured import GroupCost, proxy_group_energy
@@ -112,10 +113,12 @@ class LatencyBudget:
     costs: Mapping[str, GroupCost]
 
 
-def pattern_proxy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost | GroupCost]) -> float:
-    """The proxy energy (or cycles) of the nonzeros of ``weights`` under ``costs`` (per-weight or per-group)."""
+def pattern_proxy(weights: Mapping[str, torch.Tensor], costs: Mapping[str, LayerCost | GroupCost | NMCost]) -> float:
+    """The proxy energy (or cycles) of the nonzeros of ``weights`` under ``costs`` (per-weight, per-group or N:M)."""
     if all(isinstance(c, GroupCost) for c in costs.values()):
         return proxy_group_energy(weights, costs)
+    if all(isinstance(c, NMCost) for c in costs.values()):
+        return proxy_nm_energy(weights, costs)
     return proxy_energy(nonzero_counts(weights), costs)
 
 

@@ -45,6 +45,7 @@ from .masks import (
     weight_masks,
 )
 from .projection import LayerCost, floor_energy, layer_energy, nonzero_counts, project, proxy_energy
+from .nm import NMCost, asp_floor_energy, asp_magnitude_masks, nm_energy, nm_floor_energy, project_nm
 from .structured import GroupCost, group_energy, group_sums, project_groups
 from .schedule import (
     BudgetPlan,
@@ -84,9 +85,10 @@ def _ecc_masks(
 METHODS: dict[str, ProjectFn] = {"ecc": _ecc_masks, **BASELINES}
 
 #: Weight structures: ``none`` (single weights), ``tile`` (whole skip groups: the tiles an
-#: array skips when all their weights are zero) and ``hybrid`` (tiles, and single weights
-#: inside the kept ones).
-STRUCTURES = ("none", "tile", "hybrid")
+#: array skips when all their weights are zero), ``hybrid`` (tiles, and single weights
+#: inside the kept ones) and ``nm`` (on an N:M array: each layer N:M-compressed or
+#: dense-pruned, :mod:`compress.nm`).
+STRUCTURES = ("none", "tile", "hybrid", "nm")
 
 
 def _ecc_tile_masks(
@@ -103,14 +105,24 @@ def _ecc_hybrid_masks(
     return project_groups(weights, costs, budget, "hybrid").masks
 
 
-#: Structured projection methods by (method, structure), on :class:`~compress.structured.GroupCost`
-#: costs: ``ecc`` and the structured baselines of :mod:`compress.baselines`, each keeping one
-#: tile in every layer (:mod:`compress.keep_layers`; ECC reserves its best value / energy tile,
-#: magnitude its largest-norm tile).
+def _ecc_nm_masks(
+    weights: Mapping[str, torch.Tensor], costs: Mapping[str, NMCost], budget: float
+) -> dict[str, torch.Tensor]:
+    """Each layer N:M-compressed or dense-pruned, greedily by value per energy (:func:`compress.nm.project_nm`)."""
+    return project_nm(weights, costs, budget).masks
+
+
+#: Structured projection methods by (method, structure): on :class:`~compress.structured.GroupCost`
+#: costs (tile, hybrid) ``ecc`` and the structured baselines of :mod:`compress.baselines`, each
+#: keeping one tile in every layer (:mod:`compress.keep_layers`; ECC reserves its best value /
+#: energy tile, magnitude its largest-norm tile); on :class:`~compress.nm.NMCost` costs (nm)
+#: ``ecc`` and ``magnitude`` (NVIDIA ASP's rule, :func:`compress.nm.asp_magnitude_masks`).
 STRUCTURED_METHODS: dict[tuple[str, str], Callable[..., dict[str, torch.Tensor]]] = {
     ("ecc", "tile"): keep_every_layer(_ecc_tile_masks, "ratio"),
     ("ecc", "hybrid"): keep_every_layer(_ecc_hybrid_masks, "ratio"),
     **{key: keep_every_layer(fn, "norm") for key, fn in STRUCTURED_BASELINES.items()},
+    ("ecc", "nm"): _ecc_nm_masks,
+    ("magnitude", "nm"): asp_magnitude_masks,
 }
 
 # Re-projections the guarantee may take before giving up (each drops >= 1 weight).
@@ -242,7 +254,8 @@ class EnergyPruner:
         Weight structure, one of :data:`STRUCTURES`. ``tile`` and ``hybrid`` need an
         array that skips all-zero weight tiles (``sparsity.skip_zero_tiles`` with the WS or
         OS dataflow, ``systolic`` estimator) and a method with a structured version
-        (:data:`STRUCTURED_METHODS`: ``ecc``, ``magnitude``).
+        (:data:`STRUCTURED_METHODS`: ``ecc``, ``magnitude``); ``nm`` needs an N:M array
+        (``sparsity.nm``, ``systolic`` estimator) and ``ecc`` or ``magnitude`` (ASP).
     interval : int
         Optimizer steps between projections, >= 1.
     total_steps : int, optional
@@ -403,13 +416,19 @@ class EnergyPruner:
         parts = [n.encode() + b"\0" + np.packbits(a).tobytes() for n, a in arrays.items()]
         kept = None
         weights = effective_weights(self.model)
-        split = self.structure != "none" or (self.latency_target is not None and self.energy.has_groups)
+        # Tile structures split shared costs among the kept tiles; a latency budget prices the kept tiles' cycles.
+        split = self.structure in ("tile", "hybrid") or (self.latency_target is not None and self.energy.has_groups)
         if split and set(weights) >= {l.name for l in self.workload.weight_layers}:  # (before the masks: even split)
             kept = self.energy.kept_groups(weights)
             parts += [b"\1" + np.packbits(k).tobytes() for k in kept.values()]
         key = b"".join(parts)
         if key != self._costs_key:
-            costs = self.energy.costs(arrays) if self.structure == "none" else self.energy.group_costs(arrays, kept)
+            if self.structure == "none":
+                costs = self.energy.costs(arrays)
+            elif self.structure == "nm":
+                costs = self.energy.nm_costs(arrays)
+            else:
+                costs = self.energy.group_costs(arrays, kept)
             if self.latency_target is not None:
                 self._cycle_costs = self.energy.cycle_costs(kept)
             self._costs, self._costs_key = costs, key
@@ -469,6 +488,8 @@ class EnergyPruner:
         weights = effective_weights(self.model) or {  # before the masks are installed: the weights themselves
             l.name: layer_weight(self.model, l.name) for l in self.workload.weight_layers
         }
+        if self.structure == "nm":
+            return asp_floor_energy(costs) if self.method == "magnitude" else nm_floor_energy(costs, weights)
         return reserved_floor(costs, weights)
 
     # -- schedule ---------------------------------------------------------------------
@@ -774,8 +795,11 @@ class EnergyPruner:
                 "input_density": 1.0 if m is None else float(torch.count_nonzero(m)) / m.numel(),
                 "energy": layer.energy,
                 "energy_proxy": group_energy(cost, weights[layer.name]) if isinstance(cost, GroupCost)
+                else nm_energy(cost, weights[layer.name]) if isinstance(cost, NMCost)
                 else layer_energy(cost, counts[layer.name]),
             }
+            if "nm" in layer.extra:
+                row["nm"] = layer.extra["nm"]
             if layer.name in tiles:
                 row["tiles_kept"], row["tiles_total"] = tiles[layer.name]
             layers.append(row)
@@ -893,7 +917,16 @@ def _check_structure(method: str, structure: str, energy_model: EnergyModel) -> 
         return
     profile = energy_model.profile
     why = None
-    if energy_model.estimator != "systolic":
+    if structure == "nm":
+        if not profile.sparsity.nm.enabled:
+            why = (f"profile {profile.name!r} has no sparsity.nm, so no layer runs N:M-compressed "
+                   "(an N:M array sets sparsity.nm: {n: N, m: M}, e.g. the shipped nm-32x32)")
+        elif not energy_model.has_nm:
+            why = f"the {energy_model.estimator!r} estimator does not model N:M arrays (use --estimator systolic)"
+        elif (method, structure) not in STRUCTURED_METHODS:
+            names = sorted({m for m, s in STRUCTURED_METHODS if s == "nm"})
+            why = f"method {method!r} has no {structure!r} version (methods with one: {', '.join(names)})"
+    elif energy_model.estimator != "systolic":
         why = f"the {energy_model.estimator!r} estimator has no array tiles (use --estimator systolic)"
     elif not profile.sparsity.skip_zero_tiles:
         why = (f"profile {profile.name!r} has sparsity.skip_zero_tiles: false, so an all-zero tile saves nothing "

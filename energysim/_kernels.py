@@ -17,6 +17,9 @@ __all__ = [
     "block_sums_2d",
     "fold_trace",
     "fold_trace_parallel",
+    "nm_check",
+    "nm_compress",
+    "nm_slot_uses",
     "schedule_folds",
     "slice_unique_counts",
     "window_fetch",
@@ -74,6 +77,7 @@ def _stationary_row(effective, start, stationary_row, stream_row, prefix):
 def _trace_one_fold(
     f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
     group, row_start, rows_used, col_start, cols_used, stream_start, fold_start, preload, stream, effective, active,
+    select, select_origin, select_width,
 ):  # fmt: skip
     """Step fold ``f`` cycle by cycle: effective MACs and busy PEs per cycle into its slice."""
     g = group[f]
@@ -99,6 +103,18 @@ def _trace_one_fold(
             # Every operand of the fold is nonzero: every busy PE does an effective MAC.
             effective[base + i] += running
     if dense[f]:
+        return
+    if select_width > 0:
+        # N:M: PE (r, c) multiplies the input row it selects (one of select_width from
+        # select_origin[r]), so every kept PE adds its own row: O(kept PEs * stream).
+        for r in range(ru):
+            for c in range(cu):
+                if stationary[g, r0 + r, c0 + c] == 0:
+                    continue
+                row = row_stream[g, select[g, r0 + r, c0 + c]]
+                start = base + r + c
+                for t in range(stream):
+                    effective[start + t] += row[s0 + t]
         return
     if has_stationary and has_row and not has_col:
         prefix = np.empty(stream + 1, np.int64)
@@ -130,6 +146,7 @@ def _trace_one_fold(
 def _fold_trace(
     stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
     group, row_start, rows_used, col_start, cols_used, stream_start, fold_start, preload, stream, effective, active,
+    select, select_origin, select_width,
 ):  # fmt: skip
     """Per-cycle effective MACs and busy PEs of every fold.
 
@@ -142,12 +159,17 @@ def _fold_trace(
     ``effective`` and ``active`` (int32, one entry per layer cycle) are accumulated
     in place. Folds own disjoint cycle ranges, so the ``prange`` over them needs no
     reduction; without ``parallel=True`` it is a plain ``range``.
+
+    N:M arrays (``select_width`` = M > 0, WS only): the row stream holds the
+    uncompressed input rows (G, K, T), and PE ``(r, c)`` multiplies row
+    ``select[g, r, c]`` (int32, in ``[select_origin[r], select_origin[r] + M)``)
+    instead of row ``r``. With ``select_width`` 0 the select arrays are not read.
     """
     for f in prange(group.size):
         _trace_one_fold(
             f, stationary, row_stream, col_stream, has_stationary, has_row, has_col, dense,
             group, row_start, rows_used, col_start, cols_used, stream_start, fold_start, preload, stream,
-            effective, active,
+            effective, active, select, select_origin, select_width,
         )  # fmt: skip
 
 
@@ -353,4 +375,74 @@ def block_sums_2d(array, block1, block2, weight1, weight2):
                 for j in range(b2 * block2, min(size2, (b2 + 1) * block2)):
                     total += np.int64(array[g, i, j]) * weight2[g, j]
                 out[g, b1, b2] += total * w1
+    return out
+
+
+@njit(cache=True)
+def nm_compress(w, n, m, slots):
+    """N:M-compress weight masks along K (see :mod:`energysim.model.nm`).
+
+    Parameters
+    ----------
+    w : uint8 array (G, N, K)
+        Per group, one row per GEMM column (the torch weight's layout: K contiguous).
+
+    Returns
+    -------
+    ok : bool
+        Whether every group of ``m`` consecutive K of every column keeps at most ``n``
+        nonzeros (when not, the arrays are incomplete).
+    weights : uint8 array (G, N, slots)
+        1 where a slot holds a nonzero weight.
+    select : int32 array (G, N, slots)
+        The K index each slot selects (an empty slot: its group's first).
+    """
+    groups, cols, k = w.shape
+    weights = np.zeros((groups, cols, slots), np.uint8)
+    select = np.zeros((groups, cols, slots), np.int32)
+    for g in range(groups):
+        for c in range(cols):
+            slot = 0
+            for start in range(0, k, m):
+                stop = min(start + m, k)
+                kept = 0
+                for i in range(start, stop):
+                    if w[g, c, i] != 0:
+                        if kept == n:
+                            return False, weights, select
+                        weights[g, c, slot + kept] = 1
+                        select[g, c, slot + kept] = i
+                        kept += 1
+                width = min(n, stop - start)
+                for j in range(kept, width):
+                    select[g, c, slot + j] = start
+                slot += width
+    return True, weights, select
+
+
+@njit(cache=True)
+def nm_check(w, n, m):
+    """Whether weight masks ``w`` (G, N, K: one row per GEMM column) keep at most ``n`` of every ``m`` consecutive K."""
+    groups, cols, k = w.shape
+    for g in range(groups):
+        for c in range(cols):
+            for start in range(0, k, m):
+                kept = 0
+                for i in range(start, min(start + m, k)):
+                    kept += w[g, c, i] != 0
+                if kept > n:
+                    return False
+    return True
+
+
+@njit(cache=True)
+def nm_slot_uses(weights, select, per_k):
+    """Per kept slot ``(g, s, c)`` of ``weights`` (G, K', N), ``per_k[g, select[g, s, c]]``; 0 for empty slots (int64)."""
+    groups, slots, cols = weights.shape
+    out = np.zeros((groups, slots, cols), np.int64)
+    for g in range(groups):
+        for s in range(slots):
+            for c in range(cols):
+                if weights[g, s, c] != 0:
+                    out[g, s, c] = per_k[g, select[g, s, c]]
     return out

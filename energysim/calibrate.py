@@ -653,6 +653,12 @@ def calibrate(
     >>> result.profile.name
     'eyeriss-iclr19-calibrated'
     """
+    if base.sparsity.nm.enabled:
+        # The design has no column for compute.nm_select: the fit would put the selections' energy elsewhere.
+        raise ValueError(
+            f"{base.name}: calibration of an N:M array (sparsity.nm) is not supported: compute.nm_select is not "
+            "fitted; calibrate the profile without sparsity.nm (--set sparsity.nm.n=null --set sparsity.nm.m=null)"
+        )
     design = design_matrix(measurements, base, estimator, workloads)
     parameters, held = fit_design(design, base, fixed, rcond, max_relative_stderr, where=source)
     date = date or datetime.date.today().isoformat()

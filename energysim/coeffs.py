@@ -15,8 +15,12 @@ and its cycles (the *latency* coefficients, estimators that count cycles) as::
     cycles = cycles_constant + sum of group_cycles[g] over the kept skip groups g
                              + sum of slice_cycles[kind][i] over the shared items i the kept groups use
 
-The terms a layer does not need are 0 (None for the group terms). Each estimator
-derives its rows (:meth:`energysim.estimators.Estimator.coefficients`):
+The terms a layer does not need are 0 (None for the group terms). On a profile with
+``sparsity.nm`` a layer has two sets of terms: the row itself (the layer run dense, for a
+pattern that violates N:M) and ``nm`` (the same terms, energy and latency, for the layer
+N:M-compressed, with its skip groups in the compressed mapping); :func:`pattern_features`
+says which one a pattern takes (``nm``). Each estimator derives its rows
+(:meth:`energysim.estimators.Estimator.coefficients`):
 
 - ``paper`` (:func:`energysim.estimators.paper.coefficients`): read off the paper model's
   access counts in closed form (its relaxed energy is exactly this expression: per-weight
@@ -66,9 +70,11 @@ from .estimators import get_estimator
 from .files import atomic_write_json
 from .estimators.paper import paper_constants, pattern_counts
 from .dataflow import get_dataflow
+from .model.gemm import gemm_operands
 from .model.groups import has_weight_groups, kept_groups, shared_incidence, used_shared, weight_groups
+from .model.nm import nm_compliant, without_nm
 from .model.search import layer_mapping
-from .sparsity import LayerSparsity
+from .sparsity import LayerSparsity, nm_mask
 from .spec import Profile, load_profile
 from .workload import LayerSpec, Workload
 
@@ -81,7 +87,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,15 @@ class LayerCoefficients:
     cycles_constant: float | None = None
     group_cycles: list[float] | None = None
     slice_cycles: dict[str, list[float]] | None = None
+    nm: dict[str, Any] | None = None
+
+    def nm_row(self) -> "LayerCoefficients":
+        """The terms of the layer N:M-compressed, as a row of their own (``nm`` must be set)."""
+        return replace(self, **self.nm, nm=None)
+
+    def row_for(self, features: dict[str, Any]) -> "LayerCoefficients":
+        """The row that prices the pattern ``features`` describes: :meth:`nm_row` when it runs N:M-compressed."""
+        return self.nm_row() if features.get("nm") and self.nm is not None else self
 
     def weight_energy(self, weight_nnz: int) -> float:
         """The part of the energy proportional to the nonzero weights (piecewise)."""
@@ -120,6 +135,8 @@ class LayerCoefficients:
 
     def predict(self, features: dict[str, Any]) -> float:
         """Energy of a pattern described by :func:`pattern_features`."""
+        if features.get("nm") and self.nm is not None:
+            return self.nm_row().predict(features)
         groups = 0.0
         if self.group_cost is not None:
             groups = _kept_sum(self.group_cost, self.slice_cost, features)
@@ -136,6 +153,8 @@ class LayerCoefficients:
 
     def predict_cycles(self, features: dict[str, Any]) -> float | None:
         """Cycles of a pattern described by :func:`pattern_features` (None: the estimator counts none)."""
+        if features.get("nm") and self.nm is not None:
+            return self.nm_row().predict_cycles(features)
         if self.cycles_constant is None:
             return None
         if self.group_cycles is None:
@@ -167,7 +186,9 @@ def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> d
     """The counts the coefficients multiply, for one layer's pattern.
 
     ``kept_groups`` (bool per skip group, see :func:`energysim.model.groups.weight_groups`)
-    is present where the profile's array skips all-zero weight groups.
+    is present where the profile's array skips all-zero weight groups. On a profile with
+    ``sparsity.nm``, ``nm`` says whether the weights satisfy N:M (a weight mask of None is
+    dense, which does not), and the groups are those of the mapping the layer then runs.
     """
     counts = pattern_counts(layer, ls, paper_constants(profile))
     extra = counts["extra"]
@@ -180,6 +201,17 @@ def pattern_features(layer: LayerSpec, ls: LayerSparsity, profile: Profile) -> d
         "effective_macs": counts["effective_macs"],
     }
     dataflow = get_dataflow(profile.array.dataflow)
+    nm = profile.sparsity.nm
+    if nm.enabled:
+        features["nm"] = (
+            layer.has_weights
+            and ls.weight_mask is not None
+            and nm_compliant(gemm_operands(layer, ls.weight_mask, None).w, nm.n, nm.m)
+        )
+        if not features["nm"]:
+            profile = without_nm(profile)
+        elif profile.array.rows % nm.n:
+            return features  # the N:M terms have no skip groups here (an upper bound)
     if layer.has_weights and has_weight_groups(profile, dataflow):
         kept = kept_groups(layer, profile, dataflow, ls.weight_mask)
         features["kept_groups"] = kept
@@ -312,10 +344,13 @@ def coefficient_table(workload: Workload, profile: Profile | str, estimator: str
             **row,
         )
         dense = pattern_features(layer, LayerSparsity(), profile)
-        floor = dense | {"weights": 0, "effective_macs": 0}
-        if "kept_groups" in dense:
-            floor["kept_groups"] = np.zeros_like(dense["kept_groups"])
-            floor["used_slices"] = {op: np.zeros_like(used) for op, used in dense["used_slices"].items()}
+        # No weight: N:M-compliant on an N:M array, which then runs the layer compressed.
+        # A weightless layer is a constant (its floor is its dense pattern without weights).
+        floor = (
+            pattern_features(layer, LayerSparsity(np.zeros(layer.weight_shape, bool), None), profile)
+            if layer.has_weights
+            else dense | {"weights": 0, "effective_macs": 0}
+        )
         layers.append(replace(coeffs, dense_energy=coeffs.predict(dense), floor_energy=coeffs.predict(floor)))
     return CoefficientTable(
         workload.model, profile.name, profile.digest, estimator, profile.units, layers,
@@ -355,7 +390,10 @@ def verify_table(
     relaxed energy, which is what the table models). Where the table has skip-group
     costs it also draws, for every pair, a *tile* pattern (that share of the groups kept,
     dense inside) and a *mixed* one (that share of the groups kept, half of their weights
-    zero at random).
+    zero at random). Where it has N:M terms it draws an *nm* pattern (a random N:M pattern
+    keeping that share of the N candidates of every group) and, where those terms have
+    skip groups, an *nm-tiles* one (that share of the compressed tiles kept, every slot of a
+    kept tile drawn with probability one half).
 
     Returns
     -------
@@ -363,11 +401,12 @@ def verify_table(
         Per layer: ``name``, ``max_rel_error`` (signed: >0 means the table over-estimates,
         the largest in magnitude), ``min_rel_error``, ``upper_bound``, ``patterns``, and
         ``worst`` (the signed worst error per pattern kind: random, and tiles and mixed
-        where the table has group costs); where the estimator counts cycles,
-        ``cycles_worst``: the same for the table's cycles (:meth:`LayerCoefficients.predict_cycles`,
-        relative to the simulated cycles, or to one cycle where they are 0). The table's
-        cycles are exact on dense patterns and an upper bound for weights pruned inside kept
-        groups (mixed, random), so the figure of merit is the tiles column.
+        where the table has group costs, nm and nm-tiles where it has N:M terms); where the
+        estimator counts cycles, ``cycles_worst``: the same for the table's cycles
+        (:meth:`LayerCoefficients.predict_cycles`, relative to the simulated cycles, or to one
+        cycle where they are 0). The table's cycles are exact on dense patterns and an upper
+        bound for weights pruned inside kept groups (mixed, random), so the figure of merit is
+        the tiles column.
     """
     if table.mapping != profile.mapping.search:
         raise ValueError(f"table built with mapping.search {table.mapping!r}, verifying with {profile.mapping.search!r}")
@@ -381,8 +420,14 @@ def verify_table(
         coeffs = table.layer(layer.name)
         kinds = ["random"]
         if coeffs.group_cost is not None:
-            ids, count = weight_groups(layer, profile, dataflow)
+            ids, count = weight_groups(layer, without_nm(profile), dataflow)
             kinds += ["tiles", "mixed"]
+        nm = (profile.sparsity.nm.n, profile.sparsity.nm.m)
+        if coeffs.nm is not None:
+            kinds += ["nm"]
+            if coeffs.nm["group_cost"] is not None:
+                nm_ids, nm_count = weight_groups(layer, profile, dataflow)
+                kinds += ["nm-tiles"]
         errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         cycle_errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         # A layer without weights is a constant: the table claims only its dense energy.
@@ -391,6 +436,11 @@ def verify_table(
             for wd, xd in pairs:
                 if kind == "random":
                     weights = rng.random(layer.weight_shape) < wd
+                elif kind == "nm":
+                    weights = nm_mask(layer, nm, rng) & (rng.random(layer.weight_shape) < wd)
+                elif kind == "nm-tiles":
+                    weights = nm_mask(layer, nm, rng) & (rng.random(nm_count) < wd)[nm_ids]
+                    weights &= rng.random(layer.weight_shape) < 0.5
                 else:
                     weights = (rng.random(count) < wd)[ids]
                     if kind == "mixed":

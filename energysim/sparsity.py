@@ -19,9 +19,10 @@ __all__ = [
     "Sparsity",
     "load_checkpoint_file",
     "load_checkpoint_state",
+    "nm_mask",
 ]
 
-PATTERNS = ("random", "block", "channel")
+PATTERNS = ("random", "block", "channel", "nm")
 _BLOCK = 4  # side of the square blocks of the `block` pattern, in GEMM (K x N) positions
 
 
@@ -163,28 +164,43 @@ class Sparsity(Mapping[str, LayerSparsity]):
         input_density: float = 1.0,
         pattern: str = "random",
         seed: int = 0,
+        nm: tuple[int, int] | None = None,
     ) -> "Sparsity":
         """A synthetic pattern with exactly ``round(density * size)`` nonzeros per tensor.
 
         ``random`` picks positions uniformly; ``block`` zeroes whole 4x4 blocks of the
         GEMM view (weights) or of each channel plane (inputs); ``channel`` zeroes whole
-        output channels of the weights and whole input channels. A matmul's second operand
-        is an activation: it gets ``input_density``.
+        output channels of the weights and whole input channels; ``nm`` (weights; inputs
+        as ``random``) picks, in every group of ``nm = (N, M)`` consecutive weights along K
+        of every GEMM column (the last group may be shorter), N positions at random, and
+        keeps ``round(density * size)`` of these at random, as SCALE-Sim places N:M
+        zeros, so the weight density can be at most about N/M. A matmul's second operand
+        is an activation: it gets ``input_density`` (and the ``random`` pattern under ``nm``).
         """
         for what, value in (("weight density", weight_density), ("input density", input_density)):
             if not (isinstance(value, (int, float)) and 0 < value <= 1):
                 raise ValueError(f"{what} must be in (0, 1], got {value!r}")
         if pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
+        if (pattern == "nm") != (nm is not None):
+            raise ValueError("an N:M (nm) is given with pattern 'nm' and only then, got " + f"pattern {pattern!r}, nm {nm!r}")
+        if nm is not None and not (len(nm) == 2 and all(isinstance(v, int) and v > 0 for v in nm) and nm[0] < nm[1]):
+            raise ValueError(f"nm must be two integers N < M, got {nm!r}")
         rng = np.random.default_rng(seed)
         layers = {}
         for layer in workload.layers:
-            density = weight_density if layer.has_weights else input_density
+            plain = "random" if pattern == "nm" else pattern
+            if pattern == "nm" and layer.has_weights:
+                weight_mask = nm_mask(layer, nm, rng, weight_density)
+            else:
+                density = weight_density if layer.has_weights else input_density
+                weight_mask = None if density == 1 else _pattern_mask(layer.weight_shape, density, plain, rng)
             layers[layer.name] = LayerSparsity(
-                weight_mask=None if density == 1 else _pattern_mask(layer.weight_shape, density, pattern, rng),
-                input_mask=None if input_density == 1 else _pattern_mask(layer.input_shape, input_density, pattern, rng),
+                weight_mask=weight_mask,
+                input_mask=None if input_density == 1 else _pattern_mask(layer.input_shape, input_density, plain, rng),
             )
-        return cls(layers, f"synthetic {pattern} w={weight_density:g} x={input_density:g} seed={seed}")
+        kind = pattern if nm is None else f"{nm[0]}:{nm[1]}"
+        return cls(layers, f"synthetic {kind} w={weight_density:g} x={input_density:g} seed={seed}")
 
     @classmethod
     def from_activations(cls, model: torch.nn.Module, workload: Workload, batch: torch.Tensor) -> "Sparsity":
@@ -224,6 +240,48 @@ def _layer_weight(weight: torch.Tensor, layer: LayerSpec) -> torch.Tensor:
     if layer.weight_rows is not None:
         weight = weight[layer.weight_rows[0] : layer.weight_rows[1]]
     return weight
+
+
+def nm_mask(
+    layer: LayerSpec, nm: tuple[int, int], rng: np.random.Generator, density: float | None = None
+) -> np.ndarray:
+    """A random N:M weight mask of one layer (torch-shaped, bool): the ``nm`` pattern of :meth:`Sparsity.synthetic`.
+
+    In every group of M consecutive weights along K of every GEMM column (the last group
+    may be shorter) N positions are drawn at random; ``density`` None keeps all of them,
+    otherwise ``round(density * size)`` of them (at least one) are kept at random.
+
+    Raises
+    ------
+    ValueError
+        If ``density`` needs more nonzeros than N:M allows.
+    """
+    n, m = nm
+    out = layer.weight_shape[0]
+    k = int(np.prod(layer.weight_shape)) // out
+    groups = -(-k // m)
+    # Row o of weight.reshape(out, -1) is one GEMM column in K order, so the groups along K
+    # are runs of that row. Rank the positions of every group in a random order (the padding
+    # of a short last group last); the first N of each are the candidates.
+    keys = rng.random((out, groups, m))
+    keys.reshape(out, groups * m)[:, k:] = 2.0
+    order = np.argsort(keys, axis=2)
+    candidate = np.zeros((out, groups, m), bool)
+    np.put_along_axis(candidate, order[:, :, :n], True, axis=2)
+    candidate = candidate.reshape(out, groups * m)[:, :k]
+    if density is None:
+        return candidate.reshape(layer.weight_shape)
+    positions = np.flatnonzero(candidate)
+    size = out * k
+    keep = max(1, int(round(density * size)))
+    if keep > positions.size:
+        raise ValueError(
+            f"layer {layer.name!r}: weight density {density:g} needs {keep} nonzeros, but {n}:{m} allows at most "
+            f"{positions.size} of {size} (density {positions.size / size:.4g})"
+        )
+    flat = np.zeros(size, bool)
+    flat[rng.choice(positions, keep, replace=False)] = True
+    return flat.reshape(layer.weight_shape)
 
 
 def _pattern_mask(shape: tuple[int, ...], density: float, pattern: str, rng: np.random.Generator) -> np.ndarray:

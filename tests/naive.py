@@ -366,6 +366,185 @@ def naive_best_hybrid(weights, costs, capacity):
 
 
 # ---------------------------------------------------------------------------
+# N:M-compressed weight-stationary array (energysim.model.nm)
+#
+# Written out again from the issue's definition: every group of m consecutive
+# weights along K of a column holds at most n nonzeros; a column is stored as n
+# slots per group (the group's nonzeros in K order, then empty slots), the last
+# group min(K % m, n) slots; the array maps the slots to its rows (WS), every PE
+# of slot row s sees the m input columns of its group and multiplies the one its
+# weight came from. Plain loops over columns, groups, folds, cycles and PEs.
+# ---------------------------------------------------------------------------
+
+
+def naive_nm_compress(w, n, m):
+    """Per group g: (slots, select) lists of K' x N (slot holds a weight, its K index), or None if w violates n:m."""
+    groups, k_size, n_size = w.shape
+    slots_per_column = (k_size // m) * n + min(k_size % m, n)
+    out = []
+    for g in range(groups):
+        slots = [[False] * n_size for _ in range(slots_per_column)]
+        select = [[0] * n_size for _ in range(slots_per_column)]
+        for col in range(n_size):
+            slot = 0
+            for start in range(0, k_size, m):
+                kept = [k for k in range(start, min(start + m, k_size)) if w[g, k, col]]
+                if len(kept) > n:
+                    return None
+                width = min(n, min(start + m, k_size) - start)
+                for j in range(width):
+                    if j < len(kept):
+                        slots[slot][col] = True
+                        select[slot][col] = kept[j]
+                    else:
+                        select[slot][col] = start
+                    slot += 1
+        out.append((slots, select))
+    return out
+
+
+def naive_nm_systolic(x, elements, w, n, m, rows, cols, word_bits, skip_zero_tiles=False):
+    """An n:m layer on a rows x cols WS array with unlimited bandwidth, cycle by cycle.
+
+    Parameters
+    ----------
+    x : bool (G, M, K), the nonzero inputs (im2col view)
+    elements : int (G, M, K), the input element of each entry, -1 for padding
+    w : bool (G, K, N), n:m-compliant
+
+    Returns
+    -------
+    dict: trace (cycles, 3) of (effective, gated, idle) PEs, fold_effective (executed folds),
+    cycles (SCALE-Sim's last-cycle index), effective_macs, gated_macs, selections,
+    input_buffer_reads, weight_buffer_reads (slots + index bits per fold slice),
+    input_elements (distinct input elements the executed folds read)
+    """
+    compressed = naive_nm_compress(w, n, m)
+    groups, m_size, k_size = x.shape
+    n_size = w.shape[2]
+    slots_per_column = len(compressed[0][0])
+    fold_len = rows + rows - 1 + m_size + cols - 1
+    index_bits = (m - 1).bit_length()
+    trace, fold_effective = [], []
+    result = dict(effective_macs=0, gated_macs=0, selections=0, input_buffer_reads=0, weight_buffer_reads=0)
+    touched = set()
+    for g in range(groups):
+        slots, select = compressed[g]
+        for cb in range(-(-n_size // cols)):
+            for rb in range(-(-slots_per_column // rows)):
+                rows_here = [s for s in range(rb * rows, (rb + 1) * rows) if s < slots_per_column]
+                cols_here = [c for c in range(cb * cols, (cb + 1) * cols) if c < n_size]
+                if skip_zero_tiles and not any(slots[s][c] for s in rows_here for c in cols_here):
+                    continue
+                # Input columns of the groups the fold's slot rows belong to.
+                k_lo = rows_here[0] // n * m
+                k_hi = min(rows_here[-1] // n * m + m, k_size)
+                for i in range(m_size):
+                    for k in range(k_lo, k_hi):
+                        if elements[g, i, k] >= 0:
+                            result["input_buffer_reads"] += 1
+                            touched.add(int(elements[g, i, k]))
+                tile = len(rows_here) * len(cols_here)
+                result["weight_buffer_reads"] += tile + -(-tile * index_bits // word_bits)
+                eff_fold = 0
+                for tau in range(fold_len):
+                    counts = [0, 0, 0]
+                    for r in range(rows):
+                        for c in range(cols):
+                            t = tau - rows - r - c
+                            s, col = rb * rows + r, cb * cols + c
+                            if not (0 <= t < m_size and s < slots_per_column and col < n_size):
+                                counts[2] += 1
+                                continue
+                            result["selections"] += 1
+                            if slots[s][col] and x[g, t, select[s][col]]:
+                                counts[0] += 1
+                                eff_fold += 1
+                            else:
+                                counts[1] += 1
+                    trace.append(counts)
+                fold_effective.append(eff_fold)
+                result["effective_macs"] += eff_fold
+                result["gated_macs"] += tile * m_size - eff_fold
+    result["trace"] = np.array(trace, dtype=np.int64).reshape(-1, 3)
+    result["fold_effective"] = fold_effective
+    result["cycles"] = max(len(trace) - 1, 0)
+    result["input_elements"] = len(touched)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# N:M-structured projection (compress.nm)
+#
+# Costs are read by attribute (n, m, dense and nm, each with per_weight,
+# per_weight_overflow, breakpoint, constant); weights are torch tensors whose rows
+# (dim 0) are GEMM columns and whose flattened rest is K. Exhaustive subset
+# searches; nothing imported from the code under test.
+# ---------------------------------------------------------------------------
+
+
+def _naive_rows(weight):
+    values = weight.detach().cpu().double().reshape(weight.shape[0], -1).numpy()
+    return [list(map(float, row)) for row in values]
+
+
+def naive_is_nm(kept_rows, n, m):
+    """Whether every run of m consecutive K positions of every row keeps at most n (kept_rows: lists of bool)."""
+    return all(sum(row[s : s + m]) <= n for row in kept_rows for s in range(0, len(row), m))
+
+
+def naive_nm_price(cost, kept_rows):
+    """Energy of one layer keeping kept_rows: the nm price when N:M, else the dense price."""
+    mode = cost.nm if naive_is_nm(kept_rows, cost.n, cost.m) else cost.dense
+    return naive_layer_energy(mode, sum(map(sum, kept_rows)))
+
+
+def _naive_first_violation(rows, n, m):
+    """Smallest k whose top-k by |w| (ties: lower flat index) violates n:m; len + 1 when none does."""
+    flat = [(abs(v), i) for i, v in enumerate(x for row in rows for x in row) if v != 0]
+    flat.sort(key=lambda t: (-t[0], t[1]))
+    width = len(rows[0])
+    kept = [[False] * width for _ in rows]
+    for k, (_, i) in enumerate(flat, start=1):
+        kept[i // width][i % width] = True
+        if not naive_is_nm(kept, n, m):
+            return k
+    return len(flat) + 1
+
+
+def naive_nm_options(weight, cost, family_only):
+    """Every (energy, value, kept_rows) of one layer: all subsets of its nonzero weights, priced as the
+    array runs them; with family_only, violating subsets smaller than the first violating top-k are left out."""
+    rows = _naive_rows(weight)
+    width = len(rows[0])
+    nonzero = [i for i, v in enumerate(x for row in rows for x in row) if v != 0]
+    k0 = _naive_first_violation(rows, cost.n, cost.m)
+    options = []
+    for chosen in itertools.product((False, True), repeat=len(nonzero)):
+        kept = [[False] * width for _ in rows]
+        value = 0.0
+        for take, i in zip(chosen, nonzero):
+            if take:
+                kept[i // width][i % width] = True
+                value += rows[i // width][i % width] ** 2
+        if family_only and not naive_is_nm(kept, cost.n, cost.m) and sum(chosen) < k0:
+            continue
+        options.append((naive_nm_price(cost, kept), value, kept))
+    return options
+
+
+def naive_best_nm(weights, costs, capacity, family_only=True):
+    """Max total value over one option per layer with total energy <= capacity (None if none fits)."""
+    per_layer = [naive_nm_options(weights[name], costs[name], family_only) for name in weights]
+    best = None
+    for combo in itertools.product(*per_layer):
+        if sum(o[0] for o in combo) <= capacity * (1 + 1e-12):
+            value = sum(o[1] for o in combo)
+            best = value if best is None else max(best, value)
+    return best
+
+
+# ---------------------------------------------------------------------------
 # Mapped folds and their memory traffic (energysim.model.folds.Mapping, energysim.model.memory)
 #
 # Folds are generated by explicit nested loops in the mapping's order, slices are Python

@@ -29,6 +29,18 @@ def test_kernel_subset_without_jit():
     assert " passed" in done.stdout and "deselected" in done.stdout
 
 
+def test_nm_kernel_subset_without_jit():
+    """The N:M selection path of the trace kernel, as plain Python, against the brute force."""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_nm.py"),
+         "-k", "test_kernel_equals_brute_force and (True-1-2-4 or False-3-1-2)"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout
+
+
 def test_mapping_kernels_without_jit():
     """The refetch-window kernels (window_fetch, slice_unique_counts) and the mapped trace, as plain Python."""
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}

@@ -10,7 +10,7 @@ import yaml
 from energysim import SpecError, dump_profile, load_profile, shipped_profile_names
 from compress.cli import main
 
-SHIPPED = ["edge-16x16", "eyeriss-65nm", "eyeriss-iclr19", "tpu-like-128"]
+SHIPPED = ["edge-16x16", "eyeriss-65nm", "eyeriss-iclr19", "nm-32x32", "tpu-like-128"]
 
 VALID = {
     "version": 1,
@@ -35,7 +35,7 @@ def write(tmp_path, tree, name="edge.yaml"):
     return path
 
 
-def test_shipped_profiles_are_the_four_documented():
+def test_shipped_profiles_are_the_five_documented():
     assert shipped_profile_names() == SHIPPED
 
 
@@ -149,7 +149,7 @@ def test_missing_file_gives_exit_2(capsys):
     assert "/nonexistent/edge.yaml: no such profile file" in err
 
 
-def test_profiles_json_lists_all_four(capsys):
+def test_profiles_json_lists_all_five(capsys):
     assert main(["profiles", "--json", "-"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in listed] == SHIPPED

@@ -106,6 +106,8 @@ def test_keep_every_layer_reserves_the_best_tile_of_each_layer(lenet_costs):
     floor = reserved_floor(costs, weights)
     assert reserved_floor(costs) <= floor
     for (method, structure), fn in STRUCTURED_METHODS.items():
+        if structure == "nm":  # on NMCost prices (tests/test_pruner_nm.py)
+            continue
         masks = fn(weights, costs, floor * 1.05)
         assert all(bool(m.any()) for m in masks.values()), (method, structure)
         assert proxy_group_energy({n: masks[n] for n in weights}, costs) <= floor * 1.05

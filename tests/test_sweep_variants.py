@@ -49,14 +49,14 @@ def test_variants_are_checked():
         Variant("magnitude", input_mask=True)
     with pytest.raises(ValueError, match="method must be one of ecc, magnitude"):
         Variant("ecc-mask")
-    with pytest.raises(ValueError, match="structure must be one of none, tile, hybrid, got 'channel'"):
+    with pytest.raises(ValueError, match="structure must be one of none, tile, hybrid, nm, got 'channel'"):
         Variant("ecc", structure="channel")
     with pytest.raises(ValueError, match="method 'uniform' has no 'tile' structure"):
         Variant("uniform", structure="tile")
     assert Variant.from_name("magnitude+hybrid") == Variant("magnitude", False, "hybrid")
     with pytest.raises(ValueError, match=r"unknown methods \['magnitude-mask'\]"):
         config("x", ("magnitude-mask",))
-    with pytest.raises(ValueError, match=r"unknown structures \['channel'\]; known: none, tile, hybrid"):
+    with pytest.raises(ValueError, match=r"unknown structures \['channel'\]; known: none, tile, hybrid, nm"):
         config("x", ("ecc",), structures=("none", "channel"))
 
 
@@ -75,7 +75,7 @@ def test_cli_structures(tmp_path, capsys):
     assert (args.methods, args.structures) == (("ecc", "ecc-mask"), ("none",))
     assert main(["sweep", *CLI, "--budgets", "0.5", "--structures", "channel", "--out", str(tmp_path / "s")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("note: ")]
-    assert errors == ["ecc sweep: error: unknown structures ['channel']; known: none, tile, hybrid"]
+    assert errors == ["ecc sweep: error: unknown structures ['channel']; known: none, tile, hybrid, nm"]
     assert not (tmp_path / "s").exists()
 
 
@@ -134,7 +134,7 @@ def test_files_of_earlier_sweeps_read_with_the_variant_parts(masked, tmp_path):
 
 @pytest.mark.parametrize("column, value, message", [
     ("input_mask", "False", "line 2, column 'input_mask' must be True for method 'ecc-mask', got False"),
-    ("structure", "channel", "line 2, column 'structure' must be one of none, tile, hybrid, got 'channel'"),
+    ("structure", "channel", "line 2, column 'structure' must be one of none, tile, hybrid, nm, got 'channel'"),
     ("method", "ecc+none", "line 2, column 'method' must be one of ecc, ecc-mask"),
 ])
 def test_a_row_whose_parts_contradict_its_variant_is_named(masked, tmp_path, column, value, message):
@@ -155,7 +155,7 @@ def test_sweep_json_structures_are_checked(masked, tmp_path):
     settings_ = json.loads((out / "sweep.json").read_text())
     (tmp_path / "sweep.json").write_text(json.dumps({**settings_, "structures": ["none", "channel"]}))
     with pytest.raises(SweepFileError, match=r"field structures must be a non-empty list of distinct values, "
-                                             r"each one of none, tile, hybrid, got \['none', 'channel'\]"):
+                                             r"each one of none, tile, hybrid, nm, got \['none', 'channel'\]"):
         read_settings(tmp_path)
 
 

@@ -88,7 +88,10 @@ RANGES = {
     "memory.dram.write": _ENERGY,
     "compute.mac": _ENERGY,
     "compute.gated_mac": _ENERGY,
+    "compute.nm_select": _ENERGY,
     "leakage_mw": _ENERGY,
+    "sparsity.nm.n": (1, 15),
+    "sparsity.nm.m": (2, 16),
 }
 
 
@@ -102,7 +105,7 @@ def _assert_sane(profile) -> None:
     for path, (low, high) in RANGES.items():
         value = flat[path]
         if value is None:
-            assert path.startswith("memory.buffer."), path
+            assert path.startswith(("memory.buffer.", "sparsity.nm.")), path
             continue
         assert type(value) is (int if isinstance(low, int) else float), (path, value)
         if path == "memory.dram.bandwidth_words_per_cycle" and value == math.inf:
@@ -301,7 +304,7 @@ def test_profiles_json_without_a_value_writes_to_stdout(capsys, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert main(["profiles", "--json"]) == 0
     listed = _strict_json(capsys.readouterr().out)
-    assert [p["name"] for p in listed] == ["edge-16x16", "eyeriss-65nm", "eyeriss-iclr19", "tpu-like-128"]
+    assert [p["name"] for p in listed] == ["edge-16x16", "eyeriss-65nm", "eyeriss-iclr19", "nm-32x32", "tpu-like-128"]
     assert main(["profiles", "--show", "edge-16x16", "--json"]) == 0
     assert _strict_json(capsys.readouterr().out)["name"] == "edge-16x16"
     assert list(tmp_path.iterdir()) == []

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "energy and the floor (all weights zero); where the array skips all-zero weight tiles, the cost of "
             "each tile (skip group) and of the inputs and output tiles several tiles share. --verify compares "
             "the table with the full estimator on random patterns of 5%%-100%% density (and, with tile costs, "
-            "on patterns of whole tiles and of tiles with random zeros inside), and the table's cycles (the latency "
-            "coefficients: constant cycles plus each kept tile's) with the simulated cycles."
+            "on patterns of whole tiles and of tiles with random zeros inside; on an N:M array, with sparsity.nm, "
+            "on random N:M patterns and on whole compressed tiles of N:M patterns), and the table's cycles (the "
+            "latency coefficients: constant cycles plus each kept tile's) with the simulated cycles."
         ),
     )
     add_model_args(parser)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if checks is not None:
         print()
         print("verification against the full estimator (signed relative error, >0 = table over-estimates):")
-        kinds = [k for k in ("random", "tiles", "mixed") if any(k in r["worst"] for r in checks)]
+        kinds = [k for k in ("random", "tiles", "mixed", "nm", "nm-tiles") if any(k in r["worst"] for r in checks)]
         print(format_table(
             ["layer", "worst error", "lowest", *[f"worst {k}" for k in kinds], "patterns"],
             [[r["name"], f"{r['max_rel_error']:+.2e}", f"{r['min_rel_error']:+.2e}",

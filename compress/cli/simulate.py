@@ -13,6 +13,7 @@ _KIND = {"conv": "conv", "depthwise": "dw", "linear": "fc", "matmul": "mm"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     from energysim.estimators import ESTIMATORS
+    from energysim.sparsity import PATTERNS
 
     parser = sub.add_parser(
         "simulate",
@@ -32,7 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", metavar="PATH", help="state_dict file or `ecc train` run directory (its model.pt)")
     parser.add_argument("--weight-density", type=float, default=None, metavar="D", help="synthetic weight density in (0,1]")
     parser.add_argument("--input-density", type=float, default=None, metavar="D", help="synthetic input density in (0,1]")
-    parser.add_argument("--pattern", choices=("random", "block", "channel"), default="random", help="synthetic pattern")
+    parser.add_argument(
+        "--pattern", choices=PATTERNS, default="random",
+        help="synthetic pattern (nm: N:M zeros along K, random among each group; inputs random)",
+    )
+    parser.add_argument(
+        "--nm", metavar="N:M", default=None,
+        help="N:M of --pattern nm, e.g. 2:4 (default: the profile's sparsity.nm)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic pattern and model initialisation")
     parser.add_argument(
         "--inputs-from", metavar="DATASET", default=None,
@@ -61,11 +69,30 @@ def si(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def sparsity_from_args(args, model, shape, workload):
+def _nm_from_args(args, profile) -> tuple[int, int] | None:
+    """The (N, M) of ``--pattern nm``: ``--nm N:M``, else the profile's ``sparsity.nm``."""
+    if args.nm is not None and args.pattern != "nm":
+        raise ValueError(f"--nm is for --pattern nm, got --pattern {args.pattern}")
+    if args.pattern != "nm":
+        return None
+    if args.weight_density is None:
+        raise ValueError("--pattern nm needs --weight-density (at most N/M)")
+    if args.nm is None:
+        if not profile.sparsity.nm.enabled:
+            raise ValueError(f"--pattern nm needs --nm N:M: profile {profile.name} has no sparsity.nm")
+        return profile.sparsity.nm.n, profile.sparsity.nm.m
+    n, sep, m = args.nm.partition(":")
+    if not (sep and n.strip().isdigit() and m.strip().isdigit() and 0 < int(n) < int(m)):
+        raise ValueError(f"--nm must be N:M with integers 0 < N < M, e.g. 2:4, got {args.nm!r}")
+    return int(n), int(m)
+
+
+def sparsity_from_args(args, model, shape, workload, profile):
     """The sparsity pattern the options ask for (see ``ecc simulate --help``)."""
     from compress.rundir import model_file
     from energysim.sparsity import Sparsity, load_checkpoint_state
 
+    nm = _nm_from_args(args, profile)
     synthetic = args.weight_density is not None or args.input_density is not None
     if synthetic and args.checkpoint:
         raise ValueError("--checkpoint and synthetic densities are exclusive: choose one source of weights")
@@ -90,6 +117,7 @@ def sparsity_from_args(args, model, shape, workload):
             1.0 if args.input_density is None else args.input_density,
             args.pattern,
             args.seed,
+            nm,
         )
     else:
         sparsity = Sparsity.from_model(model, workload)
@@ -110,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     profile = profile_from_args(args)
     model, shape, workload = model_from_args(args)
-    sparsity = sparsity_from_args(args, model, shape, workload)
+    sparsity = sparsity_from_args(args, model, shape, workload, profile)
     report = simulate(workload, profile, args.estimator, sparsity)
     trace = _trace(args, workload, profile, sparsity) if args.trace else None
     if args.json:
@@ -178,4 +206,12 @@ def render(report) -> str:
         lines.append(f"relaxed energy (the paper's projection bound): {report.energy_relaxed:.6g}")
     if t["stall_cycles"]:
         lines.append(f"stall cycles (DRAM bandwidth): {si(t['stall_cycles'])} of {si(t['cycles'])}")
+    status = {l.name: l.extra["nm"] for l in report.layers if "nm" in l.extra}
+    if status:
+        compressed = [name for name, nm in status.items() if nm]
+        dense = [name for name, nm in status.items() if not nm]
+        lines.append(
+            f"N:M-compressed layers: {', '.join(compressed) or 'none'}; "
+            f"run dense (weights violate N:M): {', '.join(dense) or 'none'}"
+        )
     return "\n".join(lines)

@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--structure", default=None, choices=list(STRUCTURES),
         help="weight structure: none (single weights, default), tile (whole array tiles: the folds an array "
-             "with skip_zero_tiles skips) or hybrid (tiles, then single weights inside the kept ones)",
+             "with skip_zero_tiles skips), hybrid (tiles, then single weights inside the kept ones) or nm (on an "
+             "N:M array, a profile with sparsity.nm: each layer N:M-compressed or dense-pruned; magnitude is then "
+             "NVIDIA ASP's keep-N-of-every-M)",
     )
     parser.add_argument(
         "--input-mask", action="store_true", default=None, help="alternate weight and input-mask phases"

@@ -2,16 +2,19 @@
 
 An estimator counts, for one layer, the events a profile's per-access energies price
 (:class:`AccessCounts`): reads and writes per memory level and operand, effective and
-clock-gated MACs, and cycles (the leakage time). :func:`energy_breakdown` prices them::
+clock-gated MACs, operand selections of an N:M array, and cycles (the leakage time).
+:func:`energy_breakdown` prices them::
 
     energy = sum over levels and operands of (reads * read + writes * write)
            + effective MACs * compute.mac + gated MACs * compute.gated_mac
+           + selections * compute.nm_select
            + leakage_mw * leakage time
 
-The energy is linear in the nine :data:`PARAMETERS`: :func:`parameter_counts` gives,
-per energy level, the count that multiplies each one, and :func:`energy_breakdown` is
-exactly those counts times the profile's values. Calibration fits the values on the
-same counts, so a calibrated profile prices the counts as the estimator does.
+The energy is linear in the nine :data:`PARAMETERS` and, on an N:M array, in
+``compute.nm_select`` (:data:`NM_SELECT`): :func:`parameter_counts` gives, per energy
+level, the count that multiplies each one, and :func:`energy_breakdown` is exactly those
+counts times the profile's values. Calibration fits the nine on the same counts, so a
+calibrated profile prices the counts as the estimator does (it does not fit N:M arrays).
 
 The leakage time is ``cycles / clock_mhz`` (us), so ``leakage_mw`` times it is nJ,
 reported in pJ (x 1000) for pJ profiles. For ``normalized`` profiles ``leakage_mw`` is
@@ -24,10 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import reduce
 
+import numpy as np
+
 from ..report import LEVELS, MEMORY_LEVELS, OPERANDS
 from ..spec import Profile
 
-__all__ = ["PARAMETERS", "AccessCounts", "energy_breakdown", "leakage_time", "parameter_counts"]
+__all__ = ["NM_SELECT", "PARAMETERS", "AccessCounts", "energy_breakdown", "leakage_time", "parameter_counts"]
 
 #: The profile keys (dotted, as in ``Profile.to_flat``) that price counted events.
 PARAMETERS: tuple[str, ...] = (
@@ -41,6 +46,10 @@ PARAMETERS: tuple[str, ...] = (
     "memory.dram.write",
     "leakage_mw",
 )
+
+
+#: The profile key that prices N:M operand selections (counted only on an N:M array).
+NM_SELECT = "compute.nm_select"
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,9 @@ class AccessCounts:
     relaxed_macs : int or None
         MACs of the estimator's relaxed energy bound (``paper``: every output position
         of a nonzero weight); None when it has no such bound.
+    selections : int
+        Operand selections of an N:M array (one per MAC slot of a layer it runs
+        compressed, :mod:`energysim.model.nm`); 0 elsewhere.
     """
 
     accesses: dict[str, dict[str, dict[str, int]]]
@@ -71,6 +83,7 @@ class AccessCounts:
     gated_macs: int | None = None
     cycles: int | None = None
     relaxed_macs: int | None = None
+    selections: int = 0
 
     def relaxed(self) -> AccessCounts:
         """The counts of the relaxed bound: ``relaxed_macs`` as the effective MACs (self without a bound)."""
@@ -95,8 +108,9 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
     """Per energy level (:data:`~energysim.report.LEVELS`), the count multiplying each parameter.
 
     ``energy_by_level[level] = sum(n * value(p) for p, n in result[level].items())``;
-    every key is one of :data:`PARAMETERS` and each parameter prices one level. The
-    profile is used only for its clock and unit (the leakage time), not its energies.
+    every key is one of :data:`PARAMETERS` (or :data:`NM_SELECT`, present when there are
+    selections) and each parameter prices one level. The profile is used only for its clock
+    and unit (the leakage time), not its energies.
 
     Examples
     --------
@@ -114,6 +128,8 @@ def parameter_counts(profile: Profile, counts: AccessCounts) -> dict[str, dict[s
             writes += counts.accesses[level][op]["writes"]
         units[level] = {f"memory.{level}.read": reads, f"memory.{level}.write": writes}
     units["mac"] = {"compute.mac": counts.effective_macs, "compute.gated_mac": 0 if counts.gated_macs is None else counts.gated_macs}
+    if np.any(counts.selections):  # (an array when priced per skip group)
+        units["mac"][NM_SELECT] = counts.selections
     units["leakage"] = {"leakage_mw": leakage_time(profile, counts.cycles)}
     return units
 
@@ -144,7 +160,7 @@ def energy_breakdown(profile: Profile, counts: AccessCounts) -> tuple[float, dic
     >>> energy_breakdown(p, AccessCounts(acc, effective_macs=10))[0]
     430.0
     """
-    values = {key: reduce(getattr, key.split("."), profile) for key in PARAMETERS}
+    values = {key: reduce(getattr, key.split("."), profile) for key in (*PARAMETERS, NM_SELECT)}
     by_level = {}
     for level, units in parameter_counts(profile, counts).items():
         total = 0.0

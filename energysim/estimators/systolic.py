@@ -16,6 +16,7 @@ import numpy as np
 from ..dataflow import get_dataflow
 from ..model import LayerCounts, simulate_layer
 from ..model.groups import group_counts, has_weight_groups
+from ..model.nm import structure_mask, without_nm
 from ..model.search import layer_mapping
 from ..report import LayerReport
 from ..sparsity import LayerSparsity, Sparsity
@@ -58,7 +59,7 @@ def layer_counts(
 
 def _typed(counts: LayerCounts) -> AccessCounts:
     """The priced part of the model's counts."""
-    return AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles)
+    return AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles, selections=counts.selections)
 
 
 def access_counts(layer: LayerSpec, profile: Profile, layer_sparsity: LayerSparsity | None = None) -> AccessCounts:
@@ -100,7 +101,8 @@ def _report(layer: LayerSpec, profile: Profile, counts: LayerCounts) -> LayerRep
             "weights_resident": bool(counts.traffic.resident["weights"]),
             "partial_sums_on_chip": bool(counts.traffic.resident["outputs"]),
             "mapping": plan.mapping.to_dict() | {"name": plan.mapping.name, "search": profile.mapping.search},
-        },
+        }
+        | ({"nm": counts.nm is not None} if profile.sparsity.nm.enabled else {}),
     )
 
 
@@ -122,7 +124,9 @@ def estimate_layer(
     -------
     LayerReport
         ``extra`` holds dataflow, gemm, groups, folds, row_folds, col_folds,
-        executed_folds, fold_cycles, mapping_efficiency and buffer residency.
+        executed_folds, fold_cycles, mapping_efficiency and buffer residency; on a
+        profile with ``sparsity.nm``, ``nm``: whether the layer ran N:M-compressed
+        (``gemm`` and the folds are then the compressed ones).
 
     Examples
     --------
@@ -149,12 +153,29 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
     modelled: the row is an upper bound (skipping only removes work) and says so.
     The latency coefficients (``cycles_constant``, ``group_cycles``, ``slice_cycles``) come
     from the same split; without weight groups the cycles are the dense pattern's.
+
+    On a profile with ``sparsity.nm`` the row is the layer as the array runs it dense (the
+    profile without the key: a pattern that violates N:M), and ``nm`` holds the same terms
+    (energy and latency) for the layer N:M-compressed, its corners "all weights" being every
+    slot kept (the first N of every group of M). Compressed, the weight words and the cycles
+    do not depend on the pattern (only on which tiles are skipped), so these terms are exact;
+    its skip groups need N to divide ``array.rows``, else the ``nm`` terms are an upper bound.
     """
+    row = _coefficient_row(layer, without_nm(profile), np.ones(layer.weight_shape, bool))
+    nm = profile.sparsity.nm
+    row["nm"] = _coefficient_row(layer, profile, structure_mask(layer, nm)) if nm.enabled else None
+    return row
+
+
+def _coefficient_row(layer: LayerSpec, profile: Profile, all_weights: np.ndarray) -> dict[str, Any]:
+    """The terms of :func:`coefficients` on ``profile``, with ``all_weights`` the "all weights" corner."""
     dataflow = get_dataflow(profile.array.dataflow)
-    grouped = has_weight_groups(profile, dataflow)
+    grouped = has_weight_groups(profile, dataflow) and (
+        not profile.sparsity.nm.enabled or profile.array.rows % profile.sparsity.nm.n == 0
+    )
     upper_bound = profile.sparsity.skip_zero_tiles and not grouped
     corners = with_overrides(profile, {"sparsity.skip_zero_tiles": False}) if profile.sparsity.skip_zero_tiles else profile
-    none_w, all_w = np.zeros(layer.weight_shape, bool), np.ones(layer.weight_shape, bool)
+    none_w, all_w = np.zeros(layer.weight_shape, bool), all_weights
     none_x, all_x = np.zeros(layer.input_shape, bool), np.ones(layer.input_shape, bool)
 
     def energy(w: np.ndarray, x: np.ndarray) -> float:
@@ -163,7 +184,7 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
     e00, e10, e01 = energy(none_w, none_x), energy(all_w, none_x), energy(none_w, all_x)
     dense = layer_counts(layer, corners, LayerSparsity(all_w, all_x), cycle_level=False)
     e11, dense_levels, _ = energy_breakdown(corners, _typed(dense))
-    per_weight = (e10 - e00) / layer.weight_count
+    per_weight = (e10 - e00) / int(all_w.sum())
     per_effective_mac = (e11 - e10 - e01 + e00) / dense.effective_macs if dense.effective_macs else 0.0
     constant, group_cost, slice_cost = e00, None, None
     # Without weight groups the cycles are the dense pattern's: sparsity only removes weight
@@ -174,7 +195,8 @@ def coefficients(layer: LayerSpec, profile: Profile) -> dict[str, Any]:
         constant = energy_breakdown(profile, _typed(split.constant))[0]
 
         def priced(c: dict) -> np.ndarray:
-            return energy_breakdown(profile, AccessCounts(c["accesses"], c["effective_macs"], c["gated_macs"], c["cycles"]))[0]
+            counts = AccessCounts(c["accesses"], c["effective_macs"], c["gated_macs"], c["cycles"], selections=c["selections"])
+            return energy_breakdown(profile, counts)[0]
 
         # Groups are counted with one nonzero weight each: its per-weight and per-MAC parts are not the group's.
         groups = priced(split.groups) - per_weight - per_effective_mac * split.groups["effective_macs"]

@@ -10,6 +10,11 @@ IS skips on input tiles, which pruning does not control: it has no weight groups
 group* is one such weight set; its id is the weight-slice key of its folds
 (``FoldPlan.slice_key(("K", "N"))``), so ids run over ``groups x K blocks x N blocks``.
 
+On a profile with ``sparsity.nm`` everything here is the N:M-compressed mapping
+(:mod:`energysim.model.nm`; pass the profile without the key for the dense one): a tile
+is ``R`` slot rows, i.e. the weights of ``R/N`` groups of M, ``R·M/N`` consecutive K
+indices, whatever the pattern, when N divides R (required here).
+
 **What a group costs** comes from the model's own per-fold counts (no formula of its own):
 the layer is counted once with every group holding exactly one nonzero weight (every fold
 executes, with the least weight content) and once with no weight (every fold skipped). Each
@@ -44,9 +49,10 @@ from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import FoldPlan, plan_folds
 from .gemm import gemm_operands, input_index
-from .macs import fold_slice_sums
+from .macs import weighted_block_sums
 from .layer import LayerCounts, dense_input_slices, simulate_layer
 from .memory import rf_fold_accesses
+from .nm import nm_slots, structure_mask, structure_view
 from .search import layer_mapping
 
 __all__ = [
@@ -67,8 +73,41 @@ def has_weight_groups(profile: Profile, dataflow: Dataflow) -> bool:
 
 
 def _plan(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> FoldPlan:
+    """The layer's fold plan under its mapping: the compressed GEMM on an N:M profile."""
+    m_size, k, n = layer.gemm
+    nm = profile.sparsity.nm
+    if nm.enabled:
+        k = nm_slots(k, nm.n, nm.m)
     mapping = layer_mapping(profile, layer, dataflow)
-    return plan_folds(layer.gemm, layer.groups, dataflow, profile.array.rows, profile.array.cols, mapping)
+    return plan_folds((m_size, k, n), layer.groups, dataflow, profile.array.rows, profile.array.cols, mapping)
+
+
+def _k_block(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> int:
+    """K indices of the torch weight per skip-group row block (R, or R·M/N compressed)."""
+    nm = profile.sparsity.nm
+    if not nm.enabled:
+        return plan.block_size_of("K")
+    if profile.array.rows % nm.n:
+        raise ValueError(
+            f"profile {profile.name!r}: N:M skip groups need sparsity.nm.n ({nm.n}) to divide array.rows "
+            f"({profile.array.rows}), so that a tile holds whole groups of M"
+        )
+    return profile.array.rows * nm.m // nm.n
+
+
+def _k_ranges(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Per fold, the first and last K index (of the uncompressed GEMM) its inputs cover."""
+    if not profile.sparsity.nm.enabled:
+        return plan.start_of("K"), plan.start_of("K") + plan.extent_of("K") - 1
+    k_lo, k_hi = structure_view(layer, profile.sparsity.nm).k_range(plan)
+    return k_lo, k_hi - 1
+
+
+def _input_unique(layer: LayerSpec, profile: Profile, dataflow: Dataflow, plan: FoldPlan) -> np.ndarray:
+    """Distinct input elements of every fold's input slice (all folds executed, the plan's mapping)."""
+    if not profile.sparsity.nm.enabled:
+        return dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols, plan.mapping)[2]
+    return structure_view(layer, profile.sparsity.nm).input_slices(layer, plan, np.ones(plan.count, bool))[2]
 
 
 def _check_groups(profile: Profile, dataflow: Dataflow) -> None:
@@ -99,7 +138,7 @@ def weight_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> tup
     _check_groups(profile, dataflow)
     plan = _plan(layer, profile, dataflow)
     _, k, n = layer.gemm
-    bk, bn = plan.block_size_of("K"), plan.block_size_of("N")
+    bk, bn = _k_block(layer, profile, plan), plan.block_size_of("N")
     k_blocks, n_blocks = -(-k // bk), -(-n // bn)
     out = np.arange(layer.groups * n)
     by_row = (out // n) * (k_blocks * n_blocks) + (out % n) // bn
@@ -113,13 +152,14 @@ def kept_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow, weight_m
     _check_groups(profile, dataflow)
     plan = _plan(layer, profile, dataflow)
     ops = gemm_operands(layer, weight_mask, None)
-    nonzero = fold_slice_sums(plan, ops.w, ("K", "N"))
+    summed = weighted_block_sums(ops.w, _k_block(layer, profile, plan), plan.block_size_of("N"))
+    nonzero = summed[plan.group, plan.block_of("K"), plan.block_of("N")]
     count = _group_count(layer, plan)
     return np.bincount(plan.slice_key(("K", "N")), weights=nonzero, minlength=count) > 0
 
 
 def _group_count(layer: LayerSpec, plan: FoldPlan) -> int:
-    _, k, n = layer.gemm
+    _, k, n = plan.gemm
     return layer.groups * -(-k // plan.block_size_of("K")) * -(-n // plan.block_size_of("N"))
 
 
@@ -155,7 +195,7 @@ def shared_incidence(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> 
         out[kind] = (fold_group, keys, int(keys.max(initial=-1)) + 1)
     taps, _ = _channels(layer)
     per_group = layer.in_channels // layer.groups if layer.kind not in ("linear", "matmul") else layer.gemm[1]
-    k_start, k_end = plan.start_of("K"), plan.start_of("K") + plan.extent_of("K") - 1
+    k_start, k_end = _k_ranges(layer, profile, plan)
     first = plan.group * per_group + k_start // taps
     spans = k_end // taps - k_start // taps + 1
     fold = np.repeat(np.arange(plan.count), spans)
@@ -181,7 +221,7 @@ class GroupCounts:
         The layer with every group skipped (no weight).
     groups : dict
         Per group, float64 arrays (G,): ``accesses[level][operand][kind]`` for dram, buffer
-        and rf, ``effective_macs``, ``gated_macs`` and ``cycles``. The groups are counted
+        and rf, ``effective_macs``, ``gated_macs``, ``selections`` (N:M) and ``cycles``. The groups are counted
         with one nonzero weight each: their ``effective_macs`` are that weight's.
     slices : dict of str to dict
         For each kind of :data:`SHARED` the model needs here, the same counts per shared
@@ -214,14 +254,15 @@ def _empty_counts(size: int) -> dict:
         "accesses": {lv: {op: {"reads": zeros(), "writes": zeros()} for op in OPERANDS} for lv in MEMORY_LEVELS},
         "effective_macs": zeros(),
         "gated_macs": zeros(),
+        "selections": zeros(),
         "cycles": zeros(),
     }
 
 
-def _first_weights(layer: LayerSpec, plan: FoldPlan, groups: np.ndarray) -> np.ndarray:
-    """A weight mask with one nonzero weight, the first of its block, in each of ``groups``."""
+def _first_weights(layer: LayerSpec, plan: FoldPlan, bk: int, groups: np.ndarray) -> np.ndarray:
+    """A weight mask with one nonzero weight, the first of its block (``bk`` K indices), in each of ``groups``."""
     _, k, n = layer.gemm
-    bk, bn = plan.block_size_of("K"), plan.block_size_of("N")
+    bn = plan.block_size_of("N")
     k_blocks, n_blocks = -(-k // bk), -(-n // bn)
     nb = groups % n_blocks
     kb = (groups // n_blocks) % k_blocks
@@ -232,9 +273,16 @@ def _first_weights(layer: LayerSpec, plan: FoldPlan, groups: np.ndarray) -> np.n
 
 
 def _whole_groups(layer: LayerSpec, profile: Profile, dataflow: Dataflow, groups: np.ndarray) -> np.ndarray:
-    """A weight mask keeping every weight of ``groups`` (and none of the others)."""
+    """A weight mask keeping every weight of ``groups`` (and none of the others).
+
+    On an N:M profile "every weight" is every slot kept (the first N of each group of M along
+    K, :func:`energysim.model.nm.structure_mask`), so the layer still runs compressed.
+    """
     ids, count = weight_groups(layer, profile, dataflow)
-    return np.isin(ids, groups) if groups.size < count else np.ones(ids.shape, bool)
+    mask = np.isin(ids, groups) if groups.size < count else np.ones(ids.shape, bool)
+    if profile.sparsity.nm.enabled:
+        mask &= structure_mask(layer, profile.sparsity.nm)
+    return mask
 
 
 def _first_per_slice(fold_group: np.ndarray, fold_slice: np.ndarray, count: int) -> np.ndarray:
@@ -258,8 +306,10 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     fold_group = plan.slice_key(("K", "N"))
     incidence = shared_incidence(layer, profile, dataflow)
 
+    bk = _k_block(layer, profile, plan)
+
     def count_with(groups: np.ndarray, whole: bool = False) -> LayerCounts:
-        mask = _whole_groups(layer, profile, dataflow, groups) if whole else _first_weights(layer, plan, groups)
+        mask = _whole_groups(layer, profile, dataflow, groups) if whole else _first_weights(layer, plan, bk, groups)
         return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False, mapping=plan.mapping)
 
     every = np.arange(count)
@@ -274,7 +324,7 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
         for kind, values in rw.items():
             g["accesses"]["rf"][op][kind] = by_group(values.astype(np.float64))
 
-    unique = dense_input_slices(layer, dataflow, profile.array.rows, profile.array.cols, plan.mapping)[2].astype(np.float64)
+    unique = _input_unique(layer, profile, dataflow, plan).astype(np.float64)
     tile_words = (plan.extent_of("M") * plan.extent_of("N")).astype(np.float64)
     slices = {}
     shared = ["outputs"]
@@ -326,10 +376,13 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     effective = probe.effective.astype(np.float64)
     g["effective_macs"] = by_group(effective)
     g["gated_macs"] = by_group(plan.mac_slots - effective)
+    if probe.nm is not None:
+        g["selections"] = by_group(plan.mac_slots.astype(np.float64))
     # Cycles, twice: with one weight per group (the probe of every other count: the cycles the
     # energy's leakage is priced on) and with the kept groups dense, for the latency coefficients
     # (a compressed weight format moves fewer words for a sparser tile, so its stalls can only be
-    # fewer: exact for whole tiles, the dense tiles' stalls for weights pruned inside them).
+    # fewer: exact for whole tiles, the dense tiles' stalls for weights pruned inside them). On an
+    # N:M profile "dense" is every slot kept (:func:`_whole_groups`).
     def dram_words(c: dict) -> np.ndarray:
         return sum(c["accesses"]["dram"][op][kind] for op in OPERANDS for kind in ("reads", "writes"))
 

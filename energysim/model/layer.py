@@ -26,6 +26,7 @@ from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
 from .macs import fold_effective_macs, fold_slice_sums, stream_prefix
 from .memory import MemoryTraffic, buffer_capacities, first_occurrence_words, live_output_words, rf_accesses, weight_words
+from .nm import NMView, nm_view
 
 __all__ = ["LayerCounts", "cycle_trace", "fold_lead_cycles", "simulate_layer"]
 
@@ -57,6 +58,11 @@ class LayerCounts:
     traffic : MemoryTraffic
     trace : numpy.ndarray of int64 (cycles + 1, 3) or None
         Per cycle: effective, gated and idle PEs (only when simulated at cycle level).
+    nm : NMView or None
+        The compressed view when the profile's N:M array runs the layer compressed
+        (:mod:`energysim.model.nm`); None when it runs dense.
+    selections : int
+        N:M operand selections: the MAC slots of the executed folds of a compressed layer, else 0.
     """
 
     plan: FoldPlan
@@ -72,6 +78,8 @@ class LayerCounts:
     accesses: dict
     traffic: MemoryTraffic
     trace: np.ndarray | None = None
+    nm: NMView | None = None
+    selections: int = 0
 
     @property
     def utilization(self) -> float:
@@ -126,11 +134,14 @@ def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands,
     return ops, arranged, prefixes
 
 
-def _weight_slices(plan: FoldPlan, ops: GemmOperands, profile: Profile, executed: np.ndarray) -> tuple[dict, int]:
-    """Per-fold weight slice words (stored format) and the largest per-group footprint."""
+def _weight_slices(plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None) -> tuple[dict, int]:
+    """Per-fold weight slice words (stored format; N:M slots and indices when compressed) and the largest per-group footprint."""
     keys = plan.slice_key(("K", "N"))
-    nnz = fold_slice_sums(plan, ops.w, ("K", "N"))
-    words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
+    nnz = fold_slice_sums(plan, w, ("K", "N"))
+    if nm is None:
+        words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
+    else:
+        words = nm.stored_words(plan, profile.word_bits)
     _, at = np.unique(keys, return_index=True)
     footprint = int(np.bincount(plan.group[at], weights=words[at], minlength=plan.groups).max(initial=0))
     info = {
@@ -172,12 +183,14 @@ def cycle_trace(
     fold_start: np.ndarray,
     length: int,
     dense: np.ndarray | None = None,
+    nm: NMView | None = None,
     lead: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step every executed fold cycle by cycle (numba): effective MACs and busy PEs per cycle.
 
     ``dense`` (bool per fold, optional) marks folds whose operand slices have no zero:
     their effective MACs equal their busy PEs, which the kernel then uses directly.
+    ``nm`` (a compressed N:M layer): each PE multiplies the input row it selects.
     ``lead`` (per executed fold, default :func:`fold_lead_cycles` without overlap) is the
     preload before each fold's skew.
 
@@ -186,6 +199,8 @@ def cycle_trace(
     effective, active : numpy.ndarray of int32 (length,)
     """
     dummy = np.zeros((1, 1, 1), np.uint8)
+    select = np.zeros((1, 1, 1), np.int32) if nm is None else nm.select
+    origin = np.zeros(1, np.int64) if nm is None else nm.origin
     effective = np.zeros(length, np.int32)
     active = np.zeros(length, np.int32)
     run = np.flatnonzero(executed)
@@ -214,6 +229,9 @@ def cycle_trace(
         plan.stream,
         effective,
         active,
+        select,
+        origin,
+        0 if nm is None else nm.m,
     )
     return effective, active
 
@@ -230,10 +248,14 @@ def simulate_layer(
 ) -> LayerCounts:
     """Simulate one layer on ``profile``'s array with ``dataflow`` and ``mapping``.
 
+    A layer whose weights satisfy the profile's ``sparsity.nm`` runs compressed along K
+    (:mod:`energysim.model.nm`), its compressed GEMM folded under the same ``mapping``; any
+    other layer (a weightless matmul included) runs as on the array without N:M.
+
     Parameters
     ----------
     profile : Profile
-        Array size, buffers, DRAM bandwidth, weight format and ``skip_zero_tiles``.
+        Array size, buffers, DRAM bandwidth, weight format, ``skip_zero_tiles`` and ``nm``.
     layer : LayerSpec
     dataflow : Dataflow
     weight_mask, input_mask : numpy.ndarray of bool, optional
@@ -250,28 +272,43 @@ def simulate_layer(
     LayerCounts
     """
     rows, cols = profile.array.rows, profile.array.cols
-    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
     prefixes = None
     if weight_mask is None and input_mask is None:
         ops, arranged, prefixes = _dense_operands(layer, dataflow)
     else:
         ops = gemm_operands(layer, weight_mask, input_mask)
         arranged = dataflow.arrange(ops.x, ops.w)
+    # N:M compresses stored weights only: a matmul's second operand is an activation, run dense.
+    compress = profile.sparsity.nm.enabled and layer.has_weights and weight_mask is not None
+    nm = nm_view(ops.w, profile.sparsity.nm) if compress else None
+    w = ops.w
+    if nm is None:
+        plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
+    else:
+        # N:M: the GEMM view is compressed along K (M, K', N) and folded under the same mapping.
+        m_size, _, n_size = layer.gemm
+        plan = plan_folds((m_size, nm.slots, n_size), layer.groups, dataflow, rows, cols, mapping)
+        w = nm.weights
+        arranged = dataflow.arrange(ops.x, w)
+        prefixes = None
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
-        skip_source = ops.w if dataflow.skip_operand == "weights" else ops.x
+        skip_source = w if dataflow.skip_operand == "weights" else ops.x
         skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
         executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
 
-    weights, weight_footprint = _weight_slices(plan, ops, profile, executed)
+    weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm)
     in_footprint = int(input_footprint(layer).max())
     caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed))
     resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
     window = 0.0 if resident["inputs"] else caps.inputs / 2
-    keys, valid_words, unique, first, fetched = dense_input_slices(layer, dataflow, rows, cols, mapping, window)
-    if not executed.all():
-        unique, first, fetched = _input_slice_unique(layer, plan, keys, executed, window)
+    if nm is None:
+        keys, valid_words, unique, first, fetched = dense_input_slices(layer, dataflow, rows, cols, mapping, window)
+        if not executed.all():
+            unique, first, fetched = _input_slice_unique(layer, plan, keys, executed, window)
+    else:
+        keys, valid_words, unique, first, fetched = nm.input_slices(layer, plan, executed, window)
     inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first, "fetched": fetched}
     traffic = MemoryTraffic.build(plan, executed, inputs, weights, resident, caps)
 
@@ -293,11 +330,16 @@ def simulate_layer(
 
     trace = None
     if cycle_level:
-        x_size = plan.extent_of("M") * plan.extent_of("K")
-        x_nnz = valid_words if ops.dense_inputs else fold_slice_sums(plan, ops.x, ("M", "K"))
+        if nm is None:
+            x_size = plan.extent_of("M") * plan.extent_of("K")
+            x_nnz = valid_words if ops.dense_inputs else fold_slice_sums(plan, ops.x, ("M", "K"))
+        else:
+            k_lo, k_hi = nm.k_range(plan)
+            x_size = plan.extent_of("M") * (k_hi - k_lo)
+            x_nnz = valid_words if ops.dense_inputs else nm.input_slice_sums(plan, ops.x)
         w_size = plan.extent_of("K") * plan.extent_of("N")
         dense = (x_nnz == x_size) & (weights["nnz"] == w_size)
-        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense, lead)
+        eff_cycle, active = cycle_trace(plan, arranged, executed, fold_start, int(total), dense, nm, lead)
         effective = np.zeros(plan.count, np.int64)
         if run.size:
             # Each fold's sum runs to the next fold's start; stall cycles in between add 0.
@@ -305,7 +347,8 @@ def simulate_layer(
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
-        effective = np.where(executed, fold_effective_macs(plan, arranged, prefixes), 0)
+        per_fold = fold_effective_macs(plan, arranged, prefixes) if nm is None else nm.fold_effective_macs(plan, ops.x)
+        effective = np.where(executed, per_fold, 0)
 
     slots = int(plan.mac_slots[executed].sum())
     effective_macs = int(effective.sum())
@@ -325,4 +368,6 @@ def simulate_layer(
         accesses=accesses,
         traffic=traffic,
         trace=trace,
+        nm=nm,
+        selections=0 if nm is None else slots,
     )

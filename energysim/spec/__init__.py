@@ -8,7 +8,7 @@ from .loader import (
     shipped_profile_path,
     with_overrides,
 )
-from .profile import ArraySpec, BufferSpec, ComputeSpec, DramSpec, MemorySpec, Profile, RegisterFileSpec, SparsitySupport
+from .profile import ArraySpec, BufferSpec, ComputeSpec, DramSpec, MemorySpec, NMSupport, Profile, RegisterFileSpec, SparsitySupport
 from .schema import FIELDS, SpecError
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "DramSpec",
     "FIELDS",
     "MemorySpec",
+    "NMSupport",
     "Profile",
     "RegisterFileSpec",
     "SparsitySupport",

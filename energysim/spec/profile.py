@@ -16,6 +16,7 @@ __all__ = [
     "DramSpec",
     "MappingSpec",
     "MemorySpec",
+    "NMSupport",
     "Profile",
     "RegisterFileSpec",
     "SparsitySupport",
@@ -83,16 +84,35 @@ class MemorySpec:
 
 @dataclass(frozen=True)
 class ComputeSpec:
-    """Energy of an effective MAC and of a clock-gated one (a zero operand)."""
+    """Energy of an effective MAC, of a clock-gated one (a zero operand) and of one N:M operand selection."""
 
     mac: float
     gated_mac: float
+    nm_select: float = 0.0
+
+
+@dataclass(frozen=True)
+class NMSupport:
+    """N:M structured sparsity along K (``n``, ``m`` both None: the array has none)."""
+
+    n: int | None = None
+    m: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.m is not None
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of index stored per kept weight: ceil(log2 M)."""
+        return 0 if self.m is None else (self.m - 1).bit_length()
 
 
 @dataclass(frozen=True)
 class SparsitySupport:
     weight_format: str
     skip_zero_tiles: bool
+    nm: NMSupport = NMSupport()
 
 
 @dataclass(frozen=True)
@@ -136,7 +156,7 @@ class Profile:
             ),
             compute=ComputeSpec(**group("compute.")),
             leakage_mw=flat["leakage_mw"],
-            sparsity=SparsitySupport(**group("sparsity.")),
+            sparsity=SparsitySupport(**group("sparsity."), nm=NMSupport(**group("sparsity.nm."))),
             mapping=MappingSpec(**group("mapping.")),
         )
 

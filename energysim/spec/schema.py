@@ -23,7 +23,9 @@ __all__ = [
     "MAX_ENERGY",
     "MAX_PES",
     "MAX_RF_WORDS",
+    "MAX_NM_M",
     "MAX_WORD_BITS",
+    "NM_M_CHOICES",
     "SCHEMA_VERSION",
     "Field",
     "SpecError",
@@ -65,6 +67,10 @@ MAX_WORD_BITS = 64
 # 1e15 accesses far from float overflow. The floors keep leakage (leakage_mw * cycles /
 # clock_mhz) finite and stall cycles (ceil(words / bandwidth), int64) from overflowing.
 MAX_ENERGY = 1e9
+# N:M structured sparsity: M is a power of two (the index of a kept weight is log2 M bits),
+# at most 16 (the widest operand-selection multiplexer the model prices as one access).
+MAX_NM_M = 16
+NM_M_CHOICES = (2, 4, 8, 16)
 CLOCK_MHZ_RANGE = (1e-3, 1e6)
 BANDWIDTH_RANGE = (1e-3, 1e9)
 
@@ -278,11 +284,24 @@ FIELDS: dict[str, Field] = {
     "memory.dram.write": Field(**_ENERGY, doc="energy per DRAM word written"),
     "compute.mac": Field(**_ENERGY, doc="energy of an effective MAC (both operands nonzero)"),
     "compute.gated_mac": Field(**_ENERGY | dict(default=0.0), doc="energy of a clock-gated MAC (a zero operand)"),
+    "compute.nm_select": Field(
+        **_ENERGY | dict(default=0.0),
+        doc="energy of one operand selection of an N:M array (a PE picking its input among M, per MAC slot)",
+    ),
     "leakage_mw": Field(**_ENERGY | dict(default=0.0), doc="leakage power of the whole accelerator"),
     "sparsity.weight_format": Field(
         "choice", default="dense", choices=("dense", "bitmask", "csr"), doc="how weights are stored and moved"
     ),
     "sparsity.skip_zero_tiles": Field("bool", default=False, doc="skip folds whose stationary tile is all zero"),
+    "sparsity.nm.n": Field(
+        "int", default=None, positive=True, maximum=MAX_NM_M - 1, nullable=True, strict=True,
+        doc="N of N:M structured sparsity (at most N nonzeros in every M consecutive weights along K); absent: no N:M support",
+    ),
+    "sparsity.nm.m": Field(
+        "int", default=None, nullable=True, strict=True, test=lambda m: m in NM_M_CHOICES,
+        expected="one of " + ", ".join(str(m) for m in NM_M_CHOICES) + " (a power of two, at most 16)",
+        doc="M of N:M structured sparsity (group length along K, a power of two <= 16)",
+    ),
 }
 
 
@@ -345,6 +364,17 @@ def _cross_checks(flat: dict[str, Any], where: str) -> list[str]:
             f"{where}: memory.buffer needs shared_words or all of ifmap_words, filter_words, ofmap_words; "
             f"missing {', '.join(missing)}"
         )
+    n, m = flat["sparsity.nm.n"], flat["sparsity.nm.m"]
+    if (n is None) != (m is None):
+        problems.append(f"{where}: sparsity.nm needs both n and m, got {'n' if m is None else 'm'} only")
+    elif n is not None:
+        if not n < m:
+            problems.append(f"{where}: sparsity.nm.n must be < sparsity.nm.m ({m}), got {n}")
+        if flat["array.dataflow"] != "ws":
+            problems.append(
+                f"{where}: sparsity.nm needs array.dataflow 'ws' (the PE holds the weight and its index "
+                f"and selects its input), got {flat['array.dataflow']!r}"
+            )
     if flat["compute.gated_mac"] > flat["compute.mac"]:
         problems.append(
             f"{where}: compute.gated_mac must be <= compute.mac ({flat['compute.mac']:g}), got {flat['compute.gated_mac']:g}"
