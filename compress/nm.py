@@ -91,7 +91,7 @@ class NMProjectionResult:
 
 def _rows(weight: torch.Tensor) -> np.ndarray:
     """``|w|`` as (out, K) float64: row o is one GEMM column in K order."""
-    return weight.detach().abs().double().cpu().reshape(weight.shape[0], -1).numpy()
+    return weight.detach().abs().double().reshape(weight.shape[0], -1).cpu().numpy()
 
 
 def nm_candidates(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:

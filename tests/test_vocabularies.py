@@ -80,7 +80,8 @@ def test_patterns_cli_and_sparsity():
     assert command == "simulate" and set(action.choices) == set(PATTERNS) and action.default in PATTERNS
     workload = Workload("w", CONV.input_shape, (CONV,))
     for pattern in action.choices:
-        mask = Sparsity.synthetic(workload, 0.5, 1.0, pattern, 0)["conv"].weight_mask
+        nm = (2, 4) if pattern == "nm" else None  # the N:M pattern needs its N:M
+        mask = Sparsity.synthetic(workload, 0.5, 1.0, pattern, 0, nm=nm)["conv"].weight_mask
         assert mask.shape == CONV.weight_shape and 0 < mask.sum() < mask.size, pattern
 
 
