@@ -272,12 +272,29 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
     unique, first, fetched : int64 arrays (F,)
         Distinct valid elements in the slice; of those, the ones no earlier executed
         fold touched (in fold order); and the ones not on chip (the fold fetches them).
+
+    Notes
+    -----
+    A slice seen before needs no pass over its elements (its distinct count is kept per
+    key, and none of it is first-touched) in two cases, which are exact:
+
+    - ``window_words == 0`` (a resident operand): the window holds only folds that touch
+      nothing, so every element of the slice is fetched, and ``last`` is read only for
+      "ever touched" (< 0) and "not in the window" (true of every touched element),
+      which a stale ``last`` (the fold of the slice's last pass) answers alike.
+    - the previous executed fold had the same key: its elements were last touched by
+      that fold, so the slice is fetched whole if the window lost that fold and not at
+      all otherwise. Leaving ``last`` at the run's first fold is exact because the
+      window never starts strictly inside a run of one key: dropping a fold whose key
+      a later fold of the window still holds frees no words, so the loop in
+      :func:`_advance_window` that dropped it drops the next one too.
     """
     folds = group.size
     unique = np.zeros(folds, np.int64)
     first = np.zeros(folds, np.int64)
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_elements, -1, np.int64)
+    key_unique = np.full(n_keys, -1, np.int64)
     in_window = np.zeros(n_keys, np.int64)
     hist_fold = np.empty(folds, np.int64)
     hist_key = np.empty(folds, np.int64)
@@ -285,10 +302,23 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
     count = 0
     begin = 0
     total = 0.0
+    previous = -1
     for f in range(folds):
         if not executed[f]:
             continue
         begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
+        key = slice_key[f]
+        known = key_unique[key]
+        if known >= 0 and (window_words == 0.0 or slice_key[previous] == key):
+            unique[f] = known
+            if window_words == 0.0 or start > previous:
+                fetched[f] = known
+            hist_fold[count] = f
+            hist_key[count] = key
+            hist_words[count] = known
+            count += 1
+            previous = f
+            continue
         g = group[f]
         u = 0
         fresh = 0
@@ -308,10 +338,12 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
         unique[f] = u
         first[f] = fresh
         fetched[f] = fetch
+        key_unique[key] = u
         hist_fold[count] = f
-        hist_key[count] = slice_key[f]
+        hist_key[count] = key
         hist_words[count] = u
         count += 1
+        previous = f
     return unique, first, fetched
 
 
