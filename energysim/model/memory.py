@@ -59,6 +59,7 @@ __all__ = [
     "live_output_words",
     "output_traffic",
     "rf_accesses",
+    "rf_counts",
     "rf_fold_accesses",
     "weight_words",
 ]
@@ -235,20 +236,24 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
     }
 
 
-def rf_fold_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """Register-file reads and writes per operand and fold, int64 arrays (F,) (see the module docstring)."""
-    slots = np.where(executed, plan.mac_slots, 0)
-    mapped = np.where(executed, plan.rows_used * plan.cols_used, 0)
-    eff = np.where(executed, effective, 0)
-    dataflow = plan.dataflow
+def rf_counts(dataflow, slots, mapped, effective) -> dict:
+    """Register-file reads and writes per operand from MAC slots, mapped PEs and effective MACs
+    (ints, or arrays per fold): the rule of the module docstring."""
     counts = {}
     for operand in OPERANDS:
         stationary = dataflow.role(operand) == "stationary"
         if operand == "outputs":
-            counts[operand] = {"reads": eff + mapped, "writes": eff} if stationary else {"reads": eff, "writes": slots}
+            counts[operand] = {"reads": effective + mapped, "writes": effective} if stationary else {"reads": effective, "writes": slots}
         else:
-            counts[operand] = {"reads": eff, "writes": mapped if stationary else slots}
+            counts[operand] = {"reads": effective, "writes": mapped if stationary else slots}
     return counts
+
+
+def rf_fold_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Register-file reads and writes per operand and fold, int64 arrays (F,) (see the module docstring)."""
+    slots = np.where(executed, plan.mac_slots, 0)
+    mapped = np.where(executed, plan.rows_used * plan.cols_used, 0)
+    return rf_counts(plan.dataflow, slots, mapped, np.where(executed, effective, 0))
 
 
 def rf_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, int]]:
