@@ -17,6 +17,7 @@ evaluated on it (the mapping does not follow the mask).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations
 
@@ -28,7 +29,7 @@ from ..report import empty_accesses
 from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import LOOPS, SCALESIM, Mapping
-from .gemm import gemm_operands, input_footprint
+from .gemm import gemm_operands, input_footprint, input_index
 from .layer import simulate_layer
 from .memory import buffer_capacities, rf_counts
 
@@ -69,15 +70,61 @@ def mapping_space(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) ->
     return space
 
 
+@dataclass(frozen=True)
+class _DenseFacts:
+    """Mapping-independent counts of a dense layer (per group where an array)."""
+
+    effective: int  # effective MACs
+    valid_inputs: int  # valid (non-padding) entries of X
+    footprint: np.ndarray  # (G,) distinct input elements
+    weights: int  # weights, all groups
+    prefix_m: np.ndarray  # (G, M + 1) running valid entries of X along M
+    prefix_k: np.ndarray  # (G, K + 1) running valid entries of X along K
+    multiplicity: int  # most X entries one input element fills (kh * kw in a stride-1 conv's interior)
+
+
 @lru_cache(maxsize=256)
-def _dense_totals(layer: LayerSpec) -> tuple[int, int, int, int]:
-    """Mapping-independent counts of the dense layer: effective MACs, valid input entries
-    of X, distinct input elements (the input footprint) and weights."""
+def _dense_facts(layer: LayerSpec) -> _DenseFacts:
     ops = gemm_operands(layer, None, None)
+    index = input_index(layer)
     per_k_inputs = ops.x.sum(axis=1, dtype=np.int64)  # (G, K)
     per_k_weights = ops.w.sum(axis=2, dtype=np.int64)  # (G, K)
-    effective = int((per_k_inputs * per_k_weights).sum())
-    return effective, int(per_k_inputs.sum()), int(input_footprint(layer).sum()), int(per_k_weights.sum())
+    per_m_inputs = ops.x.sum(axis=2, dtype=np.int64)  # (G, M)
+    zero = np.zeros((layer.groups, 1), np.int64)
+    valid = index[index >= 0]
+    return _DenseFacts(
+        effective=int((per_k_inputs * per_k_weights).sum()),
+        valid_inputs=int(per_k_inputs.sum()),
+        footprint=input_footprint(layer),
+        weights=int(per_k_weights.sum()),
+        prefix_m=np.concatenate([zero, per_m_inputs.cumsum(axis=1)], axis=1),
+        prefix_k=np.concatenate([zero, per_k_inputs.cumsum(axis=1)], axis=1),
+        multiplicity=int(np.bincount(valid).max(initial=1)) if valid.size else 1,
+    )
+
+
+def _block_sizes(extent: int, block: int) -> np.ndarray:
+    """Sizes of the consecutive blocks of ``block`` that cut ``extent`` (the last may be short)."""
+    edges = np.minimum(np.arange(0, extent + block, block), extent)
+    return np.diff(edges[: -(-extent // block) + 1])
+
+
+def _refetch_words(order: tuple[str, ...], trips: dict, reuse: str, sizes: dict[str, np.ndarray], whole: np.ndarray, window: float) -> int:
+    """Words an operand that is not resident must fetch beyond its footprint, at least.
+
+    ``reuse`` is the place of the dimension the operand does not span (its slices repeat
+    along that loop); ``sizes[place]`` (G, blocks) bounds from below the words of the
+    operand under each block of ``place``; ``whole`` (G,) its words per group; ``window``
+    the words the buffer keeps of earlier slices. When the reuse loop sweeps the operand
+    (or one block of the loop outside it) again, at most ``window`` words of it are still
+    on chip when the sweep starts, and the window only moves on, so that sweep fetches at
+    least its words minus ``window``. Innermost, consecutive folds share the slice: no bound.
+    """
+    loops = [loop for loop in order if trips[loop] > 1]
+    if reuse not in loops or loops.index(reuse) == len(loops) - 1:
+        return 0
+    swept = whole[:, None] if loops.index(reuse) == 0 else sizes[loops[0]]
+    return int((trips[reuse] - 1) * np.maximum(swept - window, 0).sum())
 
 
 def _live_output_words(dataflow: Dataflow, order: tuple[str, ...], trips: dict, extents: dict, blocks: dict) -> int:
@@ -103,10 +150,12 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     Valid when every fold runs (no tile of the dense layer is skipped). Exact for MACs,
     register files, buffer reads of inputs, partial sums and outputs at every level (and
     of weights stored ``dense``); DRAM reads of inputs and weights (and their buffer
-    writes) are their unique footprints, which the model never goes below; the cycles
-    are the compute cycles, or the DRAM words of the bound over the bandwidth when more
-    (the one DRAM channel moves every word). Priced by the one pricing, so the energy,
-    the cycles and their product bound the candidate's from below (every price is >= 0).
+    writes) are their unique footprints plus, for an operand that is not resident in a
+    per-operand buffer, the refetch its loop order forces (:func:`_refetch_words`); the
+    cycles are the compute cycles, or the DRAM words of the bound over the bandwidth when
+    more (the one DRAM channel moves every word). Priced by the one pricing, so the
+    energy, the cycles and their product bound the candidate's from below (every price
+    is >= 0).
     """
     rows, cols = profile.array.rows, profile.array.cols
     m_size, k_size, n_size = layer.gemm
@@ -116,21 +165,40 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     extents = {"rows": row_extent, "cols": col_extent, "time": length}
     blocks = {"rows": rows, "cols": cols, "time": length // tiles}
     trips = {place: -(-extents[place] // blocks[place]) for place in LOOPS}
+    place = {dim: dataflow.place_of(dim) for dim in "MKN"}
     folds = groups * trips["rows"] * trips["cols"] * trips["time"]
-    effective, valid_inputs, input_words, weight_count = _dense_totals(layer)
+    facts = _dense_facts(layer)
     slots = m_size * k_size * n_size * groups
 
+    input_words, weight_words = int(facts.footprint.sum()), facts.weights
+    buffer = profile.memory.buffer
+    if not buffer.is_shared:
+        # Refetch bounds need capacities that do not depend on the mapping.
+        if int(facts.footprint.max()) > buffer.ifmap_words:
+            m_valid = np.diff(facts.prefix_m[:, np.minimum(np.arange(trips[place["M"]] + 1) * blocks[place["M"]], m_size)], axis=1)
+            k_valid = np.diff(facts.prefix_k[:, np.minimum(np.arange(trips[place["K"]] + 1) * blocks[place["K"]], k_size)], axis=1)
+            # An input element fills at most `multiplicity` entries of X.
+            sizes = {place["M"]: -(-m_valid // facts.multiplicity), place["K"]: -(-k_valid // facts.multiplicity)}
+            input_words += _refetch_words(mapping.order, trips, place["N"], sizes, facts.footprint, buffer.ifmap_words / 2)
+        if k_size * n_size > buffer.filter_words:
+            sizes = {
+                place["K"]: np.tile(_block_sizes(k_size, blocks[place["K"]]) * n_size, (groups, 1)),
+                place["N"]: np.tile(_block_sizes(n_size, blocks[place["N"]]) * k_size, (groups, 1)),
+            }
+            whole = np.full(groups, k_size * n_size, np.int64)
+            weight_words += _refetch_words(mapping.order, trips, place["M"], sizes, whole, buffer.filter_words / 2)
+
     acc = empty_accesses()
-    acc["rf"] = rf_counts(dataflow, slots, row_extent * col_extent * groups * tiles, effective)
+    acc["rf"] = rf_counts(dataflow, slots, row_extent * col_extent * groups * tiles, facts.effective)
     # Every input entry is streamed once per block of N, every weight once per block of M.
-    acc["buffer"]["inputs"] = {"reads": valid_inputs * trips[dataflow.place_of("N")], "writes": input_words}
-    acc["buffer"]["weights"] = {"reads": weight_count * trips[dataflow.place_of("M")], "writes": weight_count}
+    acc["buffer"]["inputs"] = {"reads": facts.valid_inputs * trips[place["N"]], "writes": input_words}
+    acc["buffer"]["weights"] = {"reads": facts.weights * trips[place["M"]], "writes": weight_words}
     acc["dram"]["inputs"]["reads"] = input_words
-    acc["dram"]["weights"]["reads"] = weight_count
+    acc["dram"]["weights"]["reads"] = weight_words
     outputs = m_size * n_size * groups
-    passes = trips[dataflow.place_of("K")]
+    passes = trips[place["K"]]
     live = _live_output_words(dataflow, mapping.order, trips, extents, blocks)
-    capacity = buffer_capacities(profile.memory.buffer, 0, 0, live).outputs
+    capacity = buffer_capacities(buffer, 0, 0, live).outputs
     if capacity > 0 and live <= capacity / 2:
         acc["buffer"]["outputs"] = {"reads": outputs * passes, "writes": outputs * passes}
         acc["dram"]["outputs"] = {"reads": 0, "writes": outputs}
@@ -144,7 +212,7 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
     total = busy if math.isinf(bandwidth) else max(busy, math.ceil(dram_words / bandwidth))
-    return AccessCounts(acc, effective, slots - effective, max(total - 1, 0))
+    return AccessCounts(acc, facts.effective, slots - facts.effective, max(total - 1, 0))
 
 
 def _objective(profile: Profile, counts, objective: str) -> tuple[float, float, int]:
