@@ -24,7 +24,7 @@ from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
-from .macs import fold_effective_macs, fold_slice_sums, stream_prefix
+from .macs import block_effective_macs, fold_effective_macs, fold_slice_sums, stream_prefix, weighted_block_sums
 from .memory import MemoryTraffic, buffer_capacities, first_occurrence_words, live_output_words, rf_accesses, weight_words
 from .nm import NMView, nm_view
 
@@ -95,9 +95,9 @@ def dense_input_slices(
     """Mask-independent input-slice counts (all folds executed): keys, valid words, and the
     distinct, first-touch and fetched elements (buffer window ``window_words``)."""
     plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
-    index = input_index(layer)
     keys = plan.slice_key(("M", "K"))
-    valid_words = fold_slice_sums(plan, (index >= 0).view(np.uint8), ("M", "K"))
+    # The dense X is 1 at every valid (non-padding) entry.
+    valid_words = fold_slice_sums(plan, None, ("M", "K"), _dense_block_sums(layer, dataflow, plan, "inputs"))
     unique, first, fetched = _input_slice_unique(layer, plan, keys, np.ones(plan.count, bool), window_words)
     for array in (keys, valid_words, unique, first, fetched):
         array.setflags(write=False)
@@ -134,10 +134,39 @@ def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands,
     return ops, arranged, prefixes
 
 
-def _weight_slices(plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None) -> tuple[dict, int]:
+_SLICE_DIMS = {"inputs": ("M", "K"), "weights": ("K", "N")}
+
+
+def _dense_block_sums(layer: LayerSpec, dataflow: Dataflow, plan: FoldPlan, operand: str) -> np.ndarray:
+    """:func:`slice_block_sums` of the dense layer's ``operand`` under ``plan``'s blocks, cached:
+    every loop order of a stream tiling (a mapping search's candidates) shares them."""
+    d1, d2 = _SLICE_DIMS[operand]
+    return _dense_block_sums_of(layer, dataflow, operand, plan.block_size_of(d1), plan.block_size_of(d2))
+
+
+@lru_cache(maxsize=64)
+def _dense_block_sums_of(layer: LayerSpec, dataflow: Dataflow, operand: str, size1: int, size2: int) -> np.ndarray:
+    ops = _dense_operands(layer, dataflow)[0]
+    summed = weighted_block_sums(ops.x if operand == "inputs" else ops.w, size1, size2)
+    summed.setflags(write=False)
+    return summed
+
+
+@lru_cache(maxsize=64)
+def _dense_block_effective(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int, tiles: int) -> np.ndarray:
+    """:func:`block_effective_macs` of the dense layer (cached like :func:`_dense_block_sums`)."""
+    _, arranged, prefixes = _dense_operands(layer, dataflow)
+    per_block = block_effective_macs(arranged, rows, cols, tiles, prefixes)
+    per_block.setflags(write=False)
+    return per_block
+
+
+def _weight_slices(
+    plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None, summed: np.ndarray | None = None
+) -> tuple[dict, int]:
     """Per-fold weight slice words (stored format; N:M slots and indices when compressed) and the largest per-group footprint."""
     keys = plan.slice_key(("K", "N"))
-    nnz = fold_slice_sums(plan, w, ("K", "N"))
+    nnz = fold_slice_sums(plan, w, ("K", "N"), summed)
     if nm is None:
         words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
     else:
@@ -273,7 +302,8 @@ def simulate_layer(
     """
     rows, cols = profile.array.rows, profile.array.cols
     prefixes = None
-    if weight_mask is None and input_mask is None:
+    unmasked = weight_mask is None and input_mask is None
+    if unmasked:
         ops, arranged, prefixes = _dense_operands(layer, dataflow)
     else:
         ops = gemm_operands(layer, weight_mask, input_mask)
@@ -295,10 +325,12 @@ def simulate_layer(
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
         skip_source = w if dataflow.skip_operand == "weights" else ops.x
-        skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
-        executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
+        skip_dims = _SLICE_DIMS[dataflow.skip_operand]
+        summed = _dense_block_sums(layer, dataflow, plan, dataflow.skip_operand) if unmasked else None
+        executed = fold_slice_sums(plan, skip_source, skip_dims, summed) > 0
 
-    weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm)
+    summed = _dense_block_sums(layer, dataflow, plan, "weights") if unmasked else None
+    weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm, summed)
     in_footprint = int(input_footprint(layer).max())
     caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed))
     resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
@@ -347,7 +379,11 @@ def simulate_layer(
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
-        per_fold = fold_effective_macs(plan, arranged, prefixes) if nm is None else nm.fold_effective_macs(plan, ops.x)
+        if nm is not None:
+            per_fold = nm.fold_effective_macs(plan, ops.x)
+        else:
+            per_block = _dense_block_effective(layer, dataflow, rows, cols, mapping.stream_tiles) if unmasked else None
+            per_fold = fold_effective_macs(plan, arranged, prefixes, per_block)
         effective = np.where(executed, per_fold, 0)
 
     slots = int(plan.mac_slots[executed].sum())

@@ -19,7 +19,15 @@ import numpy as np
 from .. import _kernels
 from .folds import FoldPlan
 
-__all__ = ["block_sums", "fold_effective_macs", "fold_slice_sums", "stream_prefix", "weighted_block_sums"]
+__all__ = [
+    "block_effective_macs",
+    "block_sums",
+    "fold_effective_macs",
+    "fold_slice_sums",
+    "slice_block_sums",
+    "stream_prefix",
+    "weighted_block_sums",
+]
 
 
 def block_sums(array: np.ndarray, axis: int, size: int) -> np.ndarray:
@@ -47,14 +55,21 @@ def weighted_block_sums(
     return _kernels.block_sums_2d(array, size1, size2, weight1, weight2)
 
 
-def fold_slice_sums(plan: FoldPlan, array: np.ndarray, dims: tuple[str, str]) -> np.ndarray:
+def fold_slice_sums(plan: FoldPlan, array: np.ndarray, dims: tuple[str, str], summed: np.ndarray | None = None) -> np.ndarray:
     """Per fold, the sum of ``array`` (G, dims[0], dims[1]) over the fold's slice.
 
     The slice covers the fold's block along each mapped dimension and its stream tile
-    of the streamed one.
+    of the streamed one. ``summed`` (optional) is :func:`slice_block_sums` of ``array``,
+    when the caller keeps it.
     """
-    summed = weighted_block_sums(array, plan.block_size_of(dims[0]), plan.block_size_of(dims[1]))
+    if summed is None:
+        summed = slice_block_sums(plan, array, dims)
     return summed[plan.group, plan.block_of(dims[0]), plan.block_of(dims[1])]
+
+
+def slice_block_sums(plan: FoldPlan, array: np.ndarray, dims: tuple[str, str]) -> np.ndarray:
+    """Sums of ``array`` (G, dims[0], dims[1]) over the blocks of ``plan`` (its loop order does not matter)."""
+    return weighted_block_sums(array, plan.block_size_of(dims[0]), plan.block_size_of(dims[1]))
 
 
 def stream_prefix(stream_op: np.ndarray) -> np.ndarray:
@@ -65,7 +80,9 @@ def stream_prefix(stream_op: np.ndarray) -> np.ndarray:
     return out
 
 
-def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray], prefixes: dict | None = None) -> np.ndarray:
+def fold_effective_macs(
+    plan: FoldPlan, arranged: dict[str, np.ndarray], prefixes: dict | None = None, per_block: np.ndarray | None = None
+) -> np.ndarray:
     """Effective MACs of every fold (int64), exactly, from the arranged operand masks.
 
     Parameters
@@ -76,12 +93,21 @@ def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray], prefixe
     prefixes : dict, optional
         :func:`stream_prefix` of the streams, by role: the per-tile sums then cost
         O(tiles) per line (a mapping search reuses them for every stream tiling).
+    per_block : numpy.ndarray, optional
+        :func:`block_effective_macs` of the same operands and tiling, when the caller keeps it.
     """
-    R, C = plan.array_rows, plan.array_cols
-    tiles, stream = plan.mapping.stream_tiles, plan.stream
+    if per_block is None:
+        per_block = block_effective_macs(arranged, plan.array_rows, plan.array_cols, plan.mapping.stream_tiles, prefixes)
+    return per_block[plan.group, plan.row_block, plan.col_block, plan.stream_block]
+
+
+def block_effective_macs(arranged: dict[str, np.ndarray], R: int, C: int, tiles: int, prefixes: dict | None = None) -> np.ndarray:
+    """Effective MACs per (group, row block, col block, stream tile) on an R x C array, int64
+    (what every loop order of that tiling indexes; see :func:`fold_effective_macs`)."""
     p = arranged.get("stationary")
     a = arranged.get("row_stream")
     b = arranged.get("col_stream")
+    stream = (a if a is not None else b).shape[2] // tiles
 
     def per_tile(stream_op: np.ndarray, role: str) -> np.ndarray:
         """Stream sums per stream tile: (G, n, tiles)."""
@@ -96,17 +122,14 @@ def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray], prefixe
         if a is not None:
             lines = weighted_block_sums(p, 1, C)  # (G, rows, col blocks)
             weighted = lines[..., None] * per_tile(a, "row_stream")[:, :, None, :]  # (G, rows, col blocks, tiles)
-            per_block = block_sums(weighted, 1, R)
-        else:
-            lines = weighted_block_sums(p, R, 1)  # (G, row blocks, cols)
-            weighted = lines.transpose(0, 2, 1)[..., None] * per_tile(b, "col_stream")[:, :, None, :]  # (G, cols, row blocks, tiles)
-            per_block = block_sums(weighted, 1, C).transpose(0, 2, 1, 3)
-    else:
-        # float64 products are exact: every count is far below 2**53.
-        rows = block_sums(a, 1, R).astype(np.float64)  # (G, row blocks, T)
-        cols = block_sums(b, 1, C).astype(np.float64)  # (G, col blocks, T)
-        g, rb, cb = rows.shape[0], rows.shape[1], cols.shape[1]
-        rows = rows.reshape(g, rb, tiles, stream).transpose(0, 2, 1, 3)  # (G, tiles, rb, stream)
-        cols = cols.reshape(g, cb, tiles, stream).transpose(0, 2, 3, 1)  # (G, tiles, stream, cb)
-        per_block = np.rint(rows @ cols).astype(np.int64).transpose(0, 2, 3, 1)
-    return per_block[plan.group, plan.row_block, plan.col_block, plan.stream_block]
+            return block_sums(weighted, 1, R)
+        lines = weighted_block_sums(p, R, 1)  # (G, row blocks, cols)
+        weighted = lines.transpose(0, 2, 1)[..., None] * per_tile(b, "col_stream")[:, :, None, :]  # (G, cols, row blocks, tiles)
+        return block_sums(weighted, 1, C).transpose(0, 2, 1, 3)
+    # float64 products are exact: every count is far below 2**53.
+    rows = block_sums(a, 1, R).astype(np.float64)  # (G, row blocks, T)
+    cols = block_sums(b, 1, C).astype(np.float64)  # (G, col blocks, T)
+    g, rb, cb = rows.shape[0], rows.shape[1], cols.shape[1]
+    rows = rows.reshape(g, rb, tiles, stream).transpose(0, 2, 1, 3)  # (G, tiles, rb, stream)
+    cols = cols.reshape(g, cb, tiles, stream).transpose(0, 2, 3, 1)  # (G, tiles, stream, cb)
+    return np.rint(rows @ cols).astype(np.int64).transpose(0, 2, 3, 1)
