@@ -25,7 +25,15 @@ from ..workload import LayerSpec
 from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
 from .macs import block_effective_macs, fold_effective_macs, fold_slice_sums, stream_prefix, weighted_block_sums
-from .memory import MemoryTraffic, buffer_capacities, first_occurrence_words, live_output_words, rf_accesses, weight_words
+from .memory import (
+    MemoryTraffic,
+    buffer_capacities,
+    first_occurrence_words,
+    live_output_words,
+    output_tile_spans,
+    rf_accesses,
+    weight_words,
+)
 from .nm import NMView, nm_view
 
 __all__ = ["LayerCounts", "cycle_trace", "fold_lead_cycles", "simulate_layer"]
@@ -332,7 +340,8 @@ def simulate_layer(
     summed = _dense_block_sums(layer, dataflow, plan, "weights") if unmasked else None
     weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm, summed)
     in_footprint = int(input_footprint(layer).max())
-    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed))
+    spans = output_tile_spans(plan, executed)
+    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed, spans))
     resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
     window = 0.0 if resident["inputs"] else caps.inputs / 2
     if nm is None:
@@ -342,7 +351,7 @@ def simulate_layer(
     else:
         keys, valid_words, unique, first, fetched = nm.input_slices(layer, plan, executed, window)
     inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first, "fetched": fetched}
-    traffic = MemoryTraffic.build(plan, executed, inputs, weights, resident, caps)
+    traffic = MemoryTraffic.build(plan, executed, inputs, weights, resident, caps, spans)
 
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     run = np.flatnonzero(executed)

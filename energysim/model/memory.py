@@ -57,6 +57,7 @@ __all__ = [
     "fetch_words",
     "first_occurrence_words",
     "live_output_words",
+    "output_tile_spans",
     "output_traffic",
     "rf_accesses",
     "rf_counts",
@@ -159,7 +160,7 @@ def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: 
     return words
 
 
-def _tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def output_tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Output-tile keys and words per fold, and whether each executed fold is its tile's first / last."""
     keys = plan.slice_key(("M", "N"))
     tile = plan.extent_of("M") * plan.extent_of("N")
@@ -178,18 +179,20 @@ def _live_words(tile: np.ndarray, first: np.ndarray, last: np.ndarray, executed:
     return int((np.cumsum(change[executed]) + np.where(last, tile, 0)[executed]).max())
 
 
-def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
+def live_output_words(plan: FoldPlan, executed: np.ndarray, spans: tuple | None = None) -> int:
     """Most partial-sum words live at once: tiles between their first and last executed fold.
 
     With SCALE-Sim's order a tile's folds are consecutive and this is one tile; with the
     row loop outside the column loop (WS, IS) every column block's tile is live at once.
+    ``spans`` is :func:`output_tile_spans` of the same folds, when the caller has it.
     """
-    _, tile, first, last = _tile_spans(plan, executed)
+    _, tile, first, last = output_tile_spans(plan, executed) if spans is None else spans
     return _live_words(tile, first, last, executed)
 
 
-def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dict[str, np.ndarray | int]:
-    """Partial-sum and output traffic per fold (see the module docstring).
+def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float, spans: tuple | None = None) -> dict[str, np.ndarray | int]:
+    """Partial-sum and output traffic per fold (see the module docstring); ``spans`` as in
+    :func:`live_output_words`.
 
     Returns
     -------
@@ -199,7 +202,7 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
         words of output tiles no executed fold produced; ``tile_words``: the most words
         live at once; ``on_chip``: whether partial sums stay in the buffer.
     """
-    keys, tile, first, last = _tile_spans(plan, executed)
+    keys, tile, first, last = output_tile_spans(plan, executed) if spans is None else spans
     live = _live_words(tile, first, last, executed)
     zero = np.zeros(plan.count, np.int64)
     fits = capacity > 0 and live <= capacity / 2
@@ -304,6 +307,7 @@ class MemoryTraffic:
         weights: dict[str, np.ndarray],
         resident: dict[str, bool],
         caps: Capacities,
+        spans: tuple | None = None,
     ) -> "MemoryTraffic":
         """Assemble the DRAM and buffer counts (the caller adds ``rf_accesses``).
 
@@ -312,7 +316,7 @@ class MemoryTraffic:
         ``inputs`` also ``fetched`` (its slices overlap, so the words not on chip are
         counted element by element, :func:`energysim._kernels.slice_unique_counts`).
         ``resident`` says, per operand, whether its largest per-group footprint fits its
-        capacity in ``caps`` (:func:`buffer_capacities`).
+        capacity in ``caps`` (:func:`buffer_capacities`); ``spans`` as in :func:`live_output_words`.
         """
         per_fold = {level: {} for level in ("dram", "buffer")}
         fold_reads = np.zeros(plan.count, np.int64)
@@ -326,7 +330,7 @@ class MemoryTraffic:
             fold_reads += dram
             per_fold["dram"][operand] = {"reads": dram, "writes": np.zeros(plan.count, np.int64)}
             per_fold["buffer"][operand] = {"reads": np.where(executed, info["buffer_words"], 0), "writes": dram}
-        outputs = output_traffic(plan, executed, caps.outputs)
+        outputs = output_traffic(plan, executed, caps.outputs, spans)
         fold_reads += outputs["dram_reads"]
         per_fold["dram"]["outputs"] = {"reads": outputs["dram_reads"], "writes": outputs["dram_writes"]}
         per_fold["buffer"]["outputs"] = {"reads": outputs["buffer_reads"], "writes": outputs["buffer_writes"]}

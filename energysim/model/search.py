@@ -29,8 +29,8 @@ from ..report import empty_accesses
 from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import LOOPS, SCALESIM, Mapping
-from .gemm import gemm_operands, input_footprint, input_index
-from .layer import simulate_layer
+from .gemm import input_footprint
+from .layer import _dense_operands, simulate_layer
 from .memory import buffer_capacities, rf_counts
 
 __all__ = ["MAX_STREAM_TILES", "OBJECTIVES", "bound_counts", "layer_mapping", "mapping_space", "search_mapping"]
@@ -80,18 +80,27 @@ class _DenseFacts:
     weights: int  # weights, all groups
     prefix_m: np.ndarray  # (G, M + 1) running valid entries of X along M
     prefix_k: np.ndarray  # (G, K + 1) running valid entries of X along K
-    multiplicity: int  # most X entries one input element fills (kh * kw in a stride-1 conv's interior)
+    multiplicity: int  # at least the most X entries one input element fills (kh * kw for a stride-1 conv)
+
+
+def _multiplicity(layer: LayerSpec) -> int:
+    """At least the most entries of X one input element fills: per spatial axis, the most taps
+    of one residue modulo the stride (a linear layer's entries are distinct elements)."""
+    if layer.kind in ("linear", "matmul"):
+        return 1
+    most = 1
+    for taps, stride, dilation in zip(layer.kernel, layer.stride, layer.dilation):
+        most *= int(np.bincount(np.arange(taps) * dilation % stride).max())
+    return most
 
 
 @lru_cache(maxsize=256)
-def _dense_facts(layer: LayerSpec) -> _DenseFacts:
-    ops = gemm_operands(layer, None, None)
-    index = input_index(layer)
+def _dense_facts(layer: LayerSpec, dataflow: Dataflow) -> _DenseFacts:
+    ops = _dense_operands(layer, dataflow)[0]
     per_k_inputs = ops.x.sum(axis=1, dtype=np.int64)  # (G, K)
     per_k_weights = ops.w.sum(axis=2, dtype=np.int64)  # (G, K)
     per_m_inputs = ops.x.sum(axis=2, dtype=np.int64)  # (G, M)
     zero = np.zeros((layer.groups, 1), np.int64)
-    valid = index[index >= 0]
     return _DenseFacts(
         effective=int((per_k_inputs * per_k_weights).sum()),
         valid_inputs=int(per_k_inputs.sum()),
@@ -99,7 +108,7 @@ def _dense_facts(layer: LayerSpec) -> _DenseFacts:
         weights=int(per_k_weights.sum()),
         prefix_m=np.concatenate([zero, per_m_inputs.cumsum(axis=1)], axis=1),
         prefix_k=np.concatenate([zero, per_k_inputs.cumsum(axis=1)], axis=1),
-        multiplicity=int(np.bincount(valid).max(initial=1)) if valid.size else 1,
+        multiplicity=_multiplicity(layer),
     )
 
 
@@ -167,7 +176,7 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     trips = {place: -(-extents[place] // blocks[place]) for place in LOOPS}
     place = {dim: dataflow.place_of(dim) for dim in "MKN"}
     folds = groups * trips["rows"] * trips["cols"] * trips["time"]
-    facts = _dense_facts(layer)
+    facts = _dense_facts(layer, dataflow)
     slots = m_size * k_size * n_size * groups
 
     input_words, weight_words = int(facts.footprint.sum()), facts.weights
