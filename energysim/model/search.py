@@ -4,11 +4,15 @@ The space (``docs/systolic-model.md`` §4b): every order of the three fold loops
 cols, time) times every stream tiling ``stream_tiles`` that divides the stream length T,
 up to :data:`MAX_STREAM_TILES`. Orders that give the same fold sequence are evaluated
 once (provable pruning): a loop with one iteration has no place in the order, so two
-orders that agree once such loops are dropped are the same mapping. Every candidate is
-evaluated by the one model (:func:`energysim.model.simulate_layer`, fold-level counts)
-and priced by :func:`energysim.estimators.pricing.energy_breakdown`; the first candidate
-with the least objective wins, in a fixed enumeration order that starts with SCALE-Sim's
-mapping, so the search is deterministic and never worse than SCALE-Sim's mapping.
+orders that agree once such loops are dropped are the same mapping. Every candidate it
+evaluates is counted by the one model (:func:`energysim.model.simulate_layer`, fold-level
+counts) and priced by :func:`energysim.estimators.pricing.energy_breakdown`; the first
+candidate with the least objective wins, in a fixed enumeration order that starts with
+SCALE-Sim's mapping, so the search is deterministic and never worse than SCALE-Sim's
+mapping. Candidates that provably cannot win are not evaluated: :func:`bound_counts`
+gives, in closed form, counts never above the model's, and the search stops once the
+bound of every remaining candidate exceeds the best objective found
+(``docs/systolic-model.md`` §4b has the proof).
 
 A compiler fixes the mapping for the dense layer; every sparsity pattern is then
 evaluated on it (the mapping does not follow the mask).
