@@ -5,7 +5,7 @@ weights and partial sums, one buffer per operand with the profile's capacities, 
 with its bandwidth, the profile's per-word energies; 16x16 weight-stationary unrolling
 K x C: output channels along the columns, input channels along the rows) and runs
 ZigZag 3.9.1's own mapping search (LOMA) with the same objective on every layer. Prints
-per layer the energy by level (rf, buffer, dram, mac), the cycles and the wall time of
+per layer the energy by level (rf, buffer, dram, mac), the cycles and the search time of
 each tool, ``before`` (``mapping.search: scalesim``) and ``after`` (the searched mapping).
 ZigZag runs in the environment made by ``benchmarks/setup_zigzag_env.sh``
 (``.zigzag_venv``). Our search is timed around ``search_mapping`` after numba has compiled
@@ -13,7 +13,8 @@ ZigZag runs in the environment made by ``benchmarks/setup_zigzag_env.sh``
 the model's per-layer caches emptied first (operands, folds, input slices, block sums: a
 layer seen for the first time, the cost a compiler pays once per layer), and ``warm``,
 with them kept from the searches before (the protocol of the first version of this
-benchmark). ZigZag's time is taken inside its process around its search. Both are process
+benchmark). ``ms one`` is one cold fold-level evaluation of SCALE-Sim's mapping (no search),
+for scale. ZigZag's time is taken inside its process around its search. Both are process
 (CPU) time, so that other jobs on the machine do not count; the ratios are ZigZag's time
 over ours, in one run.
 
@@ -36,6 +37,7 @@ from energysim.dataflow import get_dataflow
 from energysim.estimators.systolic import estimate_layer
 from energysim.model import folds, gemm, nm, search
 from energysim.model import layer as layer_model
+from energysim.model.layer import simulate_layer
 from energysim.model.search import mapping_space, search_mapping
 from energysim.zoo import build_model
 
@@ -95,6 +97,18 @@ def clear_model_caches() -> None:
                 value.cache_clear()
 
 
+def one_mapping_seconds(profile, layer, dataflow) -> float:
+    """Best process time of three cold fold-level evaluations of SCALE-Sim's mapping: what the
+    estimator pays for the layer without a search (the scale of the search's cold time)."""
+    best = float("inf")
+    for _ in range(3):
+        clear_model_caches()
+        start = time.process_time()
+        simulate_layer(profile, layer, dataflow, cycle_level=False)
+        best = min(best, time.process_time() - start)
+    return best
+
+
 def search_seconds(profile, layer, dataflow, objective: str, cold: bool) -> tuple[float, list]:
     """Best process time of three searches of ``layer`` (see the module docstring) and what the last evaluated."""
     best = float("inf")
@@ -142,19 +156,21 @@ def main() -> int:
         search_mapping(after, layer, dataflow, args.objective)  # compile
         cold, evaluated = search_seconds(after, layer, dataflow, args.objective, cold=True)
         warm, _ = search_seconds(after, layer, dataflow, args.objective, cold=False)
+        single = one_mapping_seconds(before, layer, dataflow)
         space = mapping_space(layer, dataflow, after.array.rows, after.array.cols)
         rows.append({"layer": layer.name, "scalesim": ours(layer, before), "searched": ours(layer, after),
-                     "search_seconds": cold, "search_seconds_warm": warm, "candidates": len(space),
+                     "search_seconds": cold, "search_seconds_warm": warm, "one_mapping_seconds": single,
+                     "candidates": len(space),
                      "evaluated": len(evaluated), "zigzag": zz})  # fmt: skip
     head = f"{'layer':<22}{'uJ scalesim':>12}{'uJ ours':>9}{'uJ zigzag':>10}{'ours/zz':>8}" \
-           f"{'cyc scalesim':>13}{'cyc ours':>10}{'cyc zigzag':>11}{'ms cold':>8}{'ms warm':>8}{'s zigzag':>9}" \
+           f"{'cyc scalesim':>13}{'cyc ours':>10}{'cyc zigzag':>11}{'ms cold':>8}{'ms warm':>8}{'ms one':>7}{'s zigzag':>9}" \
            f"{'x cold':>7}{'x warm':>7}{'eval':>7}  ours mapping"  # fmt: skip
     print(head)
     for r in rows:
         s, o, z = r["scalesim"], r["searched"], r["zigzag"]
         print(f"{r['layer']:<22}{s['energy_pj'] / 1e6:>12.1f}{o['energy_pj'] / 1e6:>9.1f}{z['energy_pj'] / 1e6:>10.1f}"
               f"{o['energy_pj'] / z['energy_pj'] - 1:>+8.1%}{s['cycles']:>13}{o['cycles']:>10}{int(z['cycles']):>11}"
-              f"{r['search_seconds'] * 1e3:>8.1f}{r['search_seconds_warm'] * 1e3:>8.1f}{z['cpu_seconds']:>9.2f}"
+              f"{r['search_seconds'] * 1e3:>8.1f}{r['search_seconds_warm'] * 1e3:>8.1f}{r['one_mapping_seconds'] * 1e3:>7.1f}{z['cpu_seconds']:>9.2f}"
               f"{z['cpu_seconds'] / r['search_seconds']:>7.0f}{z['cpu_seconds'] / r['search_seconds_warm']:>7.0f}"
               f"{r['evaluated']:>4}/{r['candidates']:<3}  {o['mapping']}")  # fmt: skip
     print("\nenergy by level, uJ (ours searched | zigzag): rf, buffer, dram, mac")

@@ -390,23 +390,36 @@ def schedule_folds(fold_cycles, read_cycles, write_cycles, final_write_cycles):
 def block_sums_2d(array, block1, block2, weight1, weight2):
     """Weighted sums of ``array`` (G, A, B) over blocks of ``block1`` x ``block2``.
 
-    ``out[g, i // block1, j // block2] += array[g, i, j] * weight1[g, i] * weight2[g, j]``
-    for nonzero entries, with the last axis innermost (pass a view whose last axis
-    is the contiguous one). Returns int64 (G, ceil(A/block1), ceil(B/block2)).
+    ``out[g, i // block1, j // block2] += array[g, i, j] * weight1[g, i] * weight2[g, j]``,
+    with the last axis innermost (pass a view whose last axis is the contiguous one).
+    Each row block is first summed along its rows (weighted by ``weight1``) into one row,
+    a loop over contiguous memory the compiler vectorises, then cut into column blocks.
+    Returns int64 (G, ceil(A/block1), ceil(B/block2)).
     """
     groups, size1, size2 = array.shape
-    out = np.zeros((groups, (size1 + block1 - 1) // block1, (size2 + block2 - 1) // block2), np.int64)
+    blocks1 = (size1 + block1 - 1) // block1
+    blocks2 = (size2 + block2 - 1) // block2
+    out = np.zeros((groups, blocks1, blocks2), np.int64)
+    summed = np.zeros(size2, np.int64)
     for g in range(groups):
-        for i in range(size1):
-            w1 = weight1[g, i]
-            if w1 == 0:
+        for b1 in range(blocks1):
+            summed[:] = 0
+            touched = False
+            for i in range(b1 * block1, min(size1, (b1 + 1) * block1)):
+                w1 = weight1[g, i]
+                if w1 == 0:
+                    continue
+                touched = True
+                row = array[g, i]
+                for j in range(size2):
+                    summed[j] += row[j] * w1
+            if not touched:
                 continue
-            b1 = i // block1
-            for b2 in range(out.shape[2]):
+            for b2 in range(blocks2):
                 total = 0
                 for j in range(b2 * block2, min(size2, (b2 + 1) * block2)):
-                    total += np.int64(array[g, i, j]) * weight2[g, j]
-                out[g, b1, b2] += total * w1
+                    total += summed[j] * weight2[g, j]
+                out[g, b1, b2] = total
     return out
 
 

@@ -42,16 +42,18 @@ def input_index(layer: LayerSpec) -> np.ndarray:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
         rows = (np.arange(h_out) * sh - ph)[:, None] + np.arange(kh)[None, :] * dh  # (Ho, kh)
         cols = (np.arange(w_out) * sw - pw)[:, None] + np.arange(kw)[None, :] * dw  # (Wo, kw)
-        channel = np.arange(groups)[:, None] * cg + np.arange(cg)[None, :]  # (G, Cg)
+        # A padding row or column adds -size, which no channel offset (< size) brings back
+        # to >= 0; twice -size still fits int32 for inputs of up to 2**30 elements.
+        size = c_in * h * w
+        dtype = np.int32 if size <= 2**30 else np.int64
+        row_term = np.where((rows >= 0) & (rows < h), rows * w, -size).astype(dtype)
+        col_term = np.where((cols >= 0) & (cols < w), cols, -size).astype(dtype)
+        channel = ((np.arange(groups)[:, None] * cg + np.arange(cg)[None, :]) * (h * w)).astype(dtype)  # (G, Cg)
         flat = (
-            channel[:, None, None, :, None, None] * (h * w)
-            + rows[None, :, None, None, :, None] * w
-            + cols[None, None, :, None, None, :]
+            channel[:, None, None, :, None, None] + row_term[None, :, None, None, :, None] + col_term[None, None, :, None, None, :]
         )  # (G, Ho, Wo, Cg, kh, kw)
-        valid = ((rows >= 0) & (rows < h))[None, :, None, None, :, None] & ((cols >= 0) & (cols < w))[
-            None, None, :, None, None, :
-        ]
-        index = np.where(valid, flat, -1).astype(np.int32).reshape(groups, h_out * w_out, cg * kh * kw)
+        np.maximum(flat, -1, out=flat)
+        index = flat.astype(np.int32, copy=False).reshape(groups, h_out * w_out, cg * kh * kw)
     index.setflags(write=False)
     return index
 

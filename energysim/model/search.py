@@ -100,16 +100,17 @@ def _multiplicity(layer: LayerSpec) -> int:
 
 @lru_cache(maxsize=256)
 def _dense_facts(layer: LayerSpec, dataflow: Dataflow) -> _DenseFacts:
-    ops = _dense_operands(layer, dataflow)[0]
-    per_k_inputs = ops.x.sum(axis=1, dtype=np.int64)  # (G, K)
-    per_k_weights = ops.w.sum(axis=2, dtype=np.int64)  # (G, K)
-    per_m_inputs = ops.x.sum(axis=2, dtype=np.int64)  # (G, M)
+    x = _dense_operands(layer, dataflow)[0].x
+    per_k_inputs = x.sum(axis=1, dtype=np.int64)  # (G, K)
+    per_m_inputs = x.sum(axis=2, dtype=np.int64)  # (G, M)
     zero = np.zeros((layer.groups, 1), np.int64)
+    _, k_size, n_size = layer.gemm
+    valid = int(per_k_inputs.sum())
     return _DenseFacts(
-        effective=int((per_k_inputs * per_k_weights).sum()),
-        valid_inputs=int(per_k_inputs.sum()),
+        effective=valid * n_size,  # every weight is nonzero: each valid X entry meets N of them
+        valid_inputs=valid,
         footprint=input_footprint(layer),
-        weights=int(per_k_weights.sum()),
+        weights=layer.groups * k_size * n_size,
         prefix_m=np.concatenate([zero, per_m_inputs.cumsum(axis=1)], axis=1),
         prefix_k=np.concatenate([zero, per_k_inputs.cumsum(axis=1)], axis=1),
         multiplicity=_multiplicity(layer),
