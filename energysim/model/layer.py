@@ -24,7 +24,7 @@ from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
-from .macs import block_effective_macs, fold_effective_macs, fold_slice_sums, stream_prefix, weighted_block_sums
+from .macs import block_effective_macs, fold_effective_macs, fold_slice_sums, weighted_block_sums
 from .memory import (
     MemoryTraffic,
     buffer_capacities,
@@ -131,15 +131,14 @@ def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, exec
 
 
 @lru_cache(maxsize=8)
-def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray], dict]:
-    """The dense layer's operands, their arrangement and stream prefix sums, read-only: a
-    mapping search evaluates them once per candidate."""
+def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray]]:
+    """The dense layer's operands and their arrangement, read-only: a mapping search
+    evaluates them once per candidate."""
     ops = gemm_operands(layer, None, None)
     arranged = dataflow.arrange(ops.x, ops.w)
-    prefixes = {role: stream_prefix(a) for role, a in arranged.items() if role != "stationary"}
-    for array in (ops.x, ops.w, *arranged.values(), *prefixes.values()):
+    for array in (ops.x, ops.w, *arranged.values()):
         array.setflags(write=False)
-    return ops, arranged, prefixes
+    return ops, arranged
 
 
 _SLICE_DIMS = {"inputs": ("M", "K"), "weights": ("K", "N")}
@@ -163,8 +162,7 @@ def _dense_block_sums_of(layer: LayerSpec, dataflow: Dataflow, operand: str, siz
 @lru_cache(maxsize=64)
 def _dense_block_effective(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int, tiles: int) -> np.ndarray:
     """:func:`block_effective_macs` of the dense layer (cached like :func:`_dense_block_sums`)."""
-    _, arranged, prefixes = _dense_operands(layer, dataflow)
-    per_block = block_effective_macs(arranged, rows, cols, tiles, prefixes)
+    per_block = block_effective_macs(_dense_operands(layer, dataflow)[1], rows, cols, tiles)
     per_block.setflags(write=False)
     return per_block
 
@@ -309,10 +307,9 @@ def simulate_layer(
     LayerCounts
     """
     rows, cols = profile.array.rows, profile.array.cols
-    prefixes = None
     unmasked = weight_mask is None and input_mask is None
     if unmasked:
-        ops, arranged, prefixes = _dense_operands(layer, dataflow)
+        ops, arranged = _dense_operands(layer, dataflow)
     else:
         ops = gemm_operands(layer, weight_mask, input_mask)
         arranged = dataflow.arrange(ops.x, ops.w)
@@ -328,7 +325,6 @@ def simulate_layer(
         plan = plan_folds((m_size, nm.slots, n_size), layer.groups, dataflow, rows, cols, mapping)
         w = nm.weights
         arranged = dataflow.arrange(ops.x, w)
-        prefixes = None
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
@@ -392,7 +388,7 @@ def simulate_layer(
             per_fold = nm.fold_effective_macs(plan, ops.x)
         else:
             per_block = _dense_block_effective(layer, dataflow, rows, cols, mapping.stream_tiles) if unmasked else None
-            per_fold = fold_effective_macs(plan, arranged, prefixes, per_block)
+            per_fold = fold_effective_macs(plan, arranged, per_block)
         effective = np.where(executed, per_fold, 0)
 
     slots = int(plan.mac_slots[executed].sum())

@@ -25,7 +25,6 @@ __all__ = [
     "fold_effective_macs",
     "fold_slice_sums",
     "slice_block_sums",
-    "stream_prefix",
     "weighted_block_sums",
 ]
 
@@ -72,17 +71,7 @@ def slice_block_sums(plan: FoldPlan, array: np.ndarray, dims: tuple[str, str]) -
     return weighted_block_sums(array, plan.block_size_of(dims[0]), plan.block_size_of(dims[1]))
 
 
-def stream_prefix(stream_op: np.ndarray) -> np.ndarray:
-    """Running sums of a (G, n, T) uint8 stream along T, with a leading 0: (G, n, T + 1) int64."""
-    groups, n, length = stream_op.shape
-    out = np.zeros((groups, n, length + 1), np.int64)
-    np.cumsum(stream_op, axis=2, out=out[:, :, 1:])
-    return out
-
-
-def fold_effective_macs(
-    plan: FoldPlan, arranged: dict[str, np.ndarray], prefixes: dict | None = None, per_block: np.ndarray | None = None
-) -> np.ndarray:
+def fold_effective_macs(plan: FoldPlan, arranged: dict[str, np.ndarray], per_block: np.ndarray | None = None) -> np.ndarray:
     """Effective MACs of every fold (int64), exactly, from the arranged operand masks.
 
     Parameters
@@ -90,18 +79,15 @@ def fold_effective_macs(
     plan : FoldPlan
     arranged : dict
         Output of ``plan.dataflow.arrange(x, w)`` (uint8 masks).
-    prefixes : dict, optional
-        :func:`stream_prefix` of the streams, by role: the per-tile sums then cost
-        O(tiles) per line (a mapping search reuses them for every stream tiling).
     per_block : numpy.ndarray, optional
         :func:`block_effective_macs` of the same operands and tiling, when the caller keeps it.
     """
     if per_block is None:
-        per_block = block_effective_macs(arranged, plan.array_rows, plan.array_cols, plan.mapping.stream_tiles, prefixes)
+        per_block = block_effective_macs(arranged, plan.array_rows, plan.array_cols, plan.mapping.stream_tiles)
     return per_block[plan.group, plan.row_block, plan.col_block, plan.stream_block]
 
 
-def block_effective_macs(arranged: dict[str, np.ndarray], R: int, C: int, tiles: int, prefixes: dict | None = None) -> np.ndarray:
+def block_effective_macs(arranged: dict[str, np.ndarray], R: int, C: int, tiles: int) -> np.ndarray:
     """Effective MACs per (group, row block, col block, stream tile) on an R x C array, int64
     (what every loop order of that tiling indexes; see :func:`fold_effective_macs`)."""
     p = arranged.get("stationary")
@@ -109,10 +95,8 @@ def block_effective_macs(arranged: dict[str, np.ndarray], R: int, C: int, tiles:
     b = arranged.get("col_stream")
     stream = (a if a is not None else b).shape[2] // tiles
 
-    def per_tile(stream_op: np.ndarray, role: str) -> np.ndarray:
+    def per_tile(stream_op: np.ndarray) -> np.ndarray:
         """Stream sums per stream tile: (G, n, tiles)."""
-        if prefixes is not None and role in prefixes:
-            return np.diff(prefixes[role][:, :, ::stream], axis=2)
         groups, n, _ = stream_op.shape
         return stream_op.reshape(groups, n, tiles, stream).sum(axis=3, dtype=np.int64)
 
@@ -121,10 +105,10 @@ def block_effective_macs(arranged: dict[str, np.ndarray], R: int, C: int, tiles:
         # dimension first, then weight each array line by its stream sum per tile.
         if a is not None:
             lines = weighted_block_sums(p, 1, C)  # (G, rows, col blocks)
-            weighted = lines[..., None] * per_tile(a, "row_stream")[:, :, None, :]  # (G, rows, col blocks, tiles)
+            weighted = lines[..., None] * per_tile(a)[:, :, None, :]  # (G, rows, col blocks, tiles)
             return block_sums(weighted, 1, R)
         lines = weighted_block_sums(p, R, 1)  # (G, row blocks, cols)
-        weighted = lines.transpose(0, 2, 1)[..., None] * per_tile(b, "col_stream")[:, :, None, :]  # (G, cols, row blocks, tiles)
+        weighted = lines.transpose(0, 2, 1)[..., None] * per_tile(b)[:, :, None, :]  # (G, cols, row blocks, tiles)
         return block_sums(weighted, 1, C).transpose(0, 2, 1, 3)
     # float64 products are exact: every count is far below 2**53.
     rows = block_sums(a, 1, R).astype(np.float64)  # (G, row blocks, T)
