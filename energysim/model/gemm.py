@@ -116,11 +116,22 @@ def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: 
 def input_footprint(layer: LayerSpec) -> np.ndarray:
     """Distinct input elements each group reads (padding excluded), int64 array (G,).
 
-    Elements that no window touches (e.g. with stride > kernel) are not counted.
+    Elements that no window touches (e.g. with stride > kernel) are not counted. A
+    convolution's windows are products of a row range and a column range, so an element
+    is read iff some window row covers its row and some window column its column: the
+    footprint is channels x rows covered x columns covered (every entry of :func:`input_index`
+    in closed form).
     """
-    index = input_index(layer)
-    touched = np.zeros(int(np.prod(layer.input_shape)), bool)
-    touched[index[index >= 0]] = True
-    footprint = touched.reshape(index.shape[0], -1).sum(axis=1).astype(np.int64)
+    if layer.kind in ("linear", "matmul"):
+        m, k, _ = layer.gemm
+        footprint = np.full(layer.groups, m * k, np.int64)
+    else:
+        _, h, w = layer.input_shape
+        _, h_out, w_out = layer.output_shape
+        covered = []
+        for size, out, taps, stride, pad, dilation in zip((h, w), (h_out, w_out), layer.kernel, layer.stride, layer.padding, layer.dilation):
+            at = (np.arange(out) * stride - pad)[:, None] + np.arange(taps)[None, :] * dilation
+            covered.append(np.unique(at[(at >= 0) & (at < size)]).size)
+        footprint = np.full(layer.groups, layer.in_channels // layer.groups * covered[0] * covered[1], np.int64)
     footprint.setflags(write=False)
     return footprint
