@@ -129,7 +129,8 @@ def input_footprint(layer: LayerSpec) -> np.ndarray:
         _, h, w = layer.input_shape
         _, h_out, w_out = layer.output_shape
         covered = []
-        for size, out, taps, stride, pad, dilation in zip((h, w), (h_out, w_out), layer.kernel, layer.stride, layer.padding, layer.dilation):
+        axes = zip((h, w), (h_out, w_out), layer.kernel, layer.stride, layer.padding, layer.dilation)
+        for size, out, taps, stride, pad, dilation in axes:
             at = (np.arange(out) * stride - pad)[:, None] + np.arange(taps)[None, :] * dilation
             covered.append(np.unique(at[(at >= 0) & (at < size)]).size)
         footprint = np.full(layer.groups, layer.in_channels // layer.groups * covered[0] * covered[1], np.int64)

@@ -123,7 +123,9 @@ def _block_sizes(extent: int, block: int) -> np.ndarray:
     return np.diff(edges[: -(-extent // block) + 1])
 
 
-def _refetch_words(order: tuple[str, ...], trips: dict, reuse: str, sizes: dict[str, np.ndarray], whole: np.ndarray, window: float) -> int:
+def _refetch_words(
+    order: tuple[str, ...], trips: dict, reuse: str, sizes: dict[str, np.ndarray], whole: np.ndarray, window: float
+) -> int:
     """Words an operand that is not resident must fetch beyond its footprint, at least.
 
     ``reuse`` is the place of the dimension the operand does not span (its slices repeat
@@ -189,8 +191,9 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     if not buffer.is_shared:
         # Refetch bounds need capacities that do not depend on the mapping.
         if int(facts.footprint.max()) > buffer.ifmap_words:
-            m_valid = np.diff(facts.prefix_m[:, np.minimum(np.arange(trips[place["M"]] + 1) * blocks[place["M"]], m_size)], axis=1)
-            k_valid = np.diff(facts.prefix_k[:, np.minimum(np.arange(trips[place["K"]] + 1) * blocks[place["K"]], k_size)], axis=1)
+            m_edges = np.minimum(np.arange(trips[place["M"]] + 1) * blocks[place["M"]], m_size)
+            k_edges = np.minimum(np.arange(trips[place["K"]] + 1) * blocks[place["K"]], k_size)
+            m_valid, k_valid = np.diff(facts.prefix_m[:, m_edges], axis=1), np.diff(facts.prefix_k[:, k_edges], axis=1)
             # An input element fills at most `multiplicity` entries of X.
             sizes = {place["M"]: -(-m_valid // facts.multiplicity), place["K"]: -(-k_valid // facts.multiplicity)}
             input_words += _refetch_words(mapping.order, trips, place["N"], sizes, facts.footprint, buffer.ifmap_words / 2)
@@ -222,7 +225,9 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
         acc["dram"]["outputs"] = {"reads": outputs * (passes - 1), "writes": outputs * passes}
 
     preload = int(dataflow.preload) * rows
-    busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"]) - (preload * (folds - 1) if profile.array.preload_overlap else 0)
+    busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"])
+    if profile.array.preload_overlap:
+        busy -= preload * (folds - 1)  # only the first fold pays its preload
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
     total = busy if math.isinf(bandwidth) else max(busy, math.ceil(dram_words / bandwidth))
