@@ -29,7 +29,7 @@ from .memory import (
     MemoryTraffic,
     buffer_capacities,
     first_occurrence_words,
-    live_output_words,
+    first_positions,
     output_tile_spans,
     rf_accesses,
     weight_words,
@@ -177,7 +177,7 @@ def _weight_slices(
         words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
     else:
         words = nm.stored_words(plan, profile.word_bits)
-    _, at = np.unique(keys, return_index=True)
+    at = first_positions(keys, plan.count)
     footprint = int(np.bincount(plan.group[at], weights=words[at], minlength=plan.groups).max(initial=0))
     info = {
         "keys": keys,
@@ -337,7 +337,7 @@ def simulate_layer(
     weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm, summed)
     in_footprint = int(input_footprint(layer).max())
     spans = output_tile_spans(plan, executed)
-    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed, spans))
+    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, spans[4])
     resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
     window = 0.0 if resident["inputs"] else caps.inputs / 2
     if nm is None:

@@ -56,6 +56,7 @@ __all__ = [
     "buffer_capacities",
     "fetch_words",
     "first_occurrence_words",
+    "first_positions",
     "live_output_words",
     "output_tile_spans",
     "output_traffic",
@@ -151,6 +152,12 @@ def _first_last(keys: np.ndarray, at: np.ndarray, n_keys: int) -> tuple[np.ndarr
     return first, last
 
 
+def first_positions(keys: np.ndarray, count: int) -> np.ndarray:
+    """The first of the positions ``0 .. count-1`` holding each key present in ``keys``, in key order."""
+    first, _ = _first_last(keys, np.arange(count), int(keys.max(initial=-1)) + 1)
+    return first[first >= 0]
+
+
 def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: np.ndarray) -> np.ndarray:
     """``slice_words`` at the first executed fold of each key, 0 elsewhere (disjoint slices)."""
     words = np.zeros_like(slice_words)
@@ -160,8 +167,9 @@ def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: 
     return words
 
 
-def output_tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Output-tile keys and words per fold, and whether each executed fold is its tile's first / last."""
+def output_tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Output-tile keys and words per fold, whether each executed fold is its tile's first /
+    last, and the most words live at once (:func:`live_output_words`)."""
     keys = plan.slice_key(("M", "N"))
     tile = plan.extent_of("M") * plan.extent_of("N")
     at_first, at_last = _first_last(keys, np.flatnonzero(executed), int(keys.max(initial=-1)) + 1)
@@ -169,7 +177,7 @@ def output_tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray,
     last = np.zeros(plan.count, bool)
     first[at_first[at_first >= 0]] = True
     last[at_last[at_last >= 0]] = True
-    return keys, tile, first, last
+    return keys, tile, first, last, _live_words(tile, first, last, executed)
 
 
 def _live_words(tile: np.ndarray, first: np.ndarray, last: np.ndarray, executed: np.ndarray) -> int:
@@ -179,20 +187,18 @@ def _live_words(tile: np.ndarray, first: np.ndarray, last: np.ndarray, executed:
     return int((np.cumsum(change[executed]) + np.where(last, tile, 0)[executed]).max())
 
 
-def live_output_words(plan: FoldPlan, executed: np.ndarray, spans: tuple | None = None) -> int:
+def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
     """Most partial-sum words live at once: tiles between their first and last executed fold.
 
     With SCALE-Sim's order a tile's folds are consecutive and this is one tile; with the
     row loop outside the column loop (WS, IS) every column block's tile is live at once.
-    ``spans`` is :func:`output_tile_spans` of the same folds, when the caller has it.
     """
-    _, tile, first, last = output_tile_spans(plan, executed) if spans is None else spans
-    return _live_words(tile, first, last, executed)
+    return output_tile_spans(plan, executed)[4]
 
 
 def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float, spans: tuple | None = None) -> dict[str, np.ndarray | int]:
-    """Partial-sum and output traffic per fold (see the module docstring); ``spans`` as in
-    :func:`live_output_words`.
+    """Partial-sum and output traffic per fold (see the module docstring); ``spans`` is
+    :func:`output_tile_spans` of the same folds, when the caller has it.
 
     Returns
     -------
@@ -202,8 +208,7 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float, spans:
         words of output tiles no executed fold produced; ``tile_words``: the most words
         live at once; ``on_chip``: whether partial sums stay in the buffer.
     """
-    keys, tile, first, last = output_tile_spans(plan, executed) if spans is None else spans
-    live = _live_words(tile, first, last, executed)
+    keys, tile, first, last, live = output_tile_spans(plan, executed) if spans is None else spans
     zero = np.zeros(plan.count, np.int64)
     fits = capacity > 0 and live <= capacity / 2
     produced_words = np.where(executed, tile, 0)
@@ -316,7 +321,7 @@ class MemoryTraffic:
         ``inputs`` also ``fetched`` (its slices overlap, so the words not on chip are
         counted element by element, :func:`energysim._kernels.slice_unique_counts`).
         ``resident`` says, per operand, whether its largest per-group footprint fits its
-        capacity in ``caps`` (:func:`buffer_capacities`); ``spans`` as in :func:`live_output_words`.
+        capacity in ``caps`` (:func:`buffer_capacities`); ``spans`` as in :func:`output_traffic`.
         """
         per_fold = {level: {} for level in ("dram", "buffer")}
         fold_reads = np.zeros(plan.count, np.int64)
