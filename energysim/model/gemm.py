@@ -105,7 +105,9 @@ def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: 
     groups = index.shape[0]
     _, k, n = layer.gemm
     if weight_mask is None:
-        w = np.ones((groups, k, n), np.uint8)
+        # A constant view (all strides 0), never materialised: its block sums are closed form
+        # (:func:`energysim.model.macs.weighted_block_sums`).
+        w = np.broadcast_to(np.uint8(1), (groups, k, n))
     else:
         # A transposed view: copying a large weight tensor costs more than every later pass.
         w = np.asarray(weight_mask, dtype=bool).reshape(groups, n, k).transpose(0, 2, 1).view(np.uint8)

@@ -43,11 +43,16 @@ def weighted_block_sums(
     """``sum array[g, i, j] * weight1[g, i] * weight2[g, j]`` over ``size1 x size2`` blocks (int64).
 
     One pass in memory order (numba), whatever the strides of ``array``; weights
-    default to 1.
+    default to 1. A constant ``array`` (every stride 0, e.g. the dense weights of
+    :func:`~energysim.model.gemm.gemm_operands`) needs no pass: its block sum is
+    ``value * (block sum of weight1) * (block sum of weight2)``.
     """
     groups, n1, n2 = array.shape
     weight1 = np.ones((groups, n1), np.int64) if weight1 is None else weight1
     weight2 = np.ones((groups, n2), np.int64) if weight2 is None else weight2
+    if array.size and not any(array.strides):
+        value = int(array.flat[0])
+        return value * block_sums(weight1, 1, size1)[:, :, None] * block_sums(weight2, 1, size2)[:, None, :]
     if array.strides[1] < array.strides[2]:
         flipped = _kernels.block_sums_2d(array.transpose(0, 2, 1), size2, size1, weight2, weight1)
         return flipped.transpose(0, 2, 1)

@@ -35,7 +35,7 @@ from ..workload import LayerSpec
 from .folds import LOOPS, SCALESIM, Mapping
 from .gemm import input_footprint
 from .layer import _dense_operands, simulate_layer
-from .memory import buffer_capacities, rf_counts
+from .memory import buffer_capacities, rf_counts, weight_words
 
 __all__ = ["MAX_STREAM_TILES", "OBJECTIVES", "bound_counts", "layer_mapping", "mapping_space", "search_mapping"]
 
@@ -229,9 +229,37 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     if profile.array.preload_overlap:
         busy -= preload * (folds - 1)  # only the first fold pays its preload
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
-    dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
-    total = busy if math.isinf(bandwidth) else max(busy, math.ceil(dram_words / bandwidth))
+    total = busy
+    if not math.isinf(bandwidth):
+        dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
+        edges = _edge_fold_words(profile, layer, dataflow, blocks, extents, trips, facts)
+        total = max(busy + sum(math.ceil(words / bandwidth) for words in edges), math.ceil(dram_words / bandwidth))
     return AccessCounts(acc, facts.effective, slots - facts.effective, max(total - 1, 0))
+
+
+def _edge_fold_words(
+    profile: Profile, layer: LayerSpec, dataflow: Dataflow, blocks: dict, extents: dict, trips: dict, facts: _DenseFacts
+) -> tuple[int, int]:
+    """DRAM words, at least, fetched before the first fold and written after the last one.
+
+    The first fold (group 0, block 0 of every loop) finds nothing on chip: it fetches its
+    whole weight slice and every distinct valid element of its input slice, which holds at
+    least ``valid / multiplicity`` of them; its X block ``[:m, :k]`` has at least
+    ``max(prefix_m[m] - (K - k) m, prefix_k[k] - (M - m) k)`` valid entries. The last fold
+    (the last block of every loop) ends its output tile: it writes the tile back.
+    """
+    m_size, k_size, _ = layer.gemm
+    first = {dim: min(blocks[dataflow.place_of(dim)], extents[dataflow.place_of(dim)]) for dim in "MKN"}
+    last = {}
+    for dim in "MN":
+        place = dataflow.place_of(dim)
+        last[dim] = extents[place] - (trips[place] - 1) * blocks[place]
+    m, k = first["M"], first["K"]
+    valid = max(int(facts.prefix_m[0, m]) - (k_size - k) * m, int(facts.prefix_k[0, k]) - (m_size - m) * k, 0)
+    weights = weight_words(
+        np.array([k * first["N"]]), np.array([k]), np.array([first["N"]]), profile.sparsity.weight_format, profile.word_bits
+    )
+    return int(weights[0]) + -(-valid // facts.multiplicity), last["M"] * last["N"]
 
 
 def _objective(profile: Profile, counts, objective: str) -> tuple[float, float, int]:
