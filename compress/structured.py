@@ -99,6 +99,7 @@ How it is computed
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -106,6 +107,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from ._kernels import group_order, hybrid_bundles, hybrid_bundles_parallel, mark_kept
 from .projection import (
     _INT_VIEW,
     _check_keys,
@@ -138,6 +140,10 @@ _HALF = (1 << _LIMB_BITS) - 1
 _CHUNK = 1 << 20
 # Dinkelbach passes compact their candidates when more than 1 / _COMPACT_SHARE of them leave.
 _COMPACT_SHARE = 8
+# Devices whose layers find their bundles with the numba kernels (the others with torch).
+_KERNEL_DEVICES = ("cpu",)
+# Layers with more weights than this find their bundles with the parallel kernel.
+_PARALLEL_WEIGHTS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -465,14 +471,12 @@ def _project_hybrid(
     dtype = flats[0].dtype
     ratios = [_weight_ratios(flat, float(cost.per_weight)) for flat, cost in zip(flats, costs)]
     bundles = _network_bundles(ratios, flats, group_ids, costs)
-    singles, members, member_groups = [], [], []
+    singles, members = [], []
     layer, gid, charge, size, slope = [], [], [], [], []
-    for i, (ratio, cost, (r_star, count, idx, idx_groups)) in enumerate(zip(ratios, costs, bundles)):
-        # Bundle members leave the single-weight items: what remains has ratio < r*.
-        ratio.index_fill_(0, idx, 0)
+    for i, (ratio, cost, (r_star, count, member)) in enumerate(zip(ratios, costs, bundles)):
+        # Bundle members have left the single-weight items: what remains has ratio < r*.
         singles.append(ratio.view(_INT_VIEW[dtype]))
-        members.append(idx)
-        member_groups.append(idx_groups)
+        members.append(member)
         ids = _flat_nonzero(count > 0)
         layer.append(np.full(ids.numel(), i))
         gid.append(ids.cpu().numpy())
@@ -504,10 +508,14 @@ def _project_hybrid(
     flat_masks, counts = _select_prefix(keys, fits, floor_key=1, tie_order=tie_order)
     taken = counts[0]
     masks = []
-    for i, (mask, idx, idx_groups, cost) in enumerate(zip(flat_masks[1:], members, member_groups, costs)):
-        keep = _kept_table(gid[:taken][layer[:taken] == i], cost.group_cost.numel(), idx.device)
-        # Members are no single items, so their mask entries are still False.
-        masks.append(mask.index_put_((idx,), keep.index_select(0, idx_groups)))
+    for i, (mask, member, groups, cost) in enumerate(zip(flat_masks[1:], members, group_ids, costs)):
+        # Members are no single items: their mask entries are False until their bundle is kept.
+        keep = _kept_table(gid[:taken][layer[:taken] == i], cost.group_cost.numel(), mask.device)
+        if mask.device.type in _KERNEL_DEVICES:
+            mark_kept(mask.numpy(), member.numpy(), groups.contiguous().numpy(), keep.numpy())
+        else:
+            mask.logical_or_(member.logical_and_(keep.index_select(0, groups)))
+        masks.append(mask)
     kept, kept_groups = prefix.layer_counts(taken, counts[1:])
     return masks, kept, kept_groups, prefix.energy(taken, counts[1:])
 
@@ -572,17 +580,34 @@ def _weight_ratios(flat: torch.Tensor, per_weight: float) -> torch.Tensor:
 def _network_bundles(
     ratios: Sequence[torch.Tensor], flats: Sequence[torch.Tensor], group_ids: Sequence[torch.Tensor],
     costs: Sequence[GroupCost],
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """:func:`_bundles` of every layer, the layers on one device in one pass (groups are
-    independent, so this is the per-layer result; one pass saves the per-call overhead of
-    many small layers). Per layer: r*, size, members' flat indices and group ids, all local."""
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The bundles of every layer, and the members' ratios set to 0 (they leave the single items).
+
+    Per layer: r* and size per group (float64, int64) and a bool per weight, True on the
+    bundle members. On the CPU a numba kernel per layer (:func:`compress._kernels.hybrid_bundles`,
+    group by group on the cached :func:`_group_order`); elsewhere :func:`_bundles` on the
+    layers of one device at once (groups are independent, so this is the per-layer result;
+    one pass saves the per-call overhead of many small layers). Both make the same float
+    operations in the same order, so their results are identical.
+    """
     out: list = [None] * len(flats)
     for device in dict.fromkeys(f.device for f in flats):
         part = [i for i, f in enumerate(flats) if f.device == device]
+        if device.type in _KERNEL_DEVICES:
+            for i in part:
+                order, start, visit = _group_order(costs[i].groups, costs[i].group_cost.numel())
+                tiny = np.nextafter(np.zeros((), dtype=ratios[i].numpy().dtype), 1)
+                kernel = hybrid_bundles_parallel if flats[i].numel() > _PARALLEL_WEIGHTS else hybrid_bundles
+                r_star, count, member, _ = kernel(
+                    ratios[i].numpy(), flats[i].contiguous().numpy(), order, start, visit,
+                    costs[i].group_cost.cpu().numpy(), float(costs[i].per_weight), tiny,
+                )
+                out[i] = (torch.from_numpy(r_star), torch.from_numpy(count), torch.from_numpy(member))
+            continue
         sizes = [costs[i].group_cost.numel() for i in part]
         starts = np.concatenate(([0], np.cumsum([flats[i].numel() for i in part])))
         group_starts = np.concatenate(([0], np.cumsum(sizes)))
-        r_star, count, idx, idx_groups = _bundles(
+        r_star, count, idx, _ = _bundles(
             torch.cat([ratios[i] for i in part]),
             torch.cat([flats[i] for i in part]),
             torch.cat([group_ids[i] + int(g) for i, g in zip(part, group_starts)]),
@@ -593,9 +618,35 @@ def _network_bundles(
         # Members come out in ascending flat order, so each layer's are one run.
         cuts = torch.searchsorted(idx, torch.from_numpy(starts).to(device)).tolist()
         for j, i in enumerate(part):
-            a, b, g0, g1 = cuts[j], cuts[j + 1], int(group_starts[j]), int(group_starts[j + 1])
-            out[i] = (r_star[g0:g1], count[g0:g1], idx[a:b] - int(starts[j]), idx_groups[a:b] - g0)
+            local = idx[cuts[j]:cuts[j + 1]] - int(starts[j])
+            ratios[i].index_fill_(0, local, 0)
+            member = torch.zeros(flats[i].numel(), dtype=torch.bool, device=device).index_fill_(0, local, True)
+            g0, g1 = int(group_starts[j]), int(group_starts[j + 1])
+            out[i] = (r_star[g0:g1], count[g0:g1], member)
     return out
+
+
+# The group order of recently projected group maps, by the id of their tensor (see _group_order).
+_ORDERS: dict[int, tuple] = {}
+
+
+def _group_order(groups: torch.Tensor, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`compress._kernels.group_order` of a group map (``GroupCost.groups``), cached while
+    the tensor lives unchanged.
+
+    Training projects with the same group map over and over (the energy model caches it),
+    so the counting sort is paid once per map. The entry is keyed by the tensor's id and
+    checked against its identity and in-place version counter; it is dropped with the tensor.
+    """
+    key = id(groups)
+    entry = _ORDERS.get(key)
+    if entry is not None and entry[0]() is groups and entry[1] == (groups._version, n_groups):
+        return entry[2]
+    flat = groups.detach().reshape(-1).cpu().contiguous().numpy()
+    # int32 indices (when they fit) halve the memory the bundle kernel walks.
+    order = group_order(flat, n_groups, np.empty(flat.size, dtype=np.int32 if flat.size < 2**31 else np.int64))
+    _ORDERS[key] = (weakref.ref(groups, lambda _, key=key: _ORDERS.pop(key, None)), (groups._version, n_groups), order)
+    return order
 
 
 def _bundles(
