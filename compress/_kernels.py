@@ -123,3 +123,15 @@ def mark_kept(mask, members, groups, keep):
     """``mask[i] |= members[i] and keep[groups[i]]`` for every weight i (one streaming pass)."""
     for i in range(mask.size):
         mask[i] |= members[i] & keep[groups[i]]
+
+
+@njit(cache=True)
+def group_sums(flat, groups, n_groups):
+    """Per group: the sum of ``w**2`` (float64, in ascending index order) and the number of nonzero weights."""
+    value = np.zeros(n_groups)
+    count = np.zeros(n_groups, dtype=np.int64)
+    for i in range(flat.size):
+        x = np.float64(flat[i])
+        value[groups[i]] += x * x
+        count[groups[i]] += x != 0
+    return value, count

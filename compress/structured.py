@@ -108,6 +108,7 @@ import numpy as np
 import torch
 
 from ._kernels import group_order, hybrid_bundles, hybrid_bundles_parallel, mark_kept
+from ._kernels import group_sums as kernel_group_sums
 from .projection import (
     _INT_VIEW,
     _check_keys,
@@ -121,6 +122,7 @@ from .schedule import InfeasibleBudgetError
 
 __all__ = [
     "group_sums",
+    "nonzero_groups",
     "GroupCost",
     "GroupProjectionResult",
     "InfeasibleBudgetError",
@@ -540,9 +542,16 @@ def _group_sums(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per group, sum of w**2 (float64) and number of nonzero weights; the nonzero mask (None if all are).
 
-    The float64 squares are made in cache-sized chunks on CPU (one large
-    temporary costs more than the sums).
+    On the CPU one pass of :func:`compress._kernels.group_sums`; elsewhere ``index_add_``,
+    the float64 squares made in chunks (one large temporary costs more than the sums). Both
+    add in ascending index order.
     """
+    if flat.device.type in _KERNEL_DEVICES:
+        exact = flat if flat.dtype in (torch.float32, torch.float64) else flat.double()  # numba: no half floats
+        value, count = (torch.from_numpy(a) for a in kernel_group_sums(
+            exact.contiguous().numpy(), groups.contiguous().numpy(), n_groups))
+        dense = int(count.sum()) == flat.numel()
+        return value, count, None if dense else flat != 0
     nonzero = flat != 0
     dense = bool(nonzero.all())
     value = torch.zeros(n_groups, dtype=torch.float64, device=flat.device)
@@ -566,6 +575,17 @@ def group_sums(weight: torch.Tensor, cost: GroupCost) -> tuple[torch.Tensor, tor
     flat = weight.detach().reshape(-1)
     value, count, _ = _group_sums(flat, cost.groups.reshape(-1).to(flat.device), cost.group_cost.numel())
     return value, count
+
+
+def nonzero_groups(weight: torch.Tensor, groups: torch.Tensor, n_groups: int) -> np.ndarray:
+    """Per group id ``< n_groups`` of ``groups`` (int64, shaped like ``weight``): whether it holds a nonzero weight.
+
+    >>> nonzero_groups(torch.tensor([0.0, 2.0, 0.0]), torch.tensor([0, 1, 2]), 4).tolist()
+    [False, True, False, False]
+    """
+    flat = weight.detach().reshape(-1)
+    count = _group_sums(flat, groups.reshape(-1).to(flat.device), n_groups)[1]
+    return (count > 0).cpu().numpy()
 
 
 def _weight_ratios(flat: torch.Tensor, per_weight: float) -> torch.Tensor:
