@@ -61,9 +61,9 @@ def _hybrid_bundles(ratio, flat, order, start, visit, charges, per_weight, tiny)
     ``tiny``): ``t0 = V / (F + c nnz)`` over the whole group, then
     ``t <- max(t, V(S) / (F + c |S|))`` until no weight leaves S. Sums of ``w**2`` are
     float64 in ascending index order. Returns ``(r_star, size, members, passes)``: per
-    group the final t and |S| (float64, int64; 0 for unused groups), a bool per weight
-    (True on the members) and the most filtering passes a group took. ``ratio`` is 0 at
-    the members on return. Groups are independent: the parallel variant gives the same
+    group the final t and |S| (float64, int64; 0 for unused groups), the members (group
+    g's are ``members[start[g]:start[g] + size[g]]``, ascending) and the most filtering
+    passes a group took. ``ratio`` is 0 at the members on return. Groups are independent: the parallel variant gives the same
     result.
     """
     n_groups = charges.size
@@ -71,7 +71,6 @@ def _hybrid_bundles(ratio, flat, order, start, visit, charges, per_weight, tiny)
     size = np.zeros(n_groups, dtype=np.int64)
     passes = np.zeros(n_groups, dtype=np.int64)
     thr = np.empty(n_groups, dtype=ratio.dtype)
-    members = np.zeros(flat.size, dtype=np.bool_)
     candidates = np.empty(flat.size, dtype=order.dtype)
     for v in prange(visit.size):
         g = visit[v]
@@ -108,9 +107,8 @@ def _hybrid_bundles(ratio, flat, order, start, visit, charges, per_weight, tiny)
         size[g] = n
         for j in range(a, a + n):
             i = candidates[j]
-            members[i] = True
             ratio[i] = 0
-    return t, size, members, passes.max() if n_groups else 0
+    return t, size, candidates, passes.max() if n_groups else 0
 
 
 # Serial and parallel wraps under their own names (see energysim._kernels: one cache entry per name).
@@ -119,10 +117,11 @@ hybrid_bundles_parallel = njit(cache=True, parallel=True)(_named(_hybrid_bundles
 
 
 @njit(cache=True)
-def mark_kept(mask, members, groups, keep):
-    """``mask[i] |= members[i] and keep[groups[i]]`` for every weight i (one streaming pass)."""
-    for i in range(mask.size):
-        mask[i] |= members[i] & keep[groups[i]]
+def mark_kept(mask, members, start, size, kept):
+    """``mask[i] = True`` on the members of the groups ``kept`` (as :func:`hybrid_bundles` returns them)."""
+    for g in kept:
+        for j in range(start[g], start[g] + size[g]):
+            mask[members[j]] = True
 
 
 @njit(cache=True)

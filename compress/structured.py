@@ -89,6 +89,15 @@ How it is computed
     :mod:`compress.projection` (counting passes, no full sort), the bundles of
     all layers forming one extra, pre-sorted item list.
 
+    On the CPU the group sums and the bundles are numba kernels
+    (:mod:`compress._kernels`): the bundles group by group, each group's
+    iteration in cache, on a counting-sort order of the group map that is
+    cached while the ``groups`` tensor lives unchanged (training projects with
+    the same map every time), in parallel over groups for large layers. On
+    other devices they are torch passes over all layers at once. Both add the
+    float64 squares of a group in ascending index order and make the same
+    divisions and roundings, so the masks are the same bit for bit (tested).
+
     Precision: group values, bundle slopes and tile ratios are float64;
     per-weight slopes ``w**2 / c`` are float32 (float64 if any weight is
     float64), as in :func:`compress.projection.project`. Bundle slopes are
@@ -473,12 +482,12 @@ def _project_hybrid(
     dtype = flats[0].dtype
     ratios = [_weight_ratios(flat, float(cost.per_weight)) for flat, cost in zip(flats, costs)]
     bundles = _network_bundles(ratios, flats, group_ids, costs)
-    singles, members = [], []
+    singles, markers = [], []
     layer, gid, charge, size, slope = [], [], [], [], []
-    for i, (ratio, cost, (r_star, count, member)) in enumerate(zip(ratios, costs, bundles)):
+    for i, (ratio, cost, (r_star, count, mark)) in enumerate(zip(ratios, costs, bundles)):
         # Bundle members have left the single-weight items: what remains has ratio < r*.
         singles.append(ratio.view(_INT_VIEW[dtype]))
-        members.append(member)
+        markers.append(mark)
         ids = _flat_nonzero(count > 0)
         layer.append(np.full(ids.numel(), i))
         gid.append(ids.cpu().numpy())
@@ -510,13 +519,9 @@ def _project_hybrid(
     flat_masks, counts = _select_prefix(keys, fits, floor_key=1, tie_order=tie_order)
     taken = counts[0]
     masks = []
-    for i, (mask, member, groups, cost) in enumerate(zip(flat_masks[1:], members, group_ids, costs)):
+    for i, (mask, mark) in enumerate(zip(flat_masks[1:], markers)):
         # Members are no single items: their mask entries are False until their bundle is kept.
-        keep = _kept_table(gid[:taken][layer[:taken] == i], cost.group_cost.numel(), mask.device)
-        if mask.device.type in _KERNEL_DEVICES:
-            mark_kept(mask.numpy(), member.numpy(), groups.contiguous().numpy(), keep.numpy())
-        else:
-            mask.logical_or_(member.logical_and_(keep.index_select(0, groups)))
+        mark(mask, gid[:taken][layer[:taken] == i])
         masks.append(mask)
     kept, kept_groups = prefix.layer_counts(taken, counts[1:])
     return masks, kept, kept_groups, prefix.energy(taken, counts[1:])
@@ -603,8 +608,8 @@ def _network_bundles(
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The bundles of every layer, and the members' ratios set to 0 (they leave the single items).
 
-    Per layer: r* and size per group (float64, int64) and a bool per weight, True on the
-    bundle members. On the CPU a numba kernel per layer (:func:`compress._kernels.hybrid_bundles`,
+    Per layer: r* and size per group (float64, int64) and ``mark(mask, ids)``, which sets
+    a layer's flat bool mask True on the members of the bundles of the group ids ``ids``. On the CPU a numba kernel per layer (:func:`compress._kernels.hybrid_bundles`,
     group by group on the cached :func:`_group_order`); elsewhere :func:`_bundles` on the
     layers of one device at once (groups are independent, so this is the per-layer result;
     one pass saves the per-call overhead of many small layers). Both make the same float
@@ -615,14 +620,14 @@ def _network_bundles(
         part = [i for i, f in enumerate(flats) if f.device == device]
         if device.type in _KERNEL_DEVICES:
             for i in part:
-                order, start, visit = _group_order(costs[i].groups, costs[i].group_cost.numel())
+                order, start, visit, rank = _group_order(costs[i].groups, costs[i].group_cost.numel())
                 tiny = np.nextafter(np.zeros((), dtype=ratios[i].numpy().dtype), 1)
                 kernel = hybrid_bundles_parallel if flats[i].numel() > _PARALLEL_WEIGHTS else hybrid_bundles
-                r_star, count, member, _ = kernel(
+                r_star, count, members, _ = kernel(
                     ratios[i].numpy(), flats[i].contiguous().numpy(), order, start, visit,
                     costs[i].group_cost.cpu().numpy(), float(costs[i].per_weight), tiny,
                 )
-                out[i] = (torch.from_numpy(r_star), torch.from_numpy(count), torch.from_numpy(member))
+                out[i] = (torch.from_numpy(r_star), torch.from_numpy(count), _cpu_marker(members, start, count, rank))
             continue
         sizes = [costs[i].group_cost.numel() for i in part]
         starts = np.concatenate(([0], np.cumsum([flats[i].numel() for i in part])))
@@ -642,17 +647,36 @@ def _network_bundles(
             ratios[i].index_fill_(0, local, 0)
             member = torch.zeros(flats[i].numel(), dtype=torch.bool, device=device).index_fill_(0, local, True)
             g0, g1 = int(group_starts[j]), int(group_starts[j + 1])
-            out[i] = (r_star[g0:g1], count[g0:g1], member)
+            out[i] = (r_star[g0:g1], count[g0:g1], _torch_marker(member, group_ids[i], costs[i].group_cost.numel()))
     return out
+
+
+def _cpu_marker(members: np.ndarray, start: np.ndarray, size: np.ndarray, rank: np.ndarray):
+    """``mark`` of :func:`_network_bundles` from the bundle kernel's member lists; groups in
+    memory order (``rank``: a group's place in the order of first weights)."""
+
+    def mark(mask: torch.Tensor, ids: np.ndarray) -> None:
+        mark_kept(mask.numpy(), members, start, size, ids[np.argsort(rank[ids], kind="stable")])
+
+    return mark
+
+
+def _torch_marker(member: torch.Tensor, groups: torch.Tensor, n_groups: int):
+    """``mark`` of :func:`_network_bundles` from a bool member mask and the group map."""
+
+    def mark(mask: torch.Tensor, ids: np.ndarray) -> None:
+        mask.logical_or_(member.logical_and_(_kept_table(ids, n_groups, mask.device).index_select(0, groups)))
+
+    return mark
 
 
 # The group order of recently projected group maps, by the id of their tensor (see _group_order).
 _ORDERS: dict[int, tuple] = {}
 
 
-def _group_order(groups: torch.Tensor, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`compress._kernels.group_order` of a group map (``GroupCost.groups``), cached while
-    the tensor lives unchanged.
+def _group_order(groups: torch.Tensor, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`compress._kernels.group_order` of a group map (``GroupCost.groups``), and each
+    group's place in the visiting order, cached while the tensor lives unchanged.
 
     Training projects with the same group map over and over (the energy model caches it),
     so the counting sort is paid once per map. The entry is keyed by the tensor's id and
@@ -664,7 +688,10 @@ def _group_order(groups: torch.Tensor, n_groups: int) -> tuple[np.ndarray, np.nd
         return entry[2]
     flat = groups.detach().reshape(-1).cpu().contiguous().numpy()
     # int32 indices (when they fit) halve the memory the bundle kernel walks.
-    order = group_order(flat, n_groups, np.empty(flat.size, dtype=np.int32 if flat.size < 2**31 else np.int64))
+    order, start, visit = group_order(flat, n_groups, np.empty(flat.size, dtype=np.int32 if flat.size < 2**31 else np.int64))
+    rank = np.zeros(n_groups, dtype=np.int64)
+    rank[visit] = np.arange(visit.size)
+    order = (order, start, visit, rank)
     _ORDERS[key] = (weakref.ref(groups, lambda _, key=key: _ORDERS.pop(key, None)), (groups._version, n_groups), order)
     return order
 
