@@ -80,6 +80,7 @@ from .workload import LayerSpec, Workload
 
 __all__ = [
     "TABLE_VERSION",
+    "VERIFY_DENSITIES",
     "CoefficientTable",
     "LayerCoefficients",
     "coefficient_table",
@@ -376,11 +377,15 @@ def _constant_row(report: Any) -> dict[str, Any]:
     )
 
 
+VERIFY_DENSITIES = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+"""Weight and input densities of :func:`verify_table`'s patterns (every pair is drawn)."""
+
+
 def verify_table(
     table: CoefficientTable,
     workload: Workload,
     profile: Profile,
-    densities: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0),
+    densities: tuple[float, ...] = VERIFY_DENSITIES,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Compare the table with the full estimator on random patterns.

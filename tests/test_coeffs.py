@@ -96,6 +96,19 @@ def test_cli_writes_table_and_verifies(tmp_path, capsys):
     assert CoefficientTable.load(out, PAPER).layer("conv2").per_weight == 654
 
 
+def test_cli_verify_densities(tmp_path, capsys):
+    """--densities sets the patterns: every (weight, input) pair once per layer (paper: one kind)."""
+    out = tmp_path / "v.json"
+    assert main(["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper",
+                 "--verify", "--densities", "0.1,1", "--json", str(out)]) == 0
+    assert [row["patterns"] for row in json.loads(out.read_text())["verify"]] == [4] * 5
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--verify", "--densities", "0.5,1.5"])
+    assert exit_info.value.code == 2
+    assert "--densities" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["lenet5", "alexnet", "mobilenet_v2"])
 def test_systolic_table_within_one_percent_without_tile_skipping(name):
     model, shape = build_model(name)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_json_arg, add_model_args, add_profile_args, format_table, model_from_args, profile_from_args, write_json
+from ._common import (
+    add_json_arg, add_model_args, add_profile_args, format_table, model_from_args, parse_densities, profile_from_args,
+    write_json,
+)
 from .simulate import si
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from energysim.coeffs import VERIFY_DENSITIES
     from energysim.estimators import ESTIMATORS
 
     parser = sub.add_parser(
@@ -21,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "weight (piecewise past the weight buffer), per nonzero input, per effective MAC; with the dense "
             "energy and the floor (all weights zero); where the array skips all-zero weight tiles, the cost of "
             "each tile (skip group) and of the inputs and output tiles several tiles share. --verify compares "
-            "the table with the full estimator on random patterns of 5%%-100%% density (and, with tile costs, "
+            "the table with the full estimator on random patterns of every pair of weight and input density (--densities) (and, with tile costs, "
             "on patterns of whole tiles and of tiles with random zeros inside; on an N:M array, with sparsity.nm, "
             "on random N:M patterns and on whole compressed tiles of N:M patterns), and the table's cycles (the "
             "latency coefficients: constant cycles plus each kept tile's) with the simulated cycles."
@@ -33,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="PATH", default=None, help="write the table as JSON here")
     parser.add_argument("--verify", action="store_true", help="check the table against the full estimator")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --verify patterns")
+    parser.add_argument("--densities", type=parse_densities, default=VERIFY_DENSITIES, metavar="D,D,...",
+                        help="weight and input densities of the --verify patterns, every pair drawn for every "
+                             "layer and pattern kind (default: " + ",".join(f"{d:g}" for d in VERIFY_DENSITIES) + ")")
     add_json_arg(parser, "the table (and the verification)")
     parser.set_defaults(run=run)
 
@@ -45,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     table = coefficient_table(workload, profile, args.estimator)
     if args.out:
         table.save(args.out)
-    checks = verify_table(table, workload, profile, seed=args.seed) if args.verify else None
+    checks = verify_table(table, workload, profile, densities=args.densities, seed=args.seed) if args.verify else None
     if args.json:
         write_json(table.to_dict() | ({"verify": checks} if checks is not None else {}), args.json)
     if args.json == "-":
