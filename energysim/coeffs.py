@@ -81,6 +81,7 @@ from .workload import LayerSpec, Workload
 __all__ = [
     "TABLE_VERSION",
     "VERIFY_DENSITIES",
+    "VERIFY_KINDS",
     "CoefficientTable",
     "LayerCoefficients",
     "coefficient_table",
@@ -380,6 +381,9 @@ def _constant_row(report: Any) -> dict[str, Any]:
 VERIFY_DENSITIES = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 """Weight and input densities of :func:`verify_table`'s patterns (every pair is drawn)."""
 
+VERIFY_KINDS = ("random", "tiles", "mixed", "nm", "nm-tiles")
+"""The pattern kinds of :func:`verify_table`."""
+
 
 def verify_table(
     table: CoefficientTable,
@@ -387,6 +391,7 @@ def verify_table(
     profile: Profile,
     densities: tuple[float, ...] = VERIFY_DENSITIES,
     seed: int = 0,
+    kinds: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Compare the table with the full estimator on random patterns.
 
@@ -398,7 +403,8 @@ def verify_table(
     zero at random). Where it has N:M terms it draws an *nm* pattern (a random N:M pattern
     keeping that share of the N candidates of every group) and, where those terms have
     skip groups, an *nm-tiles* one (that share of the compressed tiles kept, every slot of a
-    kept tile drawn with probability one half).
+    kept tile drawn with probability one half). ``kinds`` (among :data:`VERIFY_KINDS`; None:
+    all) keeps only those kinds; a layer whose table supports none of them has no row.
 
     Returns
     -------
@@ -420,6 +426,7 @@ def verify_table(
     estimator = get_estimator(table.estimator)
     dataflow = get_dataflow(profile.array.dataflow)
     rng = np.random.default_rng(seed)
+    kinds_wanted = None if kinds is None else set(kinds)
     rows = []
     for layer in workload.layers:
         coeffs = table.layer(layer.name)
@@ -433,6 +440,10 @@ def verify_table(
             if coeffs.nm["group_cost"] is not None:
                 nm_ids, nm_count = weight_groups(layer, profile, dataflow)
                 kinds += ["nm-tiles"]
+        if kinds_wanted is not None:
+            kinds = [kind for kind in kinds if kind in kinds_wanted]
+            if not kinds:
+                continue
         errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         cycle_errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         # A layer without weights is a constant: the table claims only its dense energy.

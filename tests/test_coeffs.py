@@ -96,17 +96,22 @@ def test_cli_writes_table_and_verifies(tmp_path, capsys):
     assert CoefficientTable.load(out, PAPER).layer("conv2").per_weight == 654
 
 
-def test_cli_verify_densities(tmp_path, capsys):
-    """--densities sets the patterns: every (weight, input) pair once per layer (paper: one kind)."""
+def test_cli_verify_densities_and_kinds(tmp_path, capsys):
+    """--densities sets the patterns: every (weight, input) pair once per layer and kind (paper: random
+    only); --kinds keeps the kinds asked for, and a layer with none of them has no row."""
     out = tmp_path / "v.json"
-    assert main(["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper",
-                 "--verify", "--densities", "0.1,1", "--json", str(out)]) == 0
-    assert [row["patterns"] for row in json.loads(out.read_text())["verify"]] == [4] * 5
+    paper = ["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper", "--verify"]
+    assert main([*paper, "--densities", "0.1,1", "--kinds", "random", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["verify"]
+    assert [row["patterns"] for row in rows] == [4] * 5 and all(set(row["worst"]) == {"random"} for row in rows)
+    assert main([*paper, "--densities", "1", "--kinds", "nm", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["verify"] == []
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--verify", "--densities", "0.5,1.5"])
-    assert exit_info.value.code == 2
-    assert "--densities" in capsys.readouterr().err
+    for option, value in (("--densities", "0.5,1.5"), ("--kinds", "nm,tile")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*paper, option, value])
+        assert exit_info.value.code == 2
+        assert option in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["lenet5", "alexnet", "mobilenet_v2"])
