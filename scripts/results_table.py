@@ -2,7 +2,8 @@
 
 One row per method (variant), one column per budget: test accuracy in % as mean ± sample std
 over seeds, the mean simulated energy relative to dense in brackets, "n.r." where the budget is
-below what the structure can reach, and "k/3 at chance" where k seeds collapsed.
+below what the structure can reach, "k/3 at chance" where k seeds collapsed and "k/3 n.r." where
+the budget is below the floor of k seeds (the mean is over the others).
 
 Usage: python scripts/results_table.py SWEEP_DIR
 """
@@ -35,6 +36,8 @@ def main(root: str) -> None:
                 text = f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f} ({r['energy_mean']:.3f})"
                 if r.get("collapsed_seeds"):
                     text += f", {r['collapsed_seeds']}/{r['seeds']} at chance"
+                if r["feasible_seeds"] < r["seeds"]:
+                    text += f", {r['seeds'] - r['feasible_seeds']}/{r['seeds']} n.r."
                 cells.append(text)
         print(f"| `{method}` | " + " | ".join(cells) + " |")
 
