@@ -38,9 +38,10 @@ says which one a pattern takes (``nm``). Each estimator derives its rows
   (``pattern_features``' ``kept_groups``). Where the array skips on inputs (IS) the
   skipping is not modelled and the row is an upper bound that says so.
   The latency coefficients come from the same split (:func:`energysim.model.groups.group_counts`):
-  each group's fold cycles (fill, stream, drain) and its share of the stall cycles, the
-  cycles a shared item's DRAM words add, and the cycles of the layer with every group
-  skipped. Without weight groups the cycles are the dense pattern's (a constant, an upper
+  each group's steady-state fold cycles (its fold length or its DRAM transfer, whichever is
+  longer), the cycles a used shared item adds or saves and the cycles the layer pays once
+  (fitted to the simulated cycles of a few patterns), and the cycles of the layer with every
+  group skipped. Without weight groups the cycles are the dense pattern's (a constant, an upper
   bound: sparsity only removes weight traffic, hence stalls).
 
 A layer without weights (a ``matmul`` of two activations: Q K^T, attention x V) has only a
