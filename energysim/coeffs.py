@@ -90,7 +90,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 4
+TABLE_VERSION = 5  # 5: cycle coefficients from steady-state fold cycles (same fields, other values)
 
 
 @dataclass(frozen=True)
