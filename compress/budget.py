@@ -43,7 +43,7 @@ from energysim.model.nm import structure_mask, without_nm
 
 from .nm import NMCost
 from .projection import LayerCost, floor_energy, nonzero_counts, proxy_energy
-from .structured import GroupCost
+from .structured import GroupCost, nonzero_groups
 
 __all__ = ["EnergyModel"]
 
@@ -167,8 +167,7 @@ class EnergyModel:
         out = {}
         for c in self._weighted:
             ids, own, _ = self._group_structure(c.name)  # the map of energysim's weight_groups (dense mapping), cached
-            nonzero = (weights[c.name].detach() != 0).cpu()
-            out[c.name] = (torch.bincount(ids[nonzero], minlength=own.size) > 0).cpu().numpy()
+            out[c.name] = nonzero_groups(weights[c.name].detach().cpu(), ids, own.size)
         return out
 
     def group_costs(

@@ -89,6 +89,15 @@ How it is computed
     :mod:`compress.projection` (counting passes, no full sort), the bundles of
     all layers forming one extra, pre-sorted item list.
 
+    On the CPU the group sums and the bundles are numba kernels
+    (:mod:`compress._kernels`): the bundles group by group, each group's
+    iteration in cache, on a counting-sort order of the group map that is
+    cached while the ``groups`` tensor lives unchanged (training projects with
+    the same map every time), in parallel over groups for large layers. On
+    other devices they are torch passes over all layers at once. Both add the
+    float64 squares of a group in ascending index order and make the same
+    divisions and roundings, so the masks are the same bit for bit (tested).
+
     Precision: group values, bundle slopes and tile ratios are float64;
     per-weight slopes ``w**2 / c`` are float32 (float64 if any weight is
     float64), as in :func:`compress.projection.project`. Bundle slopes are
@@ -99,6 +108,7 @@ How it is computed
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -106,6 +116,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from ._kernels import group_order, hybrid_bundles, hybrid_bundles_parallel, mark_kept
+from ._kernels import group_sums as kernel_group_sums
 from .projection import (
     _INT_VIEW,
     _check_keys,
@@ -119,6 +131,7 @@ from .schedule import InfeasibleBudgetError
 
 __all__ = [
     "group_sums",
+    "nonzero_groups",
     "GroupCost",
     "GroupProjectionResult",
     "InfeasibleBudgetError",
@@ -138,6 +151,10 @@ _HALF = (1 << _LIMB_BITS) - 1
 _CHUNK = 1 << 20
 # Dinkelbach passes compact their candidates when more than 1 / _COMPACT_SHARE of them leave.
 _COMPACT_SHARE = 8
+# Devices whose layers find their bundles with the numba kernels (the others with torch).
+_KERNEL_DEVICES = ("cpu",)
+# Layers with more weights than this find their bundles with the parallel kernel.
+_PARALLEL_WEIGHTS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -465,14 +482,12 @@ def _project_hybrid(
     dtype = flats[0].dtype
     ratios = [_weight_ratios(flat, float(cost.per_weight)) for flat, cost in zip(flats, costs)]
     bundles = _network_bundles(ratios, flats, group_ids, costs)
-    singles, members, member_groups = [], [], []
+    singles, markers = [], []
     layer, gid, charge, size, slope = [], [], [], [], []
-    for i, (ratio, cost, (r_star, count, idx, idx_groups)) in enumerate(zip(ratios, costs, bundles)):
-        # Bundle members leave the single-weight items: what remains has ratio < r*.
-        ratio.index_fill_(0, idx, 0)
+    for i, (ratio, cost, (r_star, count, mark)) in enumerate(zip(ratios, costs, bundles)):
+        # Bundle members have left the single-weight items: what remains has ratio < r*.
         singles.append(ratio.view(_INT_VIEW[dtype]))
-        members.append(idx)
-        member_groups.append(idx_groups)
+        markers.append(mark)
         ids = _flat_nonzero(count > 0)
         layer.append(np.full(ids.numel(), i))
         gid.append(ids.cpu().numpy())
@@ -504,10 +519,10 @@ def _project_hybrid(
     flat_masks, counts = _select_prefix(keys, fits, floor_key=1, tie_order=tie_order)
     taken = counts[0]
     masks = []
-    for i, (mask, idx, idx_groups, cost) in enumerate(zip(flat_masks[1:], members, member_groups, costs)):
-        keep = _kept_table(gid[:taken][layer[:taken] == i], cost.group_cost.numel(), idx.device)
-        # Members are no single items, so their mask entries are still False.
-        masks.append(mask.index_put_((idx,), keep.index_select(0, idx_groups)))
+    for i, (mask, mark) in enumerate(zip(flat_masks[1:], markers)):
+        # Members are no single items: their mask entries are False until their bundle is kept.
+        mark(mask, gid[:taken][layer[:taken] == i])
+        masks.append(mask)
     kept, kept_groups = prefix.layer_counts(taken, counts[1:])
     return masks, kept, kept_groups, prefix.energy(taken, counts[1:])
 
@@ -532,9 +547,16 @@ def _group_sums(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per group, sum of w**2 (float64) and number of nonzero weights; the nonzero mask (None if all are).
 
-    The float64 squares are made in cache-sized chunks on CPU (one large
-    temporary costs more than the sums).
+    On the CPU one pass of :func:`compress._kernels.group_sums`; elsewhere ``index_add_``,
+    the float64 squares made in chunks (one large temporary costs more than the sums). Both
+    add in ascending index order.
     """
+    if flat.device.type in _KERNEL_DEVICES:
+        exact = flat if flat.dtype in (torch.float32, torch.float64) else flat.double()  # numba: no half floats
+        value, count = (torch.from_numpy(a) for a in kernel_group_sums(
+            exact.contiguous().numpy(), groups.contiguous().numpy(), n_groups))
+        dense = int(count.sum()) == flat.numel()
+        return value, count, None if dense else flat != 0
     nonzero = flat != 0
     dense = bool(nonzero.all())
     value = torch.zeros(n_groups, dtype=torch.float64, device=flat.device)
@@ -560,6 +582,17 @@ def group_sums(weight: torch.Tensor, cost: GroupCost) -> tuple[torch.Tensor, tor
     return value, count
 
 
+def nonzero_groups(weight: torch.Tensor, groups: torch.Tensor, n_groups: int) -> np.ndarray:
+    """Per group id ``< n_groups`` of ``groups`` (int64, shaped like ``weight``): whether it holds a nonzero weight.
+
+    >>> nonzero_groups(torch.tensor([0.0, 2.0, 0.0]), torch.tensor([0, 1, 2]), 4).tolist()
+    [False, True, False, False]
+    """
+    flat = weight.detach().reshape(-1)
+    count = _group_sums(flat, groups.reshape(-1).to(flat.device), n_groups)[1]
+    return (count > 0).cpu().numpy()
+
+
 def _weight_ratios(flat: torch.Tensor, per_weight: float) -> torch.Tensor:
     """w**2 / per_weight in the working precision; inf for nonzero w**2 when per_weight is 0."""
     square = flat.square()
@@ -572,17 +605,34 @@ def _weight_ratios(flat: torch.Tensor, per_weight: float) -> torch.Tensor:
 def _network_bundles(
     ratios: Sequence[torch.Tensor], flats: Sequence[torch.Tensor], group_ids: Sequence[torch.Tensor],
     costs: Sequence[GroupCost],
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """:func:`_bundles` of every layer, the layers on one device in one pass (groups are
-    independent, so this is the per-layer result; one pass saves the per-call overhead of
-    many small layers). Per layer: r*, size, members' flat indices and group ids, all local."""
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The bundles of every layer, and the members' ratios set to 0 (they leave the single items).
+
+    Per layer: r* and size per group (float64, int64) and ``mark(mask, ids)``, which sets
+    a layer's flat bool mask True on the members of the bundles of the group ids ``ids``. On the CPU a numba kernel per layer (:func:`compress._kernels.hybrid_bundles`,
+    group by group on the cached :func:`_group_order`); elsewhere :func:`_bundles` on the
+    layers of one device at once (groups are independent, so this is the per-layer result;
+    one pass saves the per-call overhead of many small layers). Both make the same float
+    operations in the same order, so their results are identical.
+    """
     out: list = [None] * len(flats)
     for device in dict.fromkeys(f.device for f in flats):
         part = [i for i, f in enumerate(flats) if f.device == device]
+        if device.type in _KERNEL_DEVICES:
+            for i in part:
+                order, start, visit, rank = _group_order(costs[i].groups, costs[i].group_cost.numel())
+                tiny = np.nextafter(np.zeros((), dtype=ratios[i].numpy().dtype), 1)
+                kernel = hybrid_bundles_parallel if flats[i].numel() > _PARALLEL_WEIGHTS else hybrid_bundles
+                r_star, count, members, _ = kernel(
+                    ratios[i].numpy(), flats[i].contiguous().numpy(), order, start, visit,
+                    costs[i].group_cost.cpu().numpy(), float(costs[i].per_weight), tiny,
+                )
+                out[i] = (torch.from_numpy(r_star), torch.from_numpy(count), _cpu_marker(members, start, count, rank))
+            continue
         sizes = [costs[i].group_cost.numel() for i in part]
         starts = np.concatenate(([0], np.cumsum([flats[i].numel() for i in part])))
         group_starts = np.concatenate(([0], np.cumsum(sizes)))
-        r_star, count, idx, idx_groups = _bundles(
+        r_star, count, idx, _ = _bundles(
             torch.cat([ratios[i] for i in part]),
             torch.cat([flats[i] for i in part]),
             torch.cat([group_ids[i] + int(g) for i, g in zip(part, group_starts)]),
@@ -593,9 +643,57 @@ def _network_bundles(
         # Members come out in ascending flat order, so each layer's are one run.
         cuts = torch.searchsorted(idx, torch.from_numpy(starts).to(device)).tolist()
         for j, i in enumerate(part):
-            a, b, g0, g1 = cuts[j], cuts[j + 1], int(group_starts[j]), int(group_starts[j + 1])
-            out[i] = (r_star[g0:g1], count[g0:g1], idx[a:b] - int(starts[j]), idx_groups[a:b] - g0)
+            local = idx[cuts[j]:cuts[j + 1]] - int(starts[j])
+            ratios[i].index_fill_(0, local, 0)
+            member = torch.zeros(flats[i].numel(), dtype=torch.bool, device=device).index_fill_(0, local, True)
+            g0, g1 = int(group_starts[j]), int(group_starts[j + 1])
+            out[i] = (r_star[g0:g1], count[g0:g1], _torch_marker(member, group_ids[i], costs[i].group_cost.numel()))
     return out
+
+
+def _cpu_marker(members: np.ndarray, start: np.ndarray, size: np.ndarray, rank: np.ndarray):
+    """``mark`` of :func:`_network_bundles` from the bundle kernel's member lists; groups in
+    memory order (``rank``: a group's place in the order of first weights)."""
+
+    def mark(mask: torch.Tensor, ids: np.ndarray) -> None:
+        mark_kept(mask.numpy(), members, start, size, ids[np.argsort(rank[ids], kind="stable")])
+
+    return mark
+
+
+def _torch_marker(member: torch.Tensor, groups: torch.Tensor, n_groups: int):
+    """``mark`` of :func:`_network_bundles` from a bool member mask and the group map."""
+
+    def mark(mask: torch.Tensor, ids: np.ndarray) -> None:
+        mask.logical_or_(member.logical_and_(_kept_table(ids, n_groups, mask.device).index_select(0, groups)))
+
+    return mark
+
+
+# The group order of recently projected group maps, by the id of their tensor (see _group_order).
+_ORDERS: dict[int, tuple] = {}
+
+
+def _group_order(groups: torch.Tensor, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`compress._kernels.group_order` of a group map (``GroupCost.groups``), and each
+    group's place in the visiting order, cached while the tensor lives unchanged.
+
+    Training projects with the same group map over and over (the energy model caches it),
+    so the counting sort is paid once per map. The entry is keyed by the tensor's id and
+    checked against its identity and in-place version counter; it is dropped with the tensor.
+    """
+    key = id(groups)
+    entry = _ORDERS.get(key)
+    if entry is not None and entry[0]() is groups and entry[1] == (groups._version, n_groups):
+        return entry[2]
+    flat = groups.detach().reshape(-1).cpu().contiguous().numpy()
+    # int32 indices (when they fit) halve the memory the bundle kernel walks.
+    order, start, visit = group_order(flat, n_groups, np.empty(flat.size, dtype=np.int32 if flat.size < 2**31 else np.int64))
+    rank = np.zeros(n_groups, dtype=np.int64)
+    rank[visit] = np.arange(visit.size)
+    order = (order, start, visit, rank)
+    _ORDERS[key] = (weakref.ref(groups, lambda _, key=key: _ORDERS.pop(key, None)), (groups._version, n_groups), order)
+    return order
 
 
 def _bundles(

@@ -272,12 +272,29 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
     unique, first, fetched : int64 arrays (F,)
         Distinct valid elements in the slice; of those, the ones no earlier executed
         fold touched (in fold order); and the ones not on chip (the fold fetches them).
+
+    Notes
+    -----
+    A slice seen before needs no pass over its elements (its distinct count is kept per
+    key, and none of it is first-touched) in two cases, which are exact:
+
+    - ``window_words == 0`` (a resident operand): the window holds only folds that touch
+      nothing, so every element of the slice is fetched, and ``last`` is read only for
+      "ever touched" (< 0) and "not in the window" (true of every touched element),
+      which a stale ``last`` (the fold of the slice's last pass) answers alike.
+    - the previous executed fold had the same key: its elements were last touched by
+      that fold, so the slice is fetched whole if the window lost that fold and not at
+      all otherwise. Leaving ``last`` at the run's first fold is exact because the
+      window never starts strictly inside a run of one key: dropping a fold whose key
+      a later fold of the window still holds frees no words, so the loop in
+      :func:`_advance_window` that dropped it drops the next one too.
     """
     folds = group.size
     unique = np.zeros(folds, np.int64)
     first = np.zeros(folds, np.int64)
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_elements, -1, np.int64)
+    key_unique = np.full(n_keys, -1, np.int64)
     in_window = np.zeros(n_keys, np.int64)
     hist_fold = np.empty(folds, np.int64)
     hist_key = np.empty(folds, np.int64)
@@ -285,10 +302,23 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
     count = 0
     begin = 0
     total = 0.0
+    previous = -1
     for f in range(folds):
         if not executed[f]:
             continue
         begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
+        key = slice_key[f]
+        known = key_unique[key]
+        if known >= 0 and (window_words == 0.0 or slice_key[previous] == key):
+            unique[f] = known
+            if window_words == 0.0 or start > previous:
+                fetched[f] = known
+            hist_fold[count] = f
+            hist_key[count] = key
+            hist_words[count] = known
+            count += 1
+            previous = f
+            continue
         g = group[f]
         u = 0
         fresh = 0
@@ -308,10 +338,12 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
         unique[f] = u
         first[f] = fresh
         fetched[f] = fetch
+        key_unique[key] = u
         hist_fold[count] = f
-        hist_key[count] = slice_key[f]
+        hist_key[count] = key
         hist_words[count] = u
         count += 1
+        previous = f
     return unique, first, fetched
 
 
@@ -358,23 +390,36 @@ def schedule_folds(fold_cycles, read_cycles, write_cycles, final_write_cycles):
 def block_sums_2d(array, block1, block2, weight1, weight2):
     """Weighted sums of ``array`` (G, A, B) over blocks of ``block1`` x ``block2``.
 
-    ``out[g, i // block1, j // block2] += array[g, i, j] * weight1[g, i] * weight2[g, j]``
-    for nonzero entries, with the last axis innermost (pass a view whose last axis
-    is the contiguous one). Returns int64 (G, ceil(A/block1), ceil(B/block2)).
+    ``out[g, i // block1, j // block2] += array[g, i, j] * weight1[g, i] * weight2[g, j]``,
+    with the last axis innermost (pass a view whose last axis is the contiguous one).
+    Each row block is first summed along its rows (weighted by ``weight1``) into one row,
+    a loop over contiguous memory the compiler vectorises, then cut into column blocks.
+    Returns int64 (G, ceil(A/block1), ceil(B/block2)).
     """
     groups, size1, size2 = array.shape
-    out = np.zeros((groups, (size1 + block1 - 1) // block1, (size2 + block2 - 1) // block2), np.int64)
+    blocks1 = (size1 + block1 - 1) // block1
+    blocks2 = (size2 + block2 - 1) // block2
+    out = np.zeros((groups, blocks1, blocks2), np.int64)
+    summed = np.zeros(size2, np.int64)
     for g in range(groups):
-        for i in range(size1):
-            w1 = weight1[g, i]
-            if w1 == 0:
+        for b1 in range(blocks1):
+            summed[:] = 0
+            touched = False
+            for i in range(b1 * block1, min(size1, (b1 + 1) * block1)):
+                w1 = weight1[g, i]
+                if w1 == 0:
+                    continue
+                touched = True
+                row = array[g, i]
+                for j in range(size2):
+                    summed[j] += row[j] * w1
+            if not touched:
                 continue
-            b1 = i // block1
-            for b2 in range(out.shape[2]):
+            for b2 in range(blocks2):
                 total = 0
                 for j in range(b2 * block2, min(size2, (b2 + 1) * block2)):
-                    total += np.int64(array[g, i, j]) * weight2[g, j]
-                out[g, b1, b2] += total * w1
+                    total += summed[j] * weight2[g, j]
+                out[g, b1, b2] = total
     return out
 
 

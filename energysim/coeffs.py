@@ -38,9 +38,10 @@ says which one a pattern takes (``nm``). Each estimator derives its rows
   (``pattern_features``' ``kept_groups``). Where the array skips on inputs (IS) the
   skipping is not modelled and the row is an upper bound that says so.
   The latency coefficients come from the same split (:func:`energysim.model.groups.group_counts`):
-  each group's fold cycles (fill, stream, drain) and its share of the stall cycles, the
-  cycles a shared item's DRAM words add, and the cycles of the layer with every group
-  skipped. Without weight groups the cycles are the dense pattern's (a constant, an upper
+  each group's steady-state fold cycles (its fold length or its DRAM transfer, whichever is
+  longer), the cycles a used shared item adds or saves and the cycles the layer pays once
+  (fitted to the simulated cycles of a few patterns), and the cycles of the layer with every
+  group skipped. Without weight groups the cycles are the dense pattern's (a constant, an upper
   bound: sparsity only removes weight traffic, hence stalls).
 
 A layer without weights (a ``matmul`` of two activations: Q K^T, attention x V) has only a
@@ -80,6 +81,8 @@ from .workload import LayerSpec, Workload
 
 __all__ = [
     "TABLE_VERSION",
+    "VERIFY_DENSITIES",
+    "VERIFY_KINDS",
     "CoefficientTable",
     "LayerCoefficients",
     "coefficient_table",
@@ -87,7 +90,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 4
+TABLE_VERSION = 5  # 5: cycle coefficients from steady-state fold cycles (same fields, other values)
 
 
 @dataclass(frozen=True)
@@ -376,12 +379,20 @@ def _constant_row(report: Any) -> dict[str, Any]:
     )
 
 
+VERIFY_DENSITIES = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+"""Weight and input densities of :func:`verify_table`'s patterns (every pair is drawn)."""
+
+VERIFY_KINDS = ("random", "tiles", "mixed", "nm", "nm-tiles")
+"""The pattern kinds of :func:`verify_table`."""
+
+
 def verify_table(
     table: CoefficientTable,
     workload: Workload,
     profile: Profile,
-    densities: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0),
+    densities: tuple[float, ...] = VERIFY_DENSITIES,
     seed: int = 0,
+    kinds: tuple[str, ...] | None = None,
 ) -> list[dict[str, Any]]:
     """Compare the table with the full estimator on random patterns.
 
@@ -393,7 +404,8 @@ def verify_table(
     zero at random). Where it has N:M terms it draws an *nm* pattern (a random N:M pattern
     keeping that share of the N candidates of every group) and, where those terms have
     skip groups, an *nm-tiles* one (that share of the compressed tiles kept, every slot of a
-    kept tile drawn with probability one half).
+    kept tile drawn with probability one half). ``kinds`` (among :data:`VERIFY_KINDS`; None:
+    all) keeps only those kinds; a layer whose table supports none of them has no row.
 
     Returns
     -------
@@ -415,6 +427,7 @@ def verify_table(
     estimator = get_estimator(table.estimator)
     dataflow = get_dataflow(profile.array.dataflow)
     rng = np.random.default_rng(seed)
+    kinds_wanted = None if kinds is None else set(kinds)
     rows = []
     for layer in workload.layers:
         coeffs = table.layer(layer.name)
@@ -428,6 +441,10 @@ def verify_table(
             if coeffs.nm["group_cost"] is not None:
                 nm_ids, nm_count = weight_groups(layer, profile, dataflow)
                 kinds += ["nm-tiles"]
+        if kinds_wanted is not None:
+            kinds = [kind for kind in kinds if kind in kinds_wanted]
+            if not kinds:
+                continue
         errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         cycle_errors: dict[str, list[float]] = {kind: [] for kind in kinds}
         # A layer without weights is a constant: the table claims only its dense energy.

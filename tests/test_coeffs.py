@@ -59,7 +59,7 @@ def test_table_json_round_trip_and_stale_detection(lenet5, tmp_path):
     again = CoefficientTable.load(tmp_path / "t.json", PAPER)
     assert again.to_dict() == table.to_dict()
     data = json.loads((tmp_path / "t.json").read_text())
-    assert data["schema_version"] == 4 and data["profile_digest"] == PAPER.digest
+    assert data["schema_version"] == 5 and data["profile_digest"] == PAPER.digest
     other = load_profile("eyeriss-iclr19", ["memory.dram.read=100"])
     with pytest.raises(ValueError, match="stale coefficient table"):
         CoefficientTable.load(tmp_path / "t.json", other)
@@ -94,6 +94,24 @@ def test_cli_writes_table_and_verifies(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "15.23% of dense" in text and "+0.00e+00" in text
     assert CoefficientTable.load(out, PAPER).layer("conv2").per_weight == 654
+
+
+def test_cli_verify_densities_and_kinds(tmp_path, capsys):
+    """--densities sets the patterns: every (weight, input) pair once per layer and kind (paper: random
+    only); --kinds keeps the kinds asked for, and a layer with none of them has no row."""
+    out = tmp_path / "v.json"
+    paper = ["coeffs", "--model", "lenet5", "--profile", "eyeriss-iclr19", "--estimator", "paper", "--verify"]
+    assert main([*paper, "--densities", "0.1,1", "--kinds", "random", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["verify"]
+    assert [row["patterns"] for row in rows] == [4] * 5 and all(set(row["worst"]) == {"random"} for row in rows)
+    assert main([*paper, "--densities", "1", "--kinds", "nm", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["verify"] == []
+    capsys.readouterr()
+    for option, value in (("--densities", "0.5,1.5"), ("--kinds", "nm,tile")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*paper, option, value])
+        assert exit_info.value.code == 2
+        assert option in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["lenet5", "alexnet", "mobilenet_v2"])

@@ -54,3 +54,18 @@ def test_mapping_kernels_without_jit():
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "deselected" in done.stdout
+
+
+def test_projection_kernels_without_jit():
+    """compress's bundle kernels (serial and parallel wraps) as plain Python, against the torch code and the brute force."""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    selection = (
+        "test_hybrid_kernel_equals_torch_bundles_on_tiled_layers or test_many_dinkelbach_passes_and_float64_weights_kernel"
+        " or test_group_order_is_cached_per_group_map or test_hybrid_hand_derived_example"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_structured_projection.py"), "-k", selection],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "5 passed" in done.stdout

@@ -69,22 +69,70 @@ def test_one_fold_layer_cycles_by_hand():
     assert row["group_cycles"][0] + sum(sum(v) for v in row["slice_cycles"].values()) == pytest.approx(48)
 
 
-def test_cycle_coefficients_on_tile_patterns_stay_within_the_measured_error(lenet_table):
-    # Measured (docs/systolic-model.md, "Latency coefficients"): worst layer -3.8 % (conv2) on lenet5.
-    profile, workload, table = lenet_table
+def _tile_cycle_errors(layer, profile, row, patterns):
+    """Signed relative errors of a layer's cycle coefficients ``row`` on kept-group ``patterns``."""
+    from energysim.coeffs import LayerCoefficients
+    from energysim.dataflow import get_dataflow
+    from energysim.model.groups import weight_groups
+
+    coeffs = row if isinstance(row, LayerCoefficients) else LayerCoefficients(
+        name=layer.name, kind=layer.kind, weight_count=layer.weight_count, input_count=0,
+        dense_energy=0.0, floor_energy=0.0, **row)
+    ids, _ = weight_groups(layer, profile, get_dataflow("ws"))
     estimator = get_estimator("systolic")
+    errors = []
+    for kept in patterns:
+        ls = LayerSparsity(kept[ids], None)
+        truth = estimator.estimate_layer(layer, profile, ls).cycles
+        errors.append((coeffs.predict_cycles(pattern_features(layer, ls, profile)) - truth) / max(truth, 1))
+    return np.array(errors)
+
+
+def test_cycle_coefficients_on_tile_patterns_stay_within_the_measured_error(lenet_table):
+    # Measured (docs/systolic-model.md, "Latency coefficients"): on lenet5 patterns of three or
+    # more kept tiles stay within 3 % (worst -2.5 %, conv2); one or two kept tiles miss more
+    # (the first fetch is the first kept tile's, the table charges a fitted mean), not tested here.
+    profile, workload, table = lenet_table
     from energysim.dataflow import get_dataflow
     from energysim.model.groups import weight_groups
 
     rng = np.random.default_rng(1)
     for layer in workload.layers:
-        ids, count = weight_groups(layer, profile, get_dataflow("ws"))
-        for share in (0.3, 0.7):
-            mask = (rng.random(count) < share)[ids]
-            ls = LayerSparsity(mask, None)
-            truth = estimator.estimate_layer(layer, profile, ls).cycles
-            predicted = table.layer(layer.name).predict_cycles(pattern_features(layer, ls, profile))
-            assert abs(predicted - truth) <= 0.1 * max(truth, 1), (layer.name, share, predicted, truth)
+        _, count = weight_groups(layer, profile, get_dataflow("ws"))
+        patterns = [kept for share in (0.3, 0.5, 0.7) for kept in [rng.random(count) < share] if kept.sum() >= 3]
+        errors = _tile_cycle_errors(layer, profile, table.layer(layer.name), patterns)
+        assert np.abs(errors).max(initial=0.0) <= 0.03, (layer.name, errors)
+
+
+def _conv(c_in: int, c_out: int, size: int) -> LayerSpec:
+    out = size - 4
+    return LayerSpec("c", "conv", (c_in, size, size), (c_out, out, out), c_in, c_out, (5, 5), (1, 1), (0, 0),
+                     (1, 1), 1, False)
+
+
+@pytest.mark.parametrize("case", ["spilled", "bandwidth"])
+def test_cycle_coefficients_follow_the_transfers_that_folds_do_not_hide(case):
+    # spilled: a 5x5 conv whose 16-wide output tiles (1,024 x 16 words) spill past half of a
+    # 4,096-word output buffer, so every fold after a tile's first reads its partial sums back
+    # and writes them again (2,048 cycles at 16 words/cycle, above the 1,070-cycle fold); zeros
+    # go out for a tile no fold produces. bandwidth: 2 words/cycle, every fold waits on DRAM.
+    # The table derived from each fold's own words and a first fetch scaled to the mean fold
+    # missed these by +490 % (one kept tile) and +17 %; with slope words and fitted items the
+    # worst of every single tile and 12 random patterns is -15 % and -5.4 %.
+    from energysim.estimators.systolic import coefficients
+
+    if case == "spilled":
+        layer, profile, bound = _conv(3, 32, 36), load_profile("edge-16x16", ["memory.buffer.ofmap_words=4096"]), 0.2
+    else:
+        layer, profile, bound = _conv(6, 32, 20), load_profile("edge-16x16", ["memory.dram.bandwidth_words_per_cycle=2"]), 0.08
+    from energysim.dataflow import get_dataflow
+    from energysim.model.groups import weight_groups
+
+    _, count = weight_groups(layer, profile, get_dataflow("ws"))
+    rng = np.random.default_rng(0)
+    patterns = list(np.eye(count, dtype=bool)) + [rng.random(count) < share for share in (0.2, 0.4, 0.6, 0.8) for _ in range(3)]
+    errors = _tile_cycle_errors(layer, profile, coefficients(layer, profile), patterns)
+    assert np.abs(errors).max() <= bound, errors
 
 
 def test_paper_estimator_has_no_cycle_coefficients():

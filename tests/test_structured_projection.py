@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compress import projection, structured
+from compress import _kernels, projection, structured
 from compress.structured import (
     GroupCost,
     GroupProjectionResult,
@@ -538,24 +538,30 @@ def test_search_paths_agree_with_reference(monkeypatch, window_items, sample_ite
                 np.testing.assert_array_equal(result.masks[name].numpy(), expected[name], err_msg=f"{mode} {name}")
 
 
+def dinkelbach_instance(dtype):
+    """Squares 0.9 ** sqrt(j) with a tiny group cost: the bundle of group 0 of layer a shrinks
+    over 7 Dinkelbach passes; layer b is a ramp in three groups."""
+    squares = 0.9 ** torch.arange(256, dtype=torch.float64).sqrt()
+    signs = torch.where(torch.arange(256) % 3 == 0, -1.0, 1.0).double()
+    weights = {"a": (squares.sqrt() * signs).to(dtype), "b": torch.linspace(-1, 1, 30, dtype=dtype)}
+    costs = {
+        "a": cost_of("a", [0] * 200 + [1] * 56, [0.001, 0.5], 0.01, 1.0),
+        "b": cost_of("b", [i // 10 for i in range(30)], [0.1, 0.2, 0.3], 0.02, 2.0),
+    }
+    return weights, costs
+
+
 @pytest.mark.parametrize("compact_share", [0, 8, 10**9], ids=["always-park", "default", "always-compact"])
-def test_many_dinkelbach_passes_and_float64_weights(monkeypatch, compact_share):
-    # Squares 0.9 ** sqrt(j) with a tiny group cost make the bundle of group 0
-    # shrink over several Dinkelbach passes (counted); weights leaving the
-    # candidate set are parked or compacted away. float64 weights switch every
-    # ratio to float64.
+def test_many_dinkelbach_passes_and_float64_weights_torch(monkeypatch, compact_share):
+    # The torch path (devices other than the CPU, forced here): weights leaving the
+    # candidate set are parked or compacted away. float64 weights switch every ratio to float64.
+    monkeypatch.setattr(structured, "_KERNEL_DEVICES", ())
     monkeypatch.setattr(structured, "_COMPACT_SHARE", compact_share)
     passes = []
     threshold = structured._threshold
     monkeypatch.setattr(structured, "_threshold", lambda t, dtype: passes.append(1) or threshold(t, dtype))
-    squares = 0.9 ** torch.arange(256, dtype=torch.float64).sqrt()
-    signs = torch.where(torch.arange(256) % 3 == 0, -1.0, 1.0).double()
     for dtype in (torch.float64, torch.float32):
-        weights = {"a": (squares.sqrt() * signs).to(dtype), "b": torch.linspace(-1, 1, 30, dtype=dtype)}
-        costs = {
-            "a": cost_of("a", [0] * 200 + [1] * 56, [0.001, 0.5], 0.01, 1.0),
-            "b": cost_of("b", [i // 10 for i in range(30)], [0.1, 0.2, 0.3], 0.02, 2.0),
-        }
+        weights, costs = dinkelbach_instance(dtype)
         floor, dense = group_floor_energy(costs), proxy_group_energy(weights, costs)
         for share in (0.1, 0.5, 0.9):
             budget = floor + share * (dense - floor)
@@ -565,6 +571,98 @@ def test_many_dinkelbach_passes_and_float64_weights(monkeypatch, compact_share):
             expected = naive_hybrid_masks(weights, costs, budget)
             for name in weights:
                 np.testing.assert_array_equal(result.masks[name].numpy(), expected[name], err_msg=f"{dtype} {name}")
+
+
+@pytest.mark.parametrize("parallel_weights", [0, 10**9], ids=["parallel", "serial"])
+def test_many_dinkelbach_passes_and_float64_weights_kernel(monkeypatch, parallel_weights):
+    monkeypatch.setattr(structured, "_PARALLEL_WEIGHTS", parallel_weights)
+    for dtype in (torch.float64, torch.float32):
+        weights, costs = dinkelbach_instance(dtype)
+        cost, flat = costs["a"], weights["a"]
+        ratio = structured._weight_ratios(flat, cost.per_weight)
+        order, start, visit, _ = structured._group_order(cost.groups, 2)
+        tiny = np.nextafter(np.zeros((), dtype=ratio.numpy().dtype), 1)
+        *_, passes = _kernels.hybrid_bundles(
+            ratio.numpy(), flat.numpy(), order, start, visit, cost.group_cost.numpy(), cost.per_weight, tiny
+        )
+        assert passes == 8  # 7 that shrink the set of group 0, and the one that finds it stable
+        floor, dense = group_floor_energy(costs), proxy_group_energy(weights, costs)
+        for share in (0.1, 0.5, 0.9):
+            budget = floor + share * (dense - floor)
+            result = project_groups(weights, costs, budget, "hybrid")
+            expected = naive_hybrid_masks(weights, costs, budget)
+            for name in weights:
+                np.testing.assert_array_equal(result.masks[name].numpy(), expected[name], err_msg=f"{dtype} {name}")
+
+
+def project_with_torch_bundles(weights, costs, budget):
+    """project_groups(..., "hybrid") with the torch bundles (the code before the numba kernels)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(structured, "_KERNEL_DEVICES", ())
+        return project_groups(weights, costs, budget, "hybrid")
+
+
+def assert_same_result(got, expected):
+    assert (got.energy, got.kept, got.kept_groups) == (expected.energy, expected.kept, expected.kept_groups)
+    for name, mask in expected.masks.items():
+        assert torch.equal(got.masks[name], mask), name
+
+
+@pytest.mark.parametrize("parallel_weights", [0, 10**9], ids=["parallel", "serial"])
+@SETTINGS
+@given(instance=st.one_of(group_instances(dyadic=False), group_instances(max_size=40, max_layers=4)))
+def test_hybrid_kernel_equals_torch_bundles_bit_for_bit(parallel_weights, instance):
+    # Random shapes and group maps, tie-prone values, several layers, float32 and float64:
+    # the numba kernels make the same float operations in the same order as the torch code.
+    weights, costs, budget = instance
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(structured, "_PARALLEL_WEIGHTS", parallel_weights)
+        got = project_groups(weights, costs, budget, "hybrid")
+    assert_same_result(got, project_with_torch_bundles(weights, costs, budget))
+
+
+def test_hybrid_kernel_equals_torch_bundles_on_tiled_layers():
+    # Tiled layers of some thousand weights (the parallel kernel), ties, zeros, and budgets
+    # from the floor to dense.
+    gen = torch.Generator().manual_seed(11)
+    weights, costs = {}, {}
+    for name, out, fan_in, c, charge in (("conv", 96, 300, 1.0, 30.0), ("fc", 120, 400, 0.5, 9.0)):
+        weights[name], costs[name] = tiled(out, fan_in, 16, gen, c, charge, 10.0, name)
+    weights["fc"] = weights["fc"].round(decimals=1)
+    weights["conv"][weights["conv"].abs() < 0.2] = 0.0
+    floor, dense = group_floor_energy(costs), proxy_group_energy(weights, costs)
+    for share in (0.0, 0.02, 0.3, 0.8, 1.0):
+        budget = floor + share * (dense - floor)
+        got = project_groups(weights, costs, budget, "hybrid")
+        assert_same_result(got, project_with_torch_bundles(weights, costs, budget))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_threshold_equals_torch_threshold(dtype):
+    # Float64 t just above, at and below float32 numbers (float32(t) rounds down, exact, up),
+    # subnormal, zero, huge and overflowing t: the least positive number of dtype >= t.
+    near = torch.tensor([0.1, 1.0, 3.0e-39, 1.0e-45, 3.4028234663852886e38], dtype=torch.float32).double()
+    t = torch.cat([near, near + near * 1e-12, near - near * 1e-12, f64([0.0, 1e-300, 1e300, 7.25])])
+    expected = structured._threshold(t, dtype)
+    for kernel in (_kernels.threshold, _kernels.threshold.py_func):
+        out = np.empty(t.numel(), dtype=torch.empty(0, dtype=dtype).numpy().dtype)
+        tiny = np.nextafter(out.dtype.type(0), out.dtype.type(1))
+        with np.errstate(over="ignore"):  # plain Python warns on the overflowing t, numba does not
+            for g, value in enumerate(t.tolist()):
+                kernel(value, out, g, tiny)
+        np.testing.assert_array_equal(out, expected.numpy())
+
+
+def test_group_order_is_cached_per_group_map():
+    groups = torch.tensor([[2, 0], [2, 1]])
+    first = structured._group_order(groups, 4)
+    assert [a.tolist() for a in first] == [[1, 3, 0, 2], [0, 1, 2, 4, 4], [2, 0, 1], [1, 2, 0, 0]]
+    assert structured._group_order(groups, 4) is first
+    groups[0, 1] = 1  # an in-place change is seen
+    assert structured._group_order(groups, 4)[1].tolist() == [0, 0, 2, 4, 4]
+    key = id(groups)
+    del groups
+    assert key not in structured._ORDERS
 
 
 @pytest.mark.parametrize("mode", MODES)

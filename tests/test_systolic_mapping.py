@@ -20,7 +20,7 @@ from energysim.model import gemm_operands, input_footprint, simulate_layer
 from energysim.sparsity import LayerSparsity
 from energysim.model.layer import dense_input_slices
 from energysim.model.folds import LOOPS, SCALESIM, Mapping, plan_folds
-from energysim.model.search import mapping_space, search_mapping
+from energysim.model.search import bound_counts, mapping_space, search_mapping
 from energysim.spec import SpecError, load_profile
 from naive import naive_mapped_trace, naive_mapped_traffic
 from test_systolic_invariants import layers
@@ -209,7 +209,105 @@ def test_search_is_the_exhaustive_minimum(objective):
         brute.append({"energy": energy, "latency": counts.cycles, "edp": energy * counts.cycles}[objective])
     assert brute.index(min(brute)) == [m.name for m in mapping_space(layer, df, 4, 3)].index(best.name)
     assert search_mapping(profile, layer, df, objective)[0] == best  # deterministic
-    assert len(evaluated) == len(brute)
+    assert search_mapping(profile, layer, df, objective, prune=False) == (best, [e for e in _all(profile, layer, df)])
+    assert 1 <= len(evaluated) < len(brute)  # the bound spared some candidates
+
+
+def _all(profile, layer, df):
+    """Every candidate's energy and cycles, from simulate_layer and the pricing directly."""
+    rows, cols = profile.array.rows, profile.array.cols
+    out = []
+    for mapping in mapping_space(layer, df, rows, cols):
+        counts = simulate_layer(profile, layer, df, cycle_level=False, mapping=mapping)
+        out.append({"mapping": mapping.name, "energy": priced(profile, counts), "cycles": counts.cycles})
+    return out
+
+
+#: Layers of the issue's kinds, small: a 3x3 conv with a large output, pointwise, fc,
+#: depthwise, strided (and a batched fc with a stream to tile).
+SEARCH_LAYERS = {
+    "conv3x3": conv(c_in=4, c_out=9, hw=(12, 12), padding=(1, 1)),
+    "pointwise": conv(c_in=10, c_out=6, hw=(6, 6), kernel=(1, 1)),
+    "fc": linear(f_in=40, f_out=11),
+    "fc-batch": linear(f_in=9, f_out=7, rows=12),
+    "depthwise": conv(c_in=4, c_out=4, hw=(8, 8), padding=(1, 1), groups=4),
+    "strided": conv(c_in=3, c_out=5, hw=(11, 9), kernel=(3, 3), stride=(2, 2), padding=(1, 0)),
+}
+SEARCH_PROFILES = {
+    "tight": ("memory.buffer.ifmap_words=60", "memory.buffer.filter_words=40", "memory.buffer.ofmap_words=30",
+              "memory.dram.bandwidth_words_per_cycle=2"),
+    "no-ofmap": ("memory.buffer.ifmap_words=200", "memory.buffer.filter_words=20", "memory.buffer.ofmap_words=0",
+                 "array.preload_overlap=true", "sparsity.weight_format=bitmask"),
+    "shared": ("memory.buffer.shared_words=300", "memory.dram.bandwidth_words_per_cycle=4", "sparsity.skip_zero_tiles=true"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataflow", DATAFLOW_NAMES)
+@pytest.mark.parametrize("caps", sorted(SEARCH_PROFILES))
+@pytest.mark.parametrize("name", sorted(SEARCH_LAYERS))
+def test_search_evaluates_candidates_with_the_one_model(name, caps, dataflow):
+    """Every candidate's energy and cycles in the search are simulate_layer's; the pruned search
+    picks what the exhaustive one picks, for every objective."""
+    layer, df = SEARCH_LAYERS[name], get_dataflow(dataflow)
+    profile = profile_for(dataflow, 4, 3, *SEARCH_PROFILES[caps])
+    everything = _all(profile, layer, df)
+    for objective in ("energy", "latency", "edp"):
+        best, evaluated = search_mapping(profile, layer, df, objective, prune=False)
+        assert evaluated == everything
+        value = {"energy": lambda e: e["energy"], "latency": lambda e: e["cycles"], "edp": lambda e: e["energy"] * e["cycles"]}[objective]
+        values = [value(e) for e in everything]
+        assert best.name == everything[values.index(min(values))]["mapping"]  # the first with the least
+        pruned, some = search_mapping(profile, layer, df, objective)
+        assert pruned == best and all(e in everything for e in some)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_bound_is_below_every_candidate_and_exact_where_it_says(data):
+    """bound_counts never exceeds simulate_layer's dense counts, and equals them for MACs,
+    register files, input buffer reads and outputs (and weights' buffer reads stored dense)."""
+    layer = data.draw(layers())
+    dataflow = data.draw(st.sampled_from(DATAFLOW_NAMES))
+    rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    if data.draw(st.booleans()):
+        buffer = [f"memory.buffer.shared_words={data.draw(st.sampled_from([1, 30, 100, 10**6]))}"]
+    else:
+        buffer = [f"memory.buffer.{key}={data.draw(st.sampled_from([0, 8, 40, 10**6]))}" for key in ("ifmap_words", "filter_words", "ofmap_words")]
+    bandwidth = data.draw(st.sampled_from(["1", "3", ".inf"]))
+    weight_format = data.draw(st.sampled_from(["dense", "bitmask", "csr"]))
+    profile = profile_for(dataflow, rows, cols, *buffer, f"memory.dram.bandwidth_words_per_cycle={bandwidth}",
+                          f"array.preload_overlap={data.draw(st.sampled_from(['true', 'false']))}",
+                          f"sparsity.weight_format={weight_format}")  # fmt: skip
+    df = get_dataflow(dataflow)
+    for mapping in mapping_space(layer, df, rows, cols):
+        bound = bound_counts(profile, layer, df, mapping)
+        counts = simulate_layer(profile, layer, df, cycle_level=False, mapping=mapping)
+        assert (bound.effective_macs, bound.gated_macs) == (counts.effective_macs, counts.gated_macs)
+        assert bound.cycles <= counts.cycles
+        for level, operands in counts.accesses.items():
+            for operand, rw in operands.items():
+                for kind, n in rw.items():
+                    stored = operand != "weights" or weight_format == "dense"
+                    exact = level == "rf" or operand == "outputs" or (level == "buffer" and kind == "reads" and stored)
+                    assert bound.accesses[level][operand][kind] == n if exact else bound.accesses[level][operand][kind] <= n, (
+                        mapping.name, level, operand, kind)  # fmt: skip
+
+
+def test_bound_cycles_count_the_first_fetch_and_the_last_write_back():
+    # WS linear, 2 words/cycle: the DRAM channel keeps up with every fold but the first
+    # (it waits for its 4x4 weights and 1x4 inputs: 10 cycles) and the last (its 1x4
+    # outputs go back after it ends: 2 cycles), so the bound is the model's cycles; the
+    # two loop orders tie and the search evaluates only the first.
+    layer = linear(f_in=64, f_out=40)
+    profile = profile_for("ws", 4, 4, "memory.dram.bandwidth_words_per_cycle=2")
+    df = get_dataflow("ws")
+    space = mapping_space(layer, df, 4, 4)
+    busy = 16 * 10 * df.fold_cycles(4, 4, 1)
+    for mapping in space:
+        counts = simulate_layer(profile, layer, df, cycle_level=False, mapping=mapping)
+        assert bound_counts(profile, layer, df, mapping).cycles == counts.cycles == busy + 10 + 2 - 1
+    best, evaluated = search_mapping(profile, layer, df, "energy")
+    assert len(space) == 2 and best == space[0] and [e["mapping"] for e in evaluated] == [space[0].name]
 
 
 def test_searched_profile_reports_and_uses_its_mapping():

@@ -9,6 +9,7 @@ import pytest
 from energysim.dataflow import DATAFLOW_NAMES, get_dataflow
 from energysim.estimators.systolic import estimate_layer, layer_counts, utilization_trace
 from energysim.model import gemm_operands, plan_folds, weight_words
+from energysim.model.macs import weighted_block_sums
 from energysim.sparsity import LayerSparsity
 from energysim.spec import load_profile
 from energysim.workload import LayerSpec
@@ -176,6 +177,36 @@ def test_cycle_level_equals_fold_level(dataflow, sparse):
         assert len(trace) == plan.count * plan.fold_cycles
         assert trace[:, 0].sum() + trace[:, 1].sum() == int(plan.mac_slots.sum()) == layer.macs
         assert trace[:, 1].sum() == cycle.gated_macs  # padding taps only
+
+
+def test_block_sums_of_a_constant_view_are_the_closed_form():
+    rng = np.random.default_rng(5)
+    for shape, size1, size2 in [((1, 7, 5), 3, 2), ((3, 16, 9), 16, 4), ((2, 5, 11), 8, 1)]:
+        weight1 = rng.integers(0, 4, shape[:2])
+        weight2 = rng.integers(0, 4, (shape[0], shape[2]))
+        for value in (0, 1, 3):
+            view = np.broadcast_to(np.uint8(value), shape)
+            brute = np.zeros((shape[0], -(-shape[1] // size1), -(-shape[2] // size2)), np.int64)
+            for g, i, j in np.ndindex(shape):
+                brute[g, i // size1, j // size2] += value * weight1[g, i] * weight2[g, j]
+            assert np.array_equal(weighted_block_sums(view, size1, size2, weight1, weight2), brute)
+            materialised = np.full(shape, value, np.uint8)
+            assert np.array_equal(weighted_block_sums(materialised, size1, size2, weight1, weight2), brute)
+
+
+@pytest.mark.parametrize("dataflow", DATAFLOW_NAMES)
+def test_dense_weights_count_like_an_all_ones_mask(dataflow):
+    # Dense weights are a constant view (closed-form block sums); an all-ones mask is a real array.
+    for layer in (conv(c_in=5, c_out=9, hw=(7, 6), padding=(1, 1)), linear(f_in=13, f_out=11), conv(c_in=4, c_out=4, groups=2)):
+        ones = LayerSparsity(np.ones(layer.weight_shape, bool), None)
+        for overrides in ((), ("sparsity.skip_zero_tiles=true",), ("memory.buffer.ifmap_words=8", "memory.buffer.filter_words=8")):
+            profile = profile_for(dataflow, 4, 3, *overrides)
+            for cycle_level in (False, True):
+                dense = layer_counts(layer, profile, LayerSparsity(), cycle_level=cycle_level)
+                masked = layer_counts(layer, profile, ones, cycle_level=cycle_level)
+                assert np.array_equal(dense.effective, masked.effective)
+                assert dense.accesses == masked.accesses and dense.cycles == masked.cycles
+            assert estimate_layer(layer, profile) == estimate_layer(layer, profile, ones)
 
 
 def test_utilization_trace_rows_sum_to_pes():

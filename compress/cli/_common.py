@@ -122,6 +122,22 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def parse_floats(text: str) -> tuple[float, ...]:
+    """'0.5,0.3,0.2' -> (0.5, 0.3, 0.2)."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,0.3,0.2, got {text!r}")
+
+
+def parse_densities(text: str) -> tuple[float, ...]:
+    """'0.05,0.5,1' -> (0.05, 0.5, 1.0): at least one number, each in (0, 1]."""
+    values = parse_floats(text)
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated densities in (0, 1] like 0.05,0.5,1, got {text!r}")
+    return values
+
+
 def model_from_args(args: argparse.Namespace):
     """Build the model named by ``--model`` and extract its workload; unmodelled layers
     are reported as one line on stderr (or an error with ``--strict``).

@@ -6,17 +6,10 @@ import argparse
 import dataclasses
 import sys
 
-from ._common import model_from_args
+from ._common import model_from_args, parse_floats
 from .train import add_training_options, config_from_args
 
 __all__ = ["print_summary", "register", "run"]
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,0.3,0.2, got {text!r}")
 
 
 def _latencies(text: str) -> tuple[float | None, ...]:
@@ -78,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_training_options(parser)
-    parser.add_argument("--budgets", type=_floats, required=True, metavar="B,B,...",
+    parser.add_argument("--budgets", type=parse_floats, required=True, metavar="B,B,...",
                         help="relative energy budgets in (0, 1], e.g. 0.5,0.3,0.2")
     parser.add_argument("--latency-budgets", type=_latencies, default=(None,), metavar="L,L,...",
                         help="relative latency budgets in (0, 1] (of the dense model's simulated cycles), each "

@@ -42,16 +42,18 @@ def input_index(layer: LayerSpec) -> np.ndarray:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
         rows = (np.arange(h_out) * sh - ph)[:, None] + np.arange(kh)[None, :] * dh  # (Ho, kh)
         cols = (np.arange(w_out) * sw - pw)[:, None] + np.arange(kw)[None, :] * dw  # (Wo, kw)
-        channel = np.arange(groups)[:, None] * cg + np.arange(cg)[None, :]  # (G, Cg)
+        # A padding row or column adds -size, which no channel offset (< size) brings back
+        # to >= 0; twice -size still fits int32 for inputs of up to 2**30 elements.
+        size = c_in * h * w
+        dtype = np.int32 if size <= 2**30 else np.int64
+        row_term = np.where((rows >= 0) & (rows < h), rows * w, -size).astype(dtype)
+        col_term = np.where((cols >= 0) & (cols < w), cols, -size).astype(dtype)
+        channel = ((np.arange(groups)[:, None] * cg + np.arange(cg)[None, :]) * (h * w)).astype(dtype)  # (G, Cg)
         flat = (
-            channel[:, None, None, :, None, None] * (h * w)
-            + rows[None, :, None, None, :, None] * w
-            + cols[None, None, :, None, None, :]
+            channel[:, None, None, :, None, None] + row_term[None, :, None, None, :, None] + col_term[None, None, :, None, None, :]
         )  # (G, Ho, Wo, Cg, kh, kw)
-        valid = ((rows >= 0) & (rows < h))[None, :, None, None, :, None] & ((cols >= 0) & (cols < w))[
-            None, None, :, None, None, :
-        ]
-        index = np.where(valid, flat, -1).astype(np.int32).reshape(groups, h_out * w_out, cg * kh * kw)
+        np.maximum(flat, -1, out=flat)
+        index = flat.astype(np.int32, copy=False).reshape(groups, h_out * w_out, cg * kh * kw)
     index.setflags(write=False)
     return index
 
@@ -103,7 +105,9 @@ def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: 
     groups = index.shape[0]
     _, k, n = layer.gemm
     if weight_mask is None:
-        w = np.ones((groups, k, n), np.uint8)
+        # A constant view (all strides 0), never materialised: its block sums are closed form
+        # (:func:`energysim.model.macs.weighted_block_sums`).
+        w = np.broadcast_to(np.uint8(1), (groups, k, n))
     else:
         # A transposed view: copying a large weight tensor costs more than every later pass.
         w = np.asarray(weight_mask, dtype=bool).reshape(groups, n, k).transpose(0, 2, 1).view(np.uint8)
@@ -114,11 +118,23 @@ def gemm_operands(layer: LayerSpec, weight_mask: np.ndarray | None, input_mask: 
 def input_footprint(layer: LayerSpec) -> np.ndarray:
     """Distinct input elements each group reads (padding excluded), int64 array (G,).
 
-    Elements that no window touches (e.g. with stride > kernel) are not counted.
+    Elements that no window touches (e.g. with stride > kernel) are not counted. A
+    convolution's windows are products of a row range and a column range, so an element
+    is read iff some window row covers its row and some window column its column: the
+    footprint is channels x rows covered x columns covered (every entry of :func:`input_index`
+    in closed form).
     """
-    index = input_index(layer)
-    touched = np.zeros(int(np.prod(layer.input_shape)), bool)
-    touched[index[index >= 0]] = True
-    footprint = touched.reshape(index.shape[0], -1).sum(axis=1).astype(np.int64)
+    if layer.kind in ("linear", "matmul"):
+        m, k, _ = layer.gemm
+        footprint = np.full(layer.groups, m * k, np.int64)
+    else:
+        _, h, w = layer.input_shape
+        _, h_out, w_out = layer.output_shape
+        covered = []
+        axes = zip((h, w), (h_out, w_out), layer.kernel, layer.stride, layer.padding, layer.dilation)
+        for size, out, taps, stride, pad, dilation in axes:
+            at = (np.arange(out) * stride - pad)[:, None] + np.arange(taps)[None, :] * dilation
+            covered.append(np.unique(at[(at >= 0) & (at < size)]).size)
+        footprint = np.full(layer.groups, layer.in_channels // layer.groups * covered[0] * covered[1], np.int64)
     footprint.setflags(write=False)
     return footprint

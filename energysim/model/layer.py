@@ -24,8 +24,16 @@ from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import SCALESIM, FoldPlan, Mapping, plan_folds
 from .gemm import GemmOperands, gemm_operands, input_footprint, input_index
-from .macs import fold_effective_macs, fold_slice_sums, stream_prefix
-from .memory import MemoryTraffic, buffer_capacities, first_occurrence_words, live_output_words, rf_accesses, weight_words
+from .macs import block_effective_macs, fold_effective_macs, fold_slice_sums, weighted_block_sums
+from .memory import (
+    MemoryTraffic,
+    buffer_capacities,
+    first_occurrence_words,
+    first_positions,
+    output_tile_spans,
+    rf_accesses,
+    weight_words,
+)
 from .nm import NMView, nm_view
 
 __all__ = ["LayerCounts", "cycle_trace", "fold_lead_cycles", "simulate_layer"]
@@ -95,9 +103,9 @@ def dense_input_slices(
     """Mask-independent input-slice counts (all folds executed): keys, valid words, and the
     distinct, first-touch and fetched elements (buffer window ``window_words``)."""
     plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, mapping)
-    index = input_index(layer)
     keys = plan.slice_key(("M", "K"))
-    valid_words = fold_slice_sums(plan, (index >= 0).view(np.uint8), ("M", "K"))
+    # The dense X is 1 at every valid (non-padding) entry.
+    valid_words = fold_slice_sums(plan, None, ("M", "K"), _dense_block_sums(layer, dataflow, plan, "inputs"))
     unique, first, fetched = _input_slice_unique(layer, plan, keys, np.ones(plan.count, bool), window_words)
     for array in (keys, valid_words, unique, first, fetched):
         array.setflags(write=False)
@@ -123,26 +131,53 @@ def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, exec
 
 
 @lru_cache(maxsize=8)
-def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray], dict]:
-    """The dense layer's operands, their arrangement and stream prefix sums, read-only: a
-    mapping search evaluates them once per candidate."""
+def _dense_operands(layer: LayerSpec, dataflow: Dataflow) -> tuple[GemmOperands, dict[str, np.ndarray]]:
+    """The dense layer's operands and their arrangement, read-only: a mapping search
+    evaluates them once per candidate."""
     ops = gemm_operands(layer, None, None)
     arranged = dataflow.arrange(ops.x, ops.w)
-    prefixes = {role: stream_prefix(a) for role, a in arranged.items() if role != "stationary"}
-    for array in (ops.x, ops.w, *arranged.values(), *prefixes.values()):
+    for array in (ops.x, ops.w, *arranged.values()):
         array.setflags(write=False)
-    return ops, arranged, prefixes
+    return ops, arranged
 
 
-def _weight_slices(plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None) -> tuple[dict, int]:
+_SLICE_DIMS = {"inputs": ("M", "K"), "weights": ("K", "N")}
+
+
+def _dense_block_sums(layer: LayerSpec, dataflow: Dataflow, plan: FoldPlan, operand: str) -> np.ndarray:
+    """:func:`slice_block_sums` of the dense layer's ``operand`` under ``plan``'s blocks, cached:
+    every loop order of a stream tiling (a mapping search's candidates) shares them."""
+    d1, d2 = _SLICE_DIMS[operand]
+    return _dense_block_sums_of(layer, dataflow, operand, plan.block_size_of(d1), plan.block_size_of(d2))
+
+
+@lru_cache(maxsize=64)
+def _dense_block_sums_of(layer: LayerSpec, dataflow: Dataflow, operand: str, size1: int, size2: int) -> np.ndarray:
+    ops = _dense_operands(layer, dataflow)[0]
+    summed = weighted_block_sums(ops.x if operand == "inputs" else ops.w, size1, size2)
+    summed.setflags(write=False)
+    return summed
+
+
+@lru_cache(maxsize=64)
+def _dense_block_effective(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int, tiles: int) -> np.ndarray:
+    """:func:`block_effective_macs` of the dense layer (cached like :func:`_dense_block_sums`)."""
+    per_block = block_effective_macs(_dense_operands(layer, dataflow)[1], rows, cols, tiles)
+    per_block.setflags(write=False)
+    return per_block
+
+
+def _weight_slices(
+    plan: FoldPlan, w: np.ndarray, profile: Profile, executed: np.ndarray, nm: NMView | None, summed: np.ndarray | None = None
+) -> tuple[dict, int]:
     """Per-fold weight slice words (stored format; N:M slots and indices when compressed) and the largest per-group footprint."""
     keys = plan.slice_key(("K", "N"))
-    nnz = fold_slice_sums(plan, w, ("K", "N"))
+    nnz = fold_slice_sums(plan, w, ("K", "N"), summed)
     if nm is None:
         words = weight_words(nnz, plan.extent_of("K"), plan.extent_of("N"), profile.sparsity.weight_format, profile.word_bits)
     else:
         words = nm.stored_words(plan, profile.word_bits)
-    _, at = np.unique(keys, return_index=True)
+    at = first_positions(keys, plan.count)
     footprint = int(np.bincount(plan.group[at], weights=words[at], minlength=plan.groups).max(initial=0))
     info = {
         "keys": keys,
@@ -272,9 +307,9 @@ def simulate_layer(
     LayerCounts
     """
     rows, cols = profile.array.rows, profile.array.cols
-    prefixes = None
-    if weight_mask is None and input_mask is None:
-        ops, arranged, prefixes = _dense_operands(layer, dataflow)
+    unmasked = weight_mask is None and input_mask is None
+    if unmasked:
+        ops, arranged = _dense_operands(layer, dataflow)
     else:
         ops = gemm_operands(layer, weight_mask, input_mask)
         arranged = dataflow.arrange(ops.x, ops.w)
@@ -290,17 +325,19 @@ def simulate_layer(
         plan = plan_folds((m_size, nm.slots, n_size), layer.groups, dataflow, rows, cols, mapping)
         w = nm.weights
         arranged = dataflow.arrange(ops.x, w)
-        prefixes = None
 
     executed = np.ones(plan.count, bool)
     if profile.sparsity.skip_zero_tiles:
         skip_source = w if dataflow.skip_operand == "weights" else ops.x
-        skip_dims = ("K", "N") if dataflow.skip_operand == "weights" else ("M", "K")
-        executed = fold_slice_sums(plan, skip_source, skip_dims) > 0
+        skip_dims = _SLICE_DIMS[dataflow.skip_operand]
+        summed = _dense_block_sums(layer, dataflow, plan, dataflow.skip_operand) if unmasked else None
+        executed = fold_slice_sums(plan, skip_source, skip_dims, summed) > 0
 
-    weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm)
+    summed = _dense_block_sums(layer, dataflow, plan, "weights") if unmasked else None
+    weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm, summed)
     in_footprint = int(input_footprint(layer).max())
-    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, live_output_words(plan, executed))
+    spans = output_tile_spans(plan, executed)
+    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, spans[4])
     resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
     window = 0.0 if resident["inputs"] else caps.inputs / 2
     if nm is None:
@@ -310,7 +347,7 @@ def simulate_layer(
     else:
         keys, valid_words, unique, first, fetched = nm.input_slices(layer, plan, executed, window)
     inputs = {"keys": keys, "buffer_words": valid_words, "slice_words": unique, "first_words": first, "fetched": fetched}
-    traffic = MemoryTraffic.build(plan, executed, inputs, weights, resident, caps)
+    traffic = MemoryTraffic.build(plan, executed, inputs, weights, resident, caps, spans)
 
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     run = np.flatnonzero(executed)
@@ -347,7 +384,11 @@ def simulate_layer(
         pes = rows * cols
         trace = np.stack([eff_cycle, active - eff_cycle, pes - active], axis=1).astype(np.int64)
     else:
-        per_fold = fold_effective_macs(plan, arranged, prefixes) if nm is None else nm.fold_effective_macs(plan, ops.x)
+        if nm is not None:
+            per_fold = nm.fold_effective_macs(plan, ops.x)
+        else:
+            per_block = _dense_block_effective(layer, dataflow, rows, cols, mapping.stream_tiles) if unmasked else None
+            per_fold = fold_effective_macs(plan, arranged, per_block)
         effective = np.where(executed, per_fold, 0)
 
     slots = int(plan.mac_slots[executed].sum())

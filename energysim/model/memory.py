@@ -56,9 +56,12 @@ __all__ = [
     "buffer_capacities",
     "fetch_words",
     "first_occurrence_words",
+    "first_positions",
     "live_output_words",
+    "output_tile_spans",
     "output_traffic",
     "rf_accesses",
+    "rf_counts",
     "rf_fold_accesses",
     "weight_words",
 ]
@@ -149,6 +152,12 @@ def _first_last(keys: np.ndarray, at: np.ndarray, n_keys: int) -> tuple[np.ndarr
     return first, last
 
 
+def first_positions(keys: np.ndarray, count: int) -> np.ndarray:
+    """The first of the positions ``0 .. count-1`` holding each key present in ``keys``, in key order."""
+    first, _ = _first_last(keys, np.arange(count), int(keys.max(initial=-1)) + 1)
+    return first[first >= 0]
+
+
 def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: np.ndarray) -> np.ndarray:
     """``slice_words`` at the first executed fold of each key, 0 elsewhere (disjoint slices)."""
     words = np.zeros_like(slice_words)
@@ -158,8 +167,9 @@ def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: 
     return words
 
 
-def _tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Output-tile keys and words per fold, and whether each executed fold is its tile's first / last."""
+def output_tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Output-tile keys and words per fold, whether each executed fold is its tile's first /
+    last, and the most words live at once (:func:`live_output_words`)."""
     keys = plan.slice_key(("M", "N"))
     tile = plan.extent_of("M") * plan.extent_of("N")
     at_first, at_last = _first_last(keys, np.flatnonzero(executed), int(keys.max(initial=-1)) + 1)
@@ -167,7 +177,7 @@ def _tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.nd
     last = np.zeros(plan.count, bool)
     first[at_first[at_first >= 0]] = True
     last[at_last[at_last >= 0]] = True
-    return keys, tile, first, last
+    return keys, tile, first, last, _live_words(tile, first, last, executed)
 
 
 def _live_words(tile: np.ndarray, first: np.ndarray, last: np.ndarray, executed: np.ndarray) -> int:
@@ -183,12 +193,12 @@ def live_output_words(plan: FoldPlan, executed: np.ndarray) -> int:
     With SCALE-Sim's order a tile's folds are consecutive and this is one tile; with the
     row loop outside the column loop (WS, IS) every column block's tile is live at once.
     """
-    _, tile, first, last = _tile_spans(plan, executed)
-    return _live_words(tile, first, last, executed)
+    return output_tile_spans(plan, executed)[4]
 
 
-def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dict[str, np.ndarray | int]:
-    """Partial-sum and output traffic per fold (see the module docstring).
+def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float, spans: tuple | None = None) -> dict[str, np.ndarray | int]:
+    """Partial-sum and output traffic per fold (see the module docstring); ``spans`` is
+    :func:`output_tile_spans` of the same folds, when the caller has it.
 
     Returns
     -------
@@ -198,8 +208,7 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
         words of output tiles no executed fold produced; ``tile_words``: the most words
         live at once; ``on_chip``: whether partial sums stay in the buffer.
     """
-    keys, tile, first, last = _tile_spans(plan, executed)
-    live = _live_words(tile, first, last, executed)
+    keys, tile, first, last, live = output_tile_spans(plan, executed) if spans is None else spans
     zero = np.zeros(plan.count, np.int64)
     fits = capacity > 0 and live <= capacity / 2
     produced_words = np.where(executed, tile, 0)
@@ -235,20 +244,24 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float) -> dic
     }
 
 
-def rf_fold_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """Register-file reads and writes per operand and fold, int64 arrays (F,) (see the module docstring)."""
-    slots = np.where(executed, plan.mac_slots, 0)
-    mapped = np.where(executed, plan.rows_used * plan.cols_used, 0)
-    eff = np.where(executed, effective, 0)
-    dataflow = plan.dataflow
+def rf_counts(dataflow, slots, mapped, effective) -> dict:
+    """Register-file reads and writes per operand from MAC slots, mapped PEs and effective MACs
+    (ints, or arrays per fold): the rule of the module docstring."""
     counts = {}
     for operand in OPERANDS:
         stationary = dataflow.role(operand) == "stationary"
         if operand == "outputs":
-            counts[operand] = {"reads": eff + mapped, "writes": eff} if stationary else {"reads": eff, "writes": slots}
+            counts[operand] = {"reads": effective + mapped, "writes": effective} if stationary else {"reads": effective, "writes": slots}
         else:
-            counts[operand] = {"reads": eff, "writes": mapped if stationary else slots}
+            counts[operand] = {"reads": effective, "writes": mapped if stationary else slots}
     return counts
+
+
+def rf_fold_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Register-file reads and writes per operand and fold, int64 arrays (F,) (see the module docstring)."""
+    slots = np.where(executed, plan.mac_slots, 0)
+    mapped = np.where(executed, plan.rows_used * plan.cols_used, 0)
+    return rf_counts(plan.dataflow, slots, mapped, np.where(executed, effective, 0))
 
 
 def rf_accesses(plan: FoldPlan, executed: np.ndarray, effective: np.ndarray) -> dict[str, dict[str, int]]:
@@ -299,6 +312,7 @@ class MemoryTraffic:
         weights: dict[str, np.ndarray],
         resident: dict[str, bool],
         caps: Capacities,
+        spans: tuple | None = None,
     ) -> "MemoryTraffic":
         """Assemble the DRAM and buffer counts (the caller adds ``rf_accesses``).
 
@@ -307,7 +321,7 @@ class MemoryTraffic:
         ``inputs`` also ``fetched`` (its slices overlap, so the words not on chip are
         counted element by element, :func:`energysim._kernels.slice_unique_counts`).
         ``resident`` says, per operand, whether its largest per-group footprint fits its
-        capacity in ``caps`` (:func:`buffer_capacities`).
+        capacity in ``caps`` (:func:`buffer_capacities`); ``spans`` as in :func:`output_traffic`.
         """
         per_fold = {level: {} for level in ("dram", "buffer")}
         fold_reads = np.zeros(plan.count, np.int64)
@@ -321,7 +335,7 @@ class MemoryTraffic:
             fold_reads += dram
             per_fold["dram"][operand] = {"reads": dram, "writes": np.zeros(plan.count, np.int64)}
             per_fold["buffer"][operand] = {"reads": np.where(executed, info["buffer_words"], 0), "writes": dram}
-        outputs = output_traffic(plan, executed, caps.outputs)
+        outputs = output_traffic(plan, executed, caps.outputs, spans)
         fold_reads += outputs["dram_reads"]
         per_fold["dram"]["outputs"] = {"reads": outputs["dram_reads"], "writes": outputs["dram_writes"]}
         per_fold["buffer"]["outputs"] = {"reads": outputs["buffer_reads"], "writes": outputs["buffer_writes"]}

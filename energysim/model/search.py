@@ -4,11 +4,15 @@ The space (``docs/systolic-model.md`` §4b): every order of the three fold loops
 cols, time) times every stream tiling ``stream_tiles`` that divides the stream length T,
 up to :data:`MAX_STREAM_TILES`. Orders that give the same fold sequence are evaluated
 once (provable pruning): a loop with one iteration has no place in the order, so two
-orders that agree once such loops are dropped are the same mapping. Every candidate is
-evaluated by the one model (:func:`energysim.model.simulate_layer`, fold-level counts)
-and priced by :func:`energysim.estimators.pricing.energy_breakdown`; the first candidate
-with the least objective wins, in a fixed enumeration order that starts with SCALE-Sim's
-mapping, so the search is deterministic and never worse than SCALE-Sim's mapping.
+orders that agree once such loops are dropped are the same mapping. Every candidate it
+evaluates is counted by the one model (:func:`energysim.model.simulate_layer`, fold-level
+counts) and priced by :func:`energysim.estimators.pricing.energy_breakdown`; the first
+candidate with the least objective wins, in a fixed enumeration order that starts with
+SCALE-Sim's mapping, so the search is deterministic and never worse than SCALE-Sim's
+mapping. Candidates that provably cannot win are not evaluated: :func:`bound_counts`
+gives, in closed form, counts never above the model's, and the search stops once the
+bound of every remaining candidate exceeds the best objective found
+(``docs/systolic-model.md`` §4b has the proof).
 
 A compiler fixes the mapping for the dense layer; every sparsity pattern is then
 evaluated on it (the mapping does not follow the mask).
@@ -16,17 +20,24 @@ evaluated on it (the mapping does not follow the mask).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations
 
+import numpy as np
+
 from ..dataflow import Dataflow
 from ..estimators.pricing import AccessCounts, energy_breakdown
+from ..report import empty_accesses
 from ..spec import Profile
 from ..workload import LayerSpec
 from .folds import LOOPS, SCALESIM, Mapping
-from .layer import simulate_layer
+from .gemm import input_footprint
+from .layer import _dense_operands, simulate_layer
+from .memory import buffer_capacities, rf_counts, weight_words
 
-__all__ = ["MAX_STREAM_TILES", "OBJECTIVES", "layer_mapping", "mapping_space", "search_mapping"]
+__all__ = ["MAX_STREAM_TILES", "OBJECTIVES", "bound_counts", "layer_mapping", "mapping_space", "search_mapping"]
 
 #: Stream tilings beyond this many tiles are not searched: each tile repays the fold's
 #: fill and drain, and 64 tiles already cut the largest output tile of the zoo's models
@@ -63,17 +74,217 @@ def mapping_space(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) ->
     return space
 
 
-def _objective(profile: Profile, counts, objective: str) -> float:
+@dataclass(frozen=True)
+class _DenseFacts:
+    """Mapping-independent counts of a dense layer (per group where an array)."""
+
+    effective: int  # effective MACs
+    valid_inputs: int  # valid (non-padding) entries of X
+    footprint: np.ndarray  # (G,) distinct input elements
+    weights: int  # weights, all groups
+    prefix_m: np.ndarray  # (G, M + 1) running valid entries of X along M
+    prefix_k: np.ndarray  # (G, K + 1) running valid entries of X along K
+    multiplicity: int  # at least the most X entries one input element fills (kh * kw for a stride-1 conv)
+
+
+def _multiplicity(layer: LayerSpec) -> int:
+    """At least the most entries of X one input element fills: per spatial axis, the most taps
+    of one residue modulo the stride (a linear layer's entries are distinct elements)."""
+    if layer.kind in ("linear", "matmul"):
+        return 1
+    most = 1
+    for taps, stride, dilation in zip(layer.kernel, layer.stride, layer.dilation):
+        most *= int(np.bincount(np.arange(taps) * dilation % stride).max())
+    return most
+
+
+@lru_cache(maxsize=256)
+def _dense_facts(layer: LayerSpec, dataflow: Dataflow) -> _DenseFacts:
+    x = _dense_operands(layer, dataflow)[0].x
+    per_k_inputs = x.sum(axis=1, dtype=np.int64)  # (G, K)
+    per_m_inputs = x.sum(axis=2, dtype=np.int64)  # (G, M)
+    zero = np.zeros((layer.groups, 1), np.int64)
+    _, k_size, n_size = layer.gemm
+    valid = int(per_k_inputs.sum())
+    return _DenseFacts(
+        effective=valid * n_size,  # every weight is nonzero: each valid X entry meets N of them
+        valid_inputs=valid,
+        footprint=input_footprint(layer),
+        weights=layer.groups * k_size * n_size,
+        prefix_m=np.concatenate([zero, per_m_inputs.cumsum(axis=1)], axis=1),
+        prefix_k=np.concatenate([zero, per_k_inputs.cumsum(axis=1)], axis=1),
+        multiplicity=_multiplicity(layer),
+    )
+
+
+def _block_sizes(extent: int, block: int) -> np.ndarray:
+    """Sizes of the consecutive blocks of ``block`` that cut ``extent`` (the last may be short)."""
+    edges = np.minimum(np.arange(0, extent + block, block), extent)
+    return np.diff(edges[: -(-extent // block) + 1])
+
+
+def _refetch_words(
+    order: tuple[str, ...], trips: dict, reuse: str, sizes: dict[str, np.ndarray], whole: np.ndarray, window: float
+) -> int:
+    """Words an operand that is not resident must fetch beyond its footprint, at least.
+
+    ``reuse`` is the place of the dimension the operand does not span (its slices repeat
+    along that loop); ``sizes[place]`` (G, blocks) bounds from below the words of the
+    operand under each block of ``place``; ``whole`` (G,) its words per group; ``window``
+    the words the buffer keeps of earlier slices. When the reuse loop sweeps the operand
+    (or one block of the loop outside it) again, at most ``window`` words of it are still
+    on chip when the sweep starts, and the window only moves on, so that sweep fetches at
+    least its words minus ``window``. Innermost, consecutive folds share the slice: no bound.
+    """
+    loops = [loop for loop in order if trips[loop] > 1]
+    if reuse not in loops or loops.index(reuse) == len(loops) - 1:
+        return 0
+    swept = whole[:, None] if loops.index(reuse) == 0 else sizes[loops[0]]
+    return int((trips[reuse] - 1) * np.maximum(swept - window, 0).sum())
+
+
+def _live_output_words(dataflow: Dataflow, order: tuple[str, ...], trips: dict, extents: dict, blocks: dict) -> int:
+    """Most partial-sum words live at once when every fold runs: :func:`memory.live_output_words`
+    in closed form. Output tiles span the places of M and N; the accumulating loop (K's)
+    opens and closes them. Inside it, one tile is live; outside both others, all of them;
+    between, the inner loop's tiles of one outer block."""
+    acc = dataflow.place_of("K")
+    b, c = dataflow.place_of("M"), dataflow.place_of("N")
+    tile = min(blocks[b], extents[b]) * min(blocks[c], extents[c])
+    at = order.index(acc)
+    if trips[acc] == 1 or at == 2:
+        return tile
+    if at == 0:
+        return extents[b] * extents[c]
+    outer, inner = order[0], order[2]
+    return min(blocks[outer], extents[outer]) * extents[inner]
+
+
+def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping: Mapping) -> AccessCounts:
+    """Counts no larger than :func:`simulate_layer`'s for the dense layer on ``mapping``, in closed form.
+
+    Valid when every fold runs (no tile of the dense layer is skipped). Exact for MACs,
+    register files, buffer reads of inputs, partial sums and outputs at every level (and
+    of weights stored ``dense``); DRAM reads of inputs and weights (and their buffer
+    writes) are their unique footprints plus, for an operand that is not resident in a
+    per-operand buffer, the refetch its loop order forces (:func:`_refetch_words`); the
+    cycles are the compute cycles, or the DRAM words of the bound over the bandwidth when
+    more (the one DRAM channel moves every word). Priced by the one pricing, so the
+    energy, the cycles and their product bound the candidate's from below (every price
+    is >= 0).
+    """
+    rows, cols = profile.array.rows, profile.array.cols
+    m_size, k_size, n_size = layer.gemm
+    groups = layer.groups
+    row_extent, col_extent, length = dataflow.dim_sizes(layer.gemm)
+    tiles = mapping.stream_tiles
+    extents = {"rows": row_extent, "cols": col_extent, "time": length}
+    blocks = {"rows": rows, "cols": cols, "time": length // tiles}
+    trips = {place: -(-extents[place] // blocks[place]) for place in LOOPS}
+    place = {dim: dataflow.place_of(dim) for dim in "MKN"}
+    folds = groups * trips["rows"] * trips["cols"] * trips["time"]
+    facts = _dense_facts(layer, dataflow)
+    slots = m_size * k_size * n_size * groups
+
+    input_words, weight_words = int(facts.footprint.sum()), facts.weights
+    buffer = profile.memory.buffer
+    if not buffer.is_shared:
+        # Refetch bounds need capacities that do not depend on the mapping.
+        if int(facts.footprint.max()) > buffer.ifmap_words:
+            m_edges = np.minimum(np.arange(trips[place["M"]] + 1) * blocks[place["M"]], m_size)
+            k_edges = np.minimum(np.arange(trips[place["K"]] + 1) * blocks[place["K"]], k_size)
+            m_valid, k_valid = np.diff(facts.prefix_m[:, m_edges], axis=1), np.diff(facts.prefix_k[:, k_edges], axis=1)
+            # An input element fills at most `multiplicity` entries of X.
+            sizes = {place["M"]: -(-m_valid // facts.multiplicity), place["K"]: -(-k_valid // facts.multiplicity)}
+            input_words += _refetch_words(mapping.order, trips, place["N"], sizes, facts.footprint, buffer.ifmap_words / 2)
+        if k_size * n_size > buffer.filter_words:
+            sizes = {
+                place["K"]: np.tile(_block_sizes(k_size, blocks[place["K"]]) * n_size, (groups, 1)),
+                place["N"]: np.tile(_block_sizes(n_size, blocks[place["N"]]) * k_size, (groups, 1)),
+            }
+            whole = np.full(groups, k_size * n_size, np.int64)
+            weight_words += _refetch_words(mapping.order, trips, place["M"], sizes, whole, buffer.filter_words / 2)
+
+    acc = empty_accesses()
+    acc["rf"] = rf_counts(dataflow, slots, row_extent * col_extent * groups * tiles, facts.effective)
+    # Every input entry is streamed once per block of N, every weight once per block of M.
+    acc["buffer"]["inputs"] = {"reads": facts.valid_inputs * trips[place["N"]], "writes": input_words}
+    acc["buffer"]["weights"] = {"reads": facts.weights * trips[place["M"]], "writes": weight_words}
+    acc["dram"]["inputs"]["reads"] = input_words
+    acc["dram"]["weights"]["reads"] = weight_words
+    outputs = m_size * n_size * groups
+    passes = trips[place["K"]]
+    live = _live_output_words(dataflow, mapping.order, trips, extents, blocks)
+    capacity = buffer_capacities(buffer, 0, 0, live).outputs
+    if capacity > 0 and live <= capacity / 2:
+        acc["buffer"]["outputs"] = {"reads": outputs * passes, "writes": outputs * passes}
+        acc["dram"]["outputs"] = {"reads": 0, "writes": outputs}
+    else:
+        through = outputs * (2 * passes - 1) if capacity > 0 else 0
+        acc["buffer"]["outputs"] = {"reads": through, "writes": through}
+        acc["dram"]["outputs"] = {"reads": outputs * (passes - 1), "writes": outputs * passes}
+
+    preload = int(dataflow.preload) * rows
+    busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"])
+    if profile.array.preload_overlap:
+        busy -= preload * (folds - 1)  # only the first fold pays its preload
+    bandwidth = profile.memory.dram.bandwidth_words_per_cycle
+    total = busy
+    if not math.isinf(bandwidth):
+        dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
+        edges = _edge_fold_words(profile, layer, dataflow, blocks, extents, trips, facts)
+        total = max(busy + sum(math.ceil(words / bandwidth) for words in edges), math.ceil(dram_words / bandwidth))
+    return AccessCounts(acc, facts.effective, slots - facts.effective, max(total - 1, 0))
+
+
+def _edge_fold_words(
+    profile: Profile, layer: LayerSpec, dataflow: Dataflow, blocks: dict, extents: dict, trips: dict, facts: _DenseFacts
+) -> tuple[int, int]:
+    """DRAM words, at least, fetched before the first fold and written after the last one.
+
+    The first fold (group 0, block 0 of every loop) finds nothing on chip: it fetches its
+    whole weight slice and every distinct valid element of its input slice, which holds at
+    least ``valid / multiplicity`` of them; its X block ``[:m, :k]`` has at least
+    ``max(prefix_m[m] - (K - k) m, prefix_k[k] - (M - m) k)`` valid entries. The last fold
+    (the last block of every loop) ends its output tile: it writes the tile back.
+    """
+    m_size, k_size, _ = layer.gemm
+    first = {dim: min(blocks[dataflow.place_of(dim)], extents[dataflow.place_of(dim)]) for dim in "MKN"}
+    last = {}
+    for dim in "MN":
+        place = dataflow.place_of(dim)
+        last[dim] = extents[place] - (trips[place] - 1) * blocks[place]
+    m, k = first["M"], first["K"]
+    valid = max(int(facts.prefix_m[0, m]) - (k_size - k) * m, int(facts.prefix_k[0, k]) - (m_size - m) * k, 0)
+    weights = weight_words(
+        np.array([k * first["N"]]), np.array([k]), np.array([first["N"]]), profile.sparsity.weight_format, profile.word_bits
+    )
+    return int(weights[0]) + -(-valid // facts.multiplicity), last["M"] * last["N"]
+
+
+def _objective(profile: Profile, counts, objective: str) -> tuple[float, float, int]:
+    """(objective, energy, cycles) of ``counts`` (LayerCounts or AccessCounts)."""
     energy = energy_breakdown(profile, AccessCounts(counts.accesses, counts.effective_macs, counts.gated_macs, counts.cycles))[0]
-    if objective == "energy":
-        return energy
-    if objective == "latency":
-        return float(counts.cycles)
-    return energy * counts.cycles
+    value = {"energy": energy, "latency": float(counts.cycles), "edp": energy * counts.cycles}[objective]
+    return value, energy, counts.cycles
 
 
-def search_mapping(profile: Profile, layer: LayerSpec, dataflow: Dataflow, objective: str) -> tuple[Mapping, list[dict]]:
+def _every_fold_runs(profile: Profile, dataflow: Dataflow) -> bool:
+    """Whether the dense layer runs every fold: no tile skipping, or skipping by weights (dense
+    weight slices are never empty); input slices of a dense layer can be all padding."""
+    return not profile.sparsity.skip_zero_tiles or dataflow.skip_operand == "weights"
+
+
+def search_mapping(
+    profile: Profile, layer: LayerSpec, dataflow: Dataflow, objective: str, *, prune: bool = True
+) -> tuple[Mapping, list[dict]]:
     """The mapping of :func:`mapping_space` minimising ``objective`` for the dense layer.
+
+    Candidates are evaluated by :func:`simulate_layer` (fold level) in the order of their
+    :func:`bound_counts` objective; once a candidate's bound exceeds the best objective
+    found (or equals it and the candidate comes later in :func:`mapping_space`), it and
+    every later one cannot win and are not evaluated. The result is the first candidate
+    of :func:`mapping_space` with the least objective, as without pruning.
 
     Parameters
     ----------
@@ -81,24 +292,36 @@ def search_mapping(profile: Profile, layer: LayerSpec, dataflow: Dataflow, objec
     layer : LayerSpec
     dataflow : Dataflow
     objective : {"energy", "latency", "edp"}
+    prune : bool, default True
+        False evaluates every candidate (the bound is used only when every fold of the
+        dense layer runs, see :func:`bound_counts`).
 
     Returns
     -------
     best : Mapping
     evaluated : list of dict
-        Per candidate, in enumeration order: ``mapping`` (its name), ``energy``, ``cycles``.
+        Per evaluated candidate, in :func:`mapping_space` order: ``mapping`` (its name),
+        ``energy``, ``cycles``.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     rows, cols = profile.array.rows, profile.array.cols
-    best, best_value, evaluated = None, None, []
-    for mapping in mapping_space(layer, dataflow, rows, cols):
-        counts = simulate_layer(profile, layer, dataflow, cycle_level=False, mapping=mapping)
-        value = _objective(profile, counts, objective)
-        evaluated.append({"mapping": mapping.name, "energy": _objective(profile, counts, "energy"), "cycles": counts.cycles})
-        if best_value is None or value < best_value:
-            best, best_value = mapping, value
-    return best, evaluated
+    space = mapping_space(layer, dataflow, rows, cols)
+    if prune and _every_fold_runs(profile, dataflow):
+        bounds = [_objective(profile, bound_counts(profile, layer, dataflow, m), objective)[0] for m in space]
+        visit = sorted(range(len(space)), key=lambda i: (bounds[i], i))
+    else:
+        bounds, visit = None, range(len(space))
+    best, evaluated = None, {}
+    for i in visit:
+        if best is not None and bounds is not None and (bounds[i], i) > best:
+            break  # sorted by (bound, index): no later candidate can win either
+        counts = simulate_layer(profile, layer, dataflow, cycle_level=False, mapping=space[i])
+        value, energy, cycles = _objective(profile, counts, objective)
+        evaluated[i] = {"mapping": space[i].name, "energy": energy, "cycles": cycles}
+        if best is None or (value, i) < best:
+            best = (value, i)
+    return space[best[1]], [evaluated[i] for i in sorted(evaluated)]
 
 
 @lru_cache(maxsize=4096)
