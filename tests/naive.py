@@ -115,23 +115,9 @@ NAIVE_DATAFLOWS = {"ws": ("K", "N", "M", True), "os": ("M", "N", "K", False), "i
 
 
 def naive_im2col(input_mask, layer):
-    """X[g, m, k] for a conv layer (padding = False) by explicit loops; K ordered (c, i, j)."""
-    c_in, h, w = layer.input_shape
-    _, h_out, w_out = layer.output_shape
-    groups = layer.groups
-    cg = c_in // groups
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel, layer.stride, layer.padding, layer.dilation
-    x = np.zeros((groups, h_out * w_out, cg * kh * kw), dtype=bool)
-    for g in range(groups):
-        for ho in range(h_out):
-            for wo in range(w_out):
-                for c in range(cg):
-                    for i in range(kh):
-                        for j in range(kw):
-                            row, col = ho * sh - ph + i * dh, wo * sw - pw + j * dw
-                            if 0 <= row < h and 0 <= col < w:
-                                x[g, ho * w_out + wo, (c * kh + i) * kw + j] = input_mask[g * cg + c, row, col]
-    return x
+    """X[g, m, k] for a conv layer (padding = False); K ordered (c, i, j) (the loops of :func:`naive_input_ids`)."""
+    ids = naive_input_ids(layer)
+    return (ids >= 0) & np.asarray(input_mask, bool).reshape(-1)[np.maximum(ids, 0)]
 
 
 def naive_systolic_trace(x, w, dataflow, rows, cols):

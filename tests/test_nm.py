@@ -17,7 +17,7 @@ from energysim.spec import SpecError, load_profile, with_overrides
 from energysim.spec.profile import NMSupport
 from energysim.workload import extract_workload
 from energysim.zoo import build_model
-from naive import naive_im2col, naive_nm_compress, naive_nm_systolic
+from naive import naive_input_ids, naive_nm_compress, naive_nm_systolic
 from test_systolic_model import conv, linear
 
 NO_NM = {"sparsity.nm.n": None, "sparsity.nm.m": None}
@@ -43,19 +43,6 @@ def nm_mask(layer, n, m, density, rng):
                 kept = rng.permutation(width)[: min(n, width)]
                 w[g, col, start + kept[rng.random(kept.size) < density]] = True
     return w.reshape(layer.weight_shape)
-
-
-def elements_of(layer):
-    """Input element of every im2col entry (-1 padding), from one-hot inputs through naive_im2col."""
-    size = int(np.prod(layer.input_shape))
-    if layer.kind == "linear":  # X is the input itself, one row per leading index
-        return np.arange(size).reshape(1, *layer.gemm[:2])
-    out = np.full((layer.groups, *layer.gemm[:2]), -1, np.int64)
-    for e in range(size):
-        onehot = np.zeros(size, bool)
-        onehot[e] = True
-        out[naive_im2col(onehot.reshape(layer.input_shape), layer)] = e
-    return out
 
 
 # -- the profile key -------------------------------------------------------------------
@@ -145,7 +132,7 @@ def test_kernel_equals_brute_force(n, m, case, skip):
     counts = layer_counts(layer, profile, masks)
     fold = layer_counts(layer, profile, masks, cycle_level=False)
     ops = gemm_operands(layer, masks.weight_mask, masks.input_mask)
-    ref = naive_nm_systolic(ops.x.astype(bool), elements_of(layer), ops.w.astype(bool), n, m, rows, cols, 8, skip)
+    ref = naive_nm_systolic(ops.x.astype(bool), naive_input_ids(layer), ops.w.astype(bool), n, m, rows, cols, 8, skip)
     assert counts.nm is not None
     assert np.array_equal(counts.trace, ref["trace"])
     assert counts.effective[counts.executed].tolist() == ref["fold_effective"] == fold.effective[fold.executed].tolist()
