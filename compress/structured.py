@@ -554,7 +554,7 @@ def _group_sums(
     if flat.device.type in _KERNEL_DEVICES:
         exact = flat if flat.dtype in (torch.float32, torch.float64) else flat.double()  # numba: no half floats
         value, count = (torch.from_numpy(a) for a in kernel_group_sums(
-            exact.contiguous().numpy(), groups.contiguous().numpy(), n_groups))
+            exact.contiguous().cpu().numpy(), groups.contiguous().cpu().numpy(), n_groups))
         dense = int(count.sum()) == flat.numel()
         return value, count, None if dense else flat != 0
     nonzero = flat != 0
@@ -621,10 +621,10 @@ def _network_bundles(
         if device.type in _KERNEL_DEVICES:
             for i in part:
                 order, start, visit, rank = _group_order(costs[i].groups, costs[i].group_cost.numel())
-                tiny = np.nextafter(np.zeros((), dtype=ratios[i].numpy().dtype), 1)
+                tiny = np.nextafter(np.zeros((), dtype=ratios[i].cpu().numpy().dtype), 1)
                 kernel = hybrid_bundles_parallel if flats[i].numel() > _PARALLEL_WEIGHTS else hybrid_bundles
                 r_star, count, members, _ = kernel(
-                    ratios[i].numpy(), flats[i].contiguous().numpy(), order, start, visit,
+                    ratios[i].cpu().numpy(), flats[i].contiguous().cpu().numpy(), order, start, visit,
                     costs[i].group_cost.cpu().numpy(), float(costs[i].per_weight), tiny,
                 )
                 out[i] = (torch.from_numpy(r_star), torch.from_numpy(count), _cpu_marker(members, start, count, rank))
@@ -656,7 +656,7 @@ def _cpu_marker(members: np.ndarray, start: np.ndarray, size: np.ndarray, rank: 
     memory order (``rank``: a group's place in the order of first weights)."""
 
     def mark(mask: torch.Tensor, ids: np.ndarray) -> None:
-        mark_kept(mask.numpy(), members, start, size, ids[np.argsort(rank[ids], kind="stable")])
+        mark_kept(mask.cpu().numpy(), members, start, size, ids[np.argsort(rank[ids], kind="stable")])
 
     return mark
 
@@ -686,7 +686,7 @@ def _group_order(groups: torch.Tensor, n_groups: int) -> tuple[np.ndarray, np.nd
     entry = _ORDERS.get(key)
     if entry is not None and entry[0]() is groups and entry[1] == (groups._version, n_groups):
         return entry[2]
-    flat = groups.detach().reshape(-1).cpu().contiguous().numpy()
+    flat = groups.detach().reshape(-1).contiguous().cpu().numpy()
     # int32 indices (when they fit) halve the memory the bundle kernel walks.
     order, start, visit = group_order(flat, n_groups, np.empty(flat.size, dtype=np.int32 if flat.size < 2**31 else np.int64))
     rank = np.zeros(n_groups, dtype=np.int64)
