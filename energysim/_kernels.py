@@ -189,6 +189,15 @@ fold_trace_parallel = njit(cache=True, parallel=True)(_named(_fold_trace, "fold_
 
 
 @njit(cache=True)
+def _remember(count, hist_fold, hist_key, hist_words, f, key, words):
+    """Append executed fold ``f`` (its slice ``key`` of ``words`` words) to the window history; the new length."""
+    hist_fold[count] = f
+    hist_key[count] = key
+    hist_words[count] = words
+    return count + 1
+
+
+@njit(cache=True)
 def _advance_window(count, start, total, hist_fold, hist_key, hist_words, in_window, window_words, f):
     """Slide the buffer window to just before fold ``f``; returns (start, total, first fold).
 
@@ -241,10 +250,7 @@ def window_fetch(keys, words, executed, window_words, n_keys):
         if last[key] < 0 or last[key] < start:
             fetched[f] = words[f]
         last[key] = f
-        hist_fold[count] = f
-        hist_key[count] = key
-        hist_words[count] = words[f]
-        count += 1
+        count = _remember(count, hist_fold, hist_key, hist_words, f, key, words[f])
     return fetched
 
 
@@ -313,10 +319,7 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
             unique[f] = known
             if window_words == 0.0 or start > previous:
                 fetched[f] = known
-            hist_fold[count] = f
-            hist_key[count] = key
-            hist_words[count] = known
-            count += 1
+            count = _remember(count, hist_fold, hist_key, hist_words, f, key, known)
             previous = f
             continue
         g = group[f]
@@ -339,10 +342,7 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
         first[f] = fresh
         fetched[f] = fetch
         key_unique[key] = u
-        hist_fold[count] = f
-        hist_key[count] = key
-        hist_words[count] = u
-        count += 1
+        count = _remember(count, hist_fold, hist_key, hist_words, f, key, u)
         previous = f
     return unique, first, fetched
 
