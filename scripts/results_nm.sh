@@ -16,7 +16,7 @@ $ecc sweep "${common[@]}" --seeds 0,1,2 --dataset digits --budgets 0.65,0.5,0.4,
 # Fashion-MNIST: a shorter schedule (2 dense epochs, 1 of projected SGD, batches of 128, a
 # projection every 50 batches) and three budgets; one seed after the other, so seeds finish whole.
 for seed in 0 1 2; do
-  $ecc sweep "${common[@]}" --seeds $seed --dataset fashion-mnist --budgets 0.65,0.3,0.2 \
+  $ecc sweep "${common[@]}" --seeds $seed --dataset fashion-mnist --budgets 0.65,0.3,0.2,0.15 \
     --epochs 1 --pretrain-epochs 2 --batch-size 128 --proj-interval 50 --out "$out/nm-fmnist"
 done
 for d in nm-digits nm-fmnist; do $ecc plot "$out/$d"; done
