@@ -14,7 +14,7 @@ common=(--model lenet5 --profile nm-32x32 --estimator systolic --methods ecc,mag
 $ecc sweep "${common[@]}" --seeds 0,1,2 --dataset digits --budgets 0.65,0.5,0.4,0.3,0.26,0.2,0.15 \
   --epochs 5 --pretrain-epochs 10 --out "$out/nm-digits"
 # Fashion-MNIST: a shorter schedule (2 dense epochs, 1 of projected SGD, batches of 128, a
-# projection every 50 batches) and three budgets; one seed after the other, so seeds finish whole.
+# projection every 50 batches) and four budgets; one seed after the other, so seeds finish whole.
 for seed in 0 1 2; do
   $ecc sweep "${common[@]}" --seeds $seed --dataset fashion-mnist --budgets 0.65,0.3,0.2,0.15 \
     --epochs 1 --pretrain-epochs 2 --batch-size 128 --proj-interval 50 --out "$out/nm-fmnist"
