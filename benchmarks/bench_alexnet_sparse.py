@@ -11,24 +11,17 @@ Run: ``.venv/bin/python benchmarks/bench_alexnet_sparse.py``
 from __future__ import annotations
 
 import time
-import warnings
 
-import torch
+from _alexnet import alexnet_with_activations
 
 from energysim.estimators.systolic import estimate_layer
 from energysim.sparsity import LayerSparsity, Sparsity
 from energysim.spec import load_profile
-from energysim.workload import LayerSpec, Workload, extract_workload
-from energysim.zoo import build_model
+from energysim.workload import LayerSpec, Workload
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    model, shape = build_model("alexnet")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        workload = extract_workload(model, shape)
-    activations = Sparsity.from_activations(model, workload, torch.randn(1, *shape))
+    workload, activations = alexnet_with_activations()
     sparsity = Sparsity.synthetic(workload, weight_density=0.3, seed=0).with_inputs_from(activations)
 
     profiles = {"tpu-like-128": load_profile("tpu-like-128"),

@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import warnings
 
-import torch
+from _alexnet import alexnet_with_activations
 
 from energysim.estimators.systolic import estimate_layer
 from energysim.sparsity import LayerSparsity, Sparsity
 from energysim.spec import load_profile
-from energysim.workload import LayerSpec, Workload, extract_workload
-from energysim.zoo import build_model
+from energysim.workload import LayerSpec, Workload
 
 
 def seconds(workload, profile, sparsity, repeats: int) -> tuple[float, list]:
@@ -43,12 +41,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each pattern (default 3)")
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    model, shape = build_model("alexnet")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        workload = extract_workload(model, shape)
-    activations = Sparsity.from_activations(model, workload, torch.randn(1, *shape))
+    workload, activations = alexnet_with_activations()
     profile = load_profile("nm-32x32")
     patterns = {
         "2:4": Sparsity.synthetic(workload, args.density, pattern="nm", nm=(2, 4), seed=0).with_inputs_from(activations),

@@ -189,6 +189,14 @@ fold_trace_parallel = njit(cache=True, parallel=True)(_named(_fold_trace, "fold_
 
 
 @njit(cache=True)
+def _window_state(folds, n_keys):
+    """Empty refetch-window state: per key its executed folds in the window, and the history
+    (fold, key, words) of the executed folds, room for ``folds``."""
+    return (np.zeros(n_keys, np.int64), np.empty(folds, np.int64), np.empty(folds, np.int64),
+            np.empty(folds, np.float64))
+
+
+@njit(cache=True)
 def _remember(count, hist_fold, hist_key, hist_words, f, key, words):
     """Append executed fold ``f`` (its slice ``key`` of ``words`` words) to the window history; the new length."""
     hist_fold[count] = f
@@ -235,10 +243,7 @@ def window_fetch(keys, words, executed, window_words, n_keys):
     folds = keys.size
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_keys, -1, np.int64)
-    in_window = np.zeros(n_keys, np.int64)
-    hist_fold = np.empty(folds, np.int64)
-    hist_key = np.empty(folds, np.int64)
-    hist_words = np.empty(folds, np.float64)
+    in_window, hist_fold, hist_key, hist_words = _window_state(folds, n_keys)
     count = 0
     begin = 0
     total = 0.0
@@ -301,10 +306,7 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_elements, -1, np.int64)
     key_unique = np.full(n_keys, -1, np.int64)
-    in_window = np.zeros(n_keys, np.int64)
-    hist_fold = np.empty(folds, np.int64)
-    hist_key = np.empty(folds, np.int64)
-    hist_words = np.empty(folds, np.float64)
+    in_window, hist_fold, hist_key, hist_words = _window_state(folds, n_keys)
     count = 0
     begin = 0
     total = 0.0

@@ -123,6 +123,9 @@ def naive_im2col(input_mask, layer):
 def naive_systolic_trace(x, w, dataflow, rows, cols):
     """Per-cycle (effective, gated, idle) PE counts and per-fold effective MACs.
 
+    SCALE-Sim's fold order (column block outer, row block inner, one stream tile): the
+    loops of :func:`naive_mapped_trace`, defined below.
+
     Parameters
     ----------
     x : bool array (G, M, K); w : bool array (G, K, N)
@@ -134,36 +137,7 @@ def naive_systolic_trace(x, w, dataflow, rows, cols):
     trace : int array (cycles, 3)
     fold_effective : list of int, in fold order
     """
-    row_dim, col_dim, stream_dim, preload = NAIVE_DATAFLOWS[dataflow]
-    groups, m_size, k_size = x.shape
-    n_size = w.shape[2]
-    size = {"M": m_size, "K": k_size, "N": n_size}
-    stream = size[stream_dim]
-    fold_len = (rows if preload else 0) + rows - 1 + stream + cols - 1
-    trace = []
-    fold_effective = []
-    for g in range(groups):
-        for cb in range(-(-size[col_dim] // cols)):
-            for rb in range(-(-size[row_dim] // rows)):
-                eff_fold = 0
-                for tau in range(fold_len):
-                    counts = [0, 0, 0]
-                    for r in range(rows):
-                        for c in range(cols):
-                            t = tau - (rows if preload else 0) - r - c
-                            idx = {row_dim: rb * rows + r, col_dim: cb * cols + c, stream_dim: t}
-                            if not (0 <= t < stream and idx[row_dim] < size[row_dim] and idx[col_dim] < size[col_dim]):
-                                counts[2] += 1
-                                continue
-                            m, k, n = idx["M"], idx["K"], idx["N"]
-                            if x[g, m, k] and w[g, k, n]:
-                                counts[0] += 1
-                                eff_fold += 1
-                            else:
-                                counts[1] += 1
-                    trace.append(counts)
-                fold_effective.append(eff_fold)
-    return np.array(trace, dtype=np.int64).reshape(-1, 3), fold_effective
+    return naive_mapped_trace(x, w, dataflow, rows, cols, ("time", "cols", "rows"), 1)
 
 
 # ---------------------------------------------------------------------------
