@@ -344,26 +344,14 @@ def test_layer_counts_follow_the_profile_search():
 # -- downstream: the coefficient table -------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lenet5_workload():
-    import warnings
-
-    from energysim import build_model, extract_workload
-
-    model, shape = build_model("lenet5")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return extract_workload(model, shape, name="lenet5")
-
-
-def test_table_records_its_mapping_and_refuses_another(lenet5_workload, tmp_path):
+def test_table_records_its_mapping_and_refuses_another(lenet5, tmp_path):
     from energysim.coeffs import CoefficientTable, coefficient_table, verify_table
 
     searched = load_profile("edge-16x16", ["mapping.search=energy", "memory.buffer.ofmap_words=512"])
-    table = coefficient_table(lenet5_workload, searched)
+    table = coefficient_table(lenet5, searched)
     assert table.mapping == "energy"
     df = get_dataflow("ws")
-    expected = {layer.name: search_mapping(searched, layer, df, "energy")[0].name for layer in lenet5_workload.layers}
+    expected = {layer.name: search_mapping(searched, layer, df, "energy")[0].name for layer in lenet5.layers}
     assert table.mappings == expected and any(not name.endswith("/1") for name in expected.values())
     table.save(tmp_path / "t.json")
     assert CoefficientTable.load(tmp_path / "t.json", searched).to_dict() == table.to_dict()
@@ -371,9 +359,9 @@ def test_table_records_its_mapping_and_refuses_another(lenet5_workload, tmp_path
     with pytest.raises(ValueError, match="stale coefficient table: built with mapping.search 'energy', the profile has 'scalesim'"):
         CoefficientTable.load(tmp_path / "t.json", scalesim)
     with pytest.raises(ValueError, match="mapping.search 'energy', verifying with 'scalesim'"):
-        verify_table(table, lenet5_workload, scalesim)
+        verify_table(table, lenet5, scalesim)
     # The table of the searched mapping predicts the estimator on that mapping.
-    for row in verify_table(table, lenet5_workload, searched, densities=(0.3, 1.0), seed=2):
+    for row in verify_table(table, lenet5, searched, densities=(0.3, 1.0), seed=2):
         assert abs(row["worst"]["random"]) < 1e-2, row
 
 
