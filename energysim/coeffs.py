@@ -86,6 +86,7 @@ __all__ = [
     "CoefficientTable",
     "LayerCoefficients",
     "coefficient_table",
+    "draw_pattern",
     "pattern_features",
     "verify_table",
 ]
@@ -386,6 +387,42 @@ VERIFY_KINDS = ("random", "tiles", "mixed", "nm", "nm-tiles")
 """The pattern kinds of :func:`verify_table`."""
 
 
+def draw_pattern(
+    layer: LayerSpec,
+    kind: str,
+    weight_density: float,
+    input_density: float,
+    rng: np.random.Generator,
+    groups: tuple[np.ndarray, int] | None = None,
+    nm_groups: tuple[np.ndarray, int] | None = None,
+    nm: tuple[int, int] | None = None,
+) -> LayerSparsity:
+    """One random pattern of :func:`verify_table` (``kind`` among :data:`VERIFY_KINDS`).
+
+    ``random``: each weight kept with probability ``weight_density``; ``tiles``: each skip
+    group (``groups``: :func:`energysim.model.groups.weight_groups`' ids and count) kept with
+    that probability, dense inside; ``mixed``: the same, then every weight with probability
+    one half; ``nm``: a random N:M pattern (``nm`` = (N, M)) thinned to ``weight_density``;
+    ``nm-tiles``: a random N:M pattern in that share of the compressed tiles (``nm_groups``),
+    every slot with probability one half. The input mask keeps each input with probability
+    ``input_density``.
+    """
+    if kind == "random":
+        weights = rng.random(layer.weight_shape) < weight_density
+    elif kind == "nm":
+        weights = nm_mask(layer, nm, rng) & (rng.random(layer.weight_shape) < weight_density)
+    elif kind == "nm-tiles":
+        nm_ids, nm_count = nm_groups
+        weights = nm_mask(layer, nm, rng) & (rng.random(nm_count) < weight_density)[nm_ids]
+        weights &= rng.random(layer.weight_shape) < 0.5
+    else:
+        ids, count = groups
+        weights = (rng.random(count) < weight_density)[ids]
+        if kind == "mixed":
+            weights &= rng.random(layer.weight_shape) < 0.5
+    return LayerSparsity(weights, rng.random(layer.input_shape) < input_density)
+
+
 def verify_table(
     table: CoefficientTable,
     workload: Workload,
@@ -431,15 +468,15 @@ def verify_table(
     rows = []
     for layer in workload.layers:
         coeffs = table.layer(layer.name)
-        kinds = ["random"]
+        kinds, groups, nm_groups = ["random"], None, None
         if coeffs.group_cost is not None:
-            ids, count = weight_groups(layer, without_nm(profile), dataflow)
+            groups = weight_groups(layer, without_nm(profile), dataflow)
             kinds += ["tiles", "mixed"]
         nm = (profile.sparsity.nm.n, profile.sparsity.nm.m)
         if coeffs.nm is not None:
             kinds += ["nm"]
             if coeffs.nm["group_cost"] is not None:
-                nm_ids, nm_count = weight_groups(layer, profile, dataflow)
+                nm_groups = weight_groups(layer, profile, dataflow)
                 kinds += ["nm-tiles"]
         if kinds_wanted is not None:
             kinds = [kind for kind in kinds if kind in kinds_wanted]
@@ -451,18 +488,7 @@ def verify_table(
         pairs = [(wd, xd) for wd in densities for xd in densities] if layer.has_weights else [(1.0, 1.0)]
         for kind in kinds:
             for wd, xd in pairs:
-                if kind == "random":
-                    weights = rng.random(layer.weight_shape) < wd
-                elif kind == "nm":
-                    weights = nm_mask(layer, nm, rng) & (rng.random(layer.weight_shape) < wd)
-                elif kind == "nm-tiles":
-                    weights = nm_mask(layer, nm, rng) & (rng.random(nm_count) < wd)[nm_ids]
-                    weights &= rng.random(layer.weight_shape) < 0.5
-                else:
-                    weights = (rng.random(count) < wd)[ids]
-                    if kind == "mixed":
-                        weights &= rng.random(layer.weight_shape) < 0.5
-                ls = LayerSparsity(weights, rng.random(layer.input_shape) < xd)
+                ls = draw_pattern(layer, kind, wd, xd, rng, groups, nm_groups, nm)
                 report = estimator.estimate_layer(layer, profile, ls)
                 truth = report.energy_relaxed
                 features = pattern_features(layer, ls, profile)

@@ -1,0 +1,86 @@
+"""The lower bound on any table of the coefficient table's form (benchmarks/additive_bound.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.additive_bound import energy_features, find_witness, interaction, layer_bounds, minimax_fit
+from energysim import LayerSparsity, extract_workload, load_profile
+from energysim.coeffs import coefficient_table, pattern_features
+from energysim.dataflow import get_dataflow
+from energysim.estimators.systolic import estimate_layer
+from energysim.model.groups import weight_groups
+
+pytestmark = [pytest.mark.usefixtures("one_thread")]
+
+
+def _profile(rows: int, cols: int):
+    """edge-16x16 resized, weight stationary, tile skipping on, no leakage (as tests/test_groups.py)."""
+    return load_profile("edge-16x16", [f"array.rows={rows}", f"array.cols={cols}", "array.dataflow=ws",
+                                       "leakage_mw=0", "sparsity.skip_zero_tiles=true"])
+
+
+def _row(model, shape, profile):
+    workload = extract_workload(model, shape)
+    layer = workload.layers[0]
+    return layer, coefficient_table(workload, profile).layer(layer.name)
+
+
+def test_minimax_fit_is_the_least_worst_relative_error():
+    # s = (1, 2, 4) against one column of ones: the best constant c has |c - 1| = |c - 4| / 4 -> c = 1.6, t = 0.6.
+    t, x = minimax_fit(np.ones((3, 1)), np.array([1.0, 2.0, 4.0]))
+    assert t == pytest.approx(0.6)
+    assert x[0] == pytest.approx(1.6)
+    # A duplicated column changes nothing; a second, independent one fits exactly.
+    assert minimax_fit(np.ones((3, 2)), np.array([1.0, 2.0, 4.0]))[0] == pytest.approx(0.6)
+    assert minimax_fit(np.c_[np.ones(3), [0.0, 1.0, 3.0]], np.array([1.0, 2.0, 4.0]))[0] == pytest.approx(0, abs=1e-9)
+
+
+def test_where_the_counts_add_up_the_bound_is_zero_and_the_table_exact():
+    """A linear layer with partial sums in the buffer (tests/test_groups.py's ADDITIVE "linear"):
+    every count is a sum over the kept groups, so t* = 0 and our table is one of the optima."""
+    profile = _profile(4, 3)
+    layer, row = _row(torch.nn.Linear(23, 9), (23,), profile)
+    res = layer_bounds(layer, profile, row, np.random.default_rng(0), max_patterns=200, witnesses=6)
+    for key in ("energy_tiles", "energy_mixed"):
+        assert res[key]["patterns"] >= 3 * res[key]["rank"], key
+        assert res[key]["t_star"] == pytest.approx(0, abs=1e-9), key
+        assert res[key]["ours"] == pytest.approx(0, abs=1e-9), key
+    assert res["witness_energy"]["d"] == pytest.approx(0, abs=1e-6)
+
+
+# A 3x3 kernel on one 6x6 channel, 4 array rows: three row blocks (skip groups) of the 9 taps,
+# (0,0) (0,1) (0,2) (1,0) | (1,1) (1,2) (2,0) (2,1) | (2,2), all reading the one channel, which
+# is resident: each input element is fetched from DRAM (and written into the buffer) once, if a
+# kept tap reads it. Tap (i, j) reads rows i..i+3, columns j..j+3. By hand:
+#   block 0 alone           rows 0-3 (24) + row 4 columns 0-3 (4)                = 28 elements
+#   blocks 0, 1             every element but (5, 5)                             = 35
+#   blocks 0, 2             every element but (5, 0), (5, 1)                     = 34
+#   blocks 0, 1, 2          every element                                        = 36
+# so with C = {0}, A = {1}, B = {2} the fetched words interact by 36 + 28 - 35 - 34 = -5 while
+# the table's features (the channel is used in all four) add up exactly.
+UNION_INTERACTION_WORDS = 36 + 28 - 35 - 34
+
+
+def test_a_channel_read_by_two_row_blocks_gives_the_hand_derived_bound():
+    profile = _profile(4, 3)
+    layer, row = _row(torch.nn.Conv2d(1, 1, 3), (1, 6, 6), profile)
+    ids, count = weight_groups(layer, profile, get_dataflow("ws"))
+    assert count == 3
+    rows, values = [], []
+    for kept in ([0], [0, 1], [0, 2], [0, 1, 2]):
+        ls = LayerSparsity(np.isin(ids, kept), None)
+        features = pattern_features(layer, ls, profile)
+        rows.append(energy_features(row, features, np.array([features["weights"]])))
+        values.append(estimate_layer(layer, profile, ls, cycle_level=False).energy_relaxed)
+    np.testing.assert_array_equal(interaction(rows), 0)
+    per_word = profile.memory.dram.read + profile.memory.buffer.write  # 64 + 4.2 pJ
+    d = UNION_INTERACTION_WORDS * per_word
+    assert interaction(values) == pytest.approx(d)
+    # Any additive table errs by |d| / sum(s) on one of the four, and the best one by exactly that.
+    t_star, _ = minimax_fit(np.array(rows), np.array(values))
+    assert t_star == pytest.approx(abs(d) / sum(values), rel=1e-6)
+    assert t_star > 0.01
+    # The search finds this witness or a stronger one.
+    witness = find_witness(layer, profile, row, ids, count, np.random.default_rng(0), "energy", 30)
+    assert witness.bound >= t_star * (1 - 1e-9)
