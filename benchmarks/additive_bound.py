@@ -48,13 +48,14 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import qr
 from scipy.optimize import linprog
 
 from energysim import build_model, extract_workload, load_profile
 from energysim.coeffs import VERIFY_DENSITIES, LayerCoefficients, coefficient_table, draw_pattern, pattern_features
 from energysim.dataflow import get_dataflow
 from energysim.estimators.systolic import estimate_layer
-from energysim.model.groups import weight_groups
+from energysim.model.groups import group_counts, weight_groups
 from energysim.sparsity import LayerSparsity
 
 SCALARS = ("inputs", "input_overflow", "input_uses", "input_refetch", "effective_macs")
@@ -118,6 +119,15 @@ def minimax_fit(a: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray]:
     return float(result.x[-1]), x
 
 
+def column_rank(a: np.ndarray) -> int:
+    """Rank of ``a`` (duplicate columns merged, columns scaled to a unit maximum; pivoted QR)."""
+    unique = np.unique(a, axis=1)
+    unique = unique / np.maximum(np.abs(unique).max(axis=0), 1e-300)
+    r = qr(unique, mode="r", pivoting=True)[0]
+    diagonal = np.abs(np.diag(r))
+    return int((diagonal > diagonal.max(initial=0) * max(unique.shape) * 1e-12).sum())
+
+
 def relative_errors(predicted: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Signed relative errors (relative to one where the simulated value is 0, as the verify)."""
     return (predicted - s) / np.maximum(np.abs(s), 1.0)
@@ -178,14 +188,14 @@ def find_witness(layer, profile, row, ids, count, rng, quantity: str, candidates
 
 
 def draw(layer, profile, row, kind, ids, count, rng, rounds: int) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """``rounds`` rounds of verify patterns of ``kind``: features, simulated energies and cycles."""
+    """``rounds`` rounds of verify patterns of ``kind``: features (with the pattern, ``ls``), energies, cycles."""
     feats, energy, cycles = [], [], []
     for _ in range(rounds):
         for wd in VERIFY_DENSITIES:
             for xd in VERIFY_DENSITIES:
                 ls = draw_pattern(layer, kind, wd, xd, rng, (ids, count))
                 report = estimate_layer(layer, profile, ls, cycle_level=False)
-                feats.append(pattern_features(layer, ls, profile))
+                feats.append(pattern_features(layer, ls, profile) | {"ls": ls})
                 energy.append(report.energy_relaxed)
                 cycles.append(report.cycles)
     return feats, np.array(energy, np.float64), np.array(cycles, np.float64)
@@ -214,7 +224,7 @@ def bound(a: np.ndarray, s: np.ndarray, ours: np.ndarray, predicted: np.ndarray,
     """Our worst error, t*, the held-out worst of a half fit, patterns and rank, for one design."""
     # The columns are exactly the table's features: our table is a point of the space.
     assert np.allclose(a @ ours, predicted, rtol=1e-9, atol=1e-6 * np.abs(predicted).max()), "columns != features"
-    rank = int(np.linalg.matrix_rank(a / np.maximum(np.abs(a).max(axis=0), 1e-300)))
+    rank = column_rank(a)
     t_star, _ = minimax_fit(a, s)
     half = np.arange(len(s)) % 2 == 0
     _, x_half = minimax_fit(a[half], s[half])
@@ -230,6 +240,7 @@ def bound(a: np.ndarray, s: np.ndarray, ours: np.ndarray, predicted: np.ndarray,
         "columns": int(a.shape[1]),
         "rank": rank,
         "determined": bool(len(s) >= RATIO * rank),
+        "worst_index": worst,
     }
 
 
@@ -243,19 +254,57 @@ def layer_bounds(layer, profile, row, rng, max_patterns: int, witnesses: int) ->
         feats, energy, cycles = draw(layer, profile, row, kind, ids, count, rng, MIN_ROUNDS)
         while True:
             a, ours = energy_matrix(row, feats)
-            rank = np.linalg.matrix_rank(a / np.maximum(np.abs(a).max(axis=0), 1e-300))
-            if len(feats) >= RATIO * rank or len(feats) + per_round > max_patterns:
+            rank = column_rank(a)
+            rounds = min(-(-RATIO * rank // per_round), max_patterns // per_round) - len(feats) // per_round
+            if rounds <= 0:
                 break
-            more = draw(layer, profile, row, kind, ids, count, rng, 1)
+            more = draw(layer, profile, row, kind, ids, count, rng, rounds)
             feats, energy, cycles = feats + more[0], np.r_[energy, more[1]], np.r_[cycles, more[2]]
         kept = np.array([f["kept_groups"].sum() for f in feats])
         out[f"energy_{kind}"] = bound(a, energy, ours, np.array([row.predict(f) for f in feats]), kept)
+        worst = feats[out[f"energy_{kind}"].pop("worst_index")]["ls"]
+        out[f"energy_{kind}"]["diagnosis"] = diagnose(layer, profile, worst)
         if kind == "tiles":
             a, ours = cycle_matrix(row, feats)
             out["cycles_tiles"] = bound(a, cycles, ours, np.array([row.predict_cycles(f) for f in feats]), kept)
+            out["cycles_tiles"].pop("worst_index")
     for quantity in ("energy", "cycles"):
         w = find_witness(layer, profile, row, ids, count, rng, quantity, witnesses)
         out[f"witness_{quantity}"] = None if w is None else vars(w) | {"bound": w.bound}
+    return out
+
+
+def diagnose(layer, profile, ls: LayerSparsity) -> dict:
+    """Where the table's energy of ``ls`` goes wrong: the split's counts against the simulated ones.
+
+    The table's energy is the split (:func:`energysim.model.groups.group_counts`: constant + kept
+    groups + used items) priced, plus per-weight and per-MAC terms. For the input and output
+    words at DRAM and buffer, and the cycles (priced at the leakage), returns (split, simulated,
+    energy of the difference) wherever they differ; what remains of the error is in the
+    weights, register files and MACs.
+    """
+    split = group_counts(layer, profile, get_dataflow(profile.array.dataflow))
+    features = pattern_features(layer, ls, profile)
+    kept, used = features["kept_groups"], features["used_slices"]
+    report = estimate_layer(layer, profile, ls, cycle_level=False)
+
+    def predicted(get) -> float:
+        return float(get(split.constant) + get(split.groups)[kept].sum()
+                     + sum(get(c)[used[kind]].sum() for kind, c in split.slices.items()))
+
+    out = {}
+    for level, memory in (("dram", profile.memory.dram), ("buffer", profile.memory.buffer)):
+        for op in ("inputs", "outputs"):
+            for kind in ("reads", "writes"):
+                price = memory.read if kind == "reads" else memory.write
+                get = lambda c: (c.accesses if hasattr(c, "accesses") else c["accesses"])[level][op][kind]  # noqa: E731
+                mine, truth = predicted(get), float(report.accesses[level][op][kind])
+                if mine != truth:
+                    out[f"{level} {op} {kind}"] = (mine, truth, (mine - truth) * price)
+    per_cycle = profile.leakage_mw / profile.clock_mhz * 1e3 if profile.units == "pJ" else 0.0
+    mine = predicted(lambda c: c.cycles if hasattr(c, "cycles") else c["cycles"])
+    if mine != report.cycles:
+        out["cycles (leakage)"] = (mine, float(report.cycles), (mine - report.cycles) * per_cycle)
     return out
 
 
@@ -311,6 +360,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"t* {_percent(r['t_star'])}  held-out {_percent(r['held_out'])}  "
                   f"patterns {r['patterns']:5d} rank {r['rank']:4d}  (ours worst at {r['ours_worst_pattern']['kept_groups']} "
                   f"kept){state}", flush=True)
+        for kind in ("tiles", "mixed"):
+            for name, (mine, truth, energy) in res[f"energy_{kind}"]["diagnosis"].items():
+                print(f"{'':26s} ours' worst {kind:5s}: {name:22s} split {mine:12.6g}  simulated {truth:12.6g}  "
+                      f"energy {energy:+.6g}", flush=True)
         for quantity in ("energy", "cycles"):
             w = res[f"witness_{quantity}"]
             if w is not None:
