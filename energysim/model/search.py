@@ -86,6 +86,8 @@ class _DenseFacts:
     prefix_m: np.ndarray  # (G, M + 1) running valid entries of X along M
     prefix_k: np.ndarray  # (G, K + 1) running valid entries of X along K
     multiplicity: int  # at least the most X entries one input element fills (kh * kw for a stride-1 conv)
+    taps: int  # K entries per input channel (kh * kw; 1 for a linear layer): channel c is K's [c taps, (c + 1) taps)
+    prefix_taps: np.ndarray  # (M + 1, taps) running valid entries of each tap of channel 0 (group 0) along M
 
 
 def _multiplicity(layer: LayerSpec) -> int:
@@ -107,6 +109,9 @@ def _dense_facts(layer: LayerSpec, dataflow: Dataflow) -> _DenseFacts:
     zero = np.zeros((layer.groups, 1), np.int64)
     _, k_size, n_size = layer.gemm
     valid = int(per_k_inputs.sum())
+    taps = 1 if layer.kind in ("linear", "matmul") else int(np.prod(layer.kernel))
+    prefix_taps = np.zeros((x.shape[1] + 1, taps), np.int64)
+    np.cumsum(x[0, :, :taps], axis=0, out=prefix_taps[1:])
     return _DenseFacts(
         effective=valid * n_size,  # every weight is nonzero: each valid X entry meets N of them
         valid_inputs=valid,
@@ -115,6 +120,8 @@ def _dense_facts(layer: LayerSpec, dataflow: Dataflow) -> _DenseFacts:
         prefix_m=np.concatenate([zero, per_m_inputs.cumsum(axis=1)], axis=1),
         prefix_k=np.concatenate([zero, per_k_inputs.cumsum(axis=1)], axis=1),
         multiplicity=_multiplicity(layer),
+        taps=taps,
+        prefix_taps=prefix_taps,
     )
 
 
@@ -127,30 +134,21 @@ def _block_sizes(extent: int, block: int) -> np.ndarray:
 @dataclass(frozen=True)
 class _Refetch:
     """What :func:`_refetch_words` needs of one operand under one stream tiling: the place of
-    its reuse loop and, per place a sweep can cover (``"whole"``: every block), the words a
-    sweep fetches beyond the window, at least, summed over the sweeps of one trip."""
+    its reuse loop and, per place whose blocks a sweep can cover (``"whole"``: the whole
+    group), the words the sweeps of one trip of the reuse loop fetch again, at least."""
 
     reuse: str
     excess: dict
 
 
-def _refetch(reuse: str, sizes: dict[str, np.ndarray], whole: np.ndarray, window: float) -> _Refetch:
-    """:class:`_Refetch` of an operand: ``sizes[place]`` (G, blocks) bounds from below its words
-    under each block of ``place``, ``whole`` (G,) its words per group, ``window`` the words the
-    buffer keeps of earlier slices."""
-    excess = {place: int(np.maximum(words - window, 0).sum()) for place, words in sizes.items()}
-    excess["whole"] = int(np.maximum(whole - window, 0).sum())
-    return _Refetch(reuse, excess)
-
-
 def _refetch_words(order: tuple[str, ...], trips: dict, refetch: _Refetch | None) -> int:
     """Words an operand that is not resident must fetch beyond its footprint, at least.
 
-    Its slices repeat along the reuse loop (the dimension it does not span). When that loop
-    sweeps the operand (or one block of the loop outside it) again, at most the window's
-    words of it are still on chip when the sweep starts, and the window only moves on, so
-    that sweep fetches at least its words minus the window. Innermost, consecutive folds
-    share the slice: no bound.
+    Its slices repeat along the reuse loop (the dimension it does not span): each trip of
+    that loop after the first sweeps again the slices under one block of the loop outside
+    it (or the whole group when it is outermost), and fetches at least ``excess`` of that
+    place (``docs/systolic-model.md`` §4b). Innermost, consecutive folds share the slice:
+    no bound.
     """
     if refetch is None:
         return 0
@@ -160,6 +158,99 @@ def _refetch_words(order: tuple[str, ...], trips: dict, refetch: _Refetch | None
         return 0
     swept = "whole" if loops.index(reuse) == 0 else loops[0]
     return (trips[reuse] - 1) * refetch.excess[swept]
+
+
+def _weight_refetch(sizes: dict[str, np.ndarray], whole: np.ndarray, window: float, reuse: str) -> _Refetch:
+    """:class:`_Refetch` of the weights (disjoint slices): ``sizes[place]`` (G, blocks) are the
+    dense words under each block of ``place``, ``whole`` (G,) per group. A sweep of more
+    than ``window`` words fetches every slice again: between two visits of a slice the
+    sweep visits every other slice once, so a window reaching back to the last visit would
+    hold all of them; stored words are at least the dense ones."""
+    excess = {place: int(np.where(words > window, words, 0).sum()) for place, words in sizes.items()}
+    excess["whole"] = int(np.where(whole > window, whole, 0).sum())
+    return _Refetch(reuse, excess)
+
+
+def _input_refetch(
+    layer: LayerSpec, dataflow: Dataflow, facts: _DenseFacts, blocks: dict, trips: dict, window: float
+) -> _Refetch:
+    """:class:`_Refetch` of the inputs: per sweep the larger of two bounds.
+
+    - The sweep's distinct words minus the window (the window holds at most its words
+      when the sweep starts, and only moves on); a sweep's words are at least its valid
+      X entries over the multiplicity.
+    - A sweep of the K blocks of one M block (the outer loop is M's, or M has one block)
+      whose slices add up to more than the window fetches, in every trip after the first,
+      each slice's *private* elements (those no other K block of the sweep reads): the
+      window never reaches back to the slice's last visit (:func:`_weight_refetch`), so it
+      holds only the sweep's other slices. :func:`_sweep_counts` bounds both sums.
+    """
+    m_size, k_size, _ = layer.gemm
+    place_m, place_k = dataflow.place_of("M"), dataflow.place_of("K")
+    m_edges = np.minimum(np.arange(trips[place_m] + 1) * blocks[place_m], m_size)
+    k_edges = np.minimum(np.arange(trips[place_k] + 1) * blocks[place_k], k_size)
+    m_valid, k_valid = np.diff(facts.prefix_m[:, m_edges], axis=1), np.diff(facts.prefix_k[:, k_edges], axis=1)
+    # An input element fills at most `multiplicity` entries of X.
+    distinct = {place_m: -(-m_valid // facts.multiplicity), place_k: -(-k_valid // facts.multiplicity)}
+    excess = {place: np.maximum(words - window, 0) for place, words in distinct.items()}
+    excess["whole"] = np.maximum(facts.footprint - window, 0)
+    if min(blocks[place_k], k_size) < k_size:  # one K block: the sweep has no other slice
+        slices, private = _sweep_counts(layer, facts, m_edges, blocks[place_k])
+        again = np.where(slices > window, private, 0)  # (M blocks,), the same in every group
+        excess[place_m] = np.maximum(excess[place_m], again[None, :])
+        if trips[place_m] == 1:
+            excess["whole"] = np.maximum(excess["whole"], again[0])
+    return _Refetch(dataflow.place_of("N"), {place: int(words.sum()) for place, words in excess.items()})
+
+
+def _sweep_counts(layer: LayerSpec, facts: _DenseFacts, m_edges: np.ndarray, k_block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per M block (``m_edges``) of a group, at least the summed distinct elements of its K
+    blocks' slices, and at least its private elements (read by one K block only).
+
+    Channel c of a group is K's taps ``[c T, (c + 1) T)``; every channel reads the same
+    positions (its offset aside), ``F`` distinct ones in the M block (counted on channel 0),
+    and tap q reads ``V_q`` distinct ones (a tap reads each position once). A channel whose
+    taps lie in one K block adds ``F`` to that slice, all of them private; a channel split
+    over several K blocks adds to each at least the sum, over the residue classes of its
+    taps there (:func:`_tap_residues`), of the largest ``V_q`` of the class, and at least
+    ``F`` to all of them together.
+    """
+    taps = facts.taps
+    channels = layer.gemm[1] // taps
+    index = input_index(layer)
+    starts = m_edges[:-1]
+    zero = np.zeros(starts.size, np.int64)
+    offsets, _ = _kernels.slice_elements(
+        index, zero, starts, m_edges[1:], zero, np.full(starts.size, taps, np.int64), int(np.prod(layer.input_shape)),
+        int(np.diff(m_edges).sum()) * taps,
+    )  # fmt: skip
+    reach = np.diff(offsets)  # F per M block
+    per_tap = facts.prefix_taps[m_edges[1:]] - facts.prefix_taps[starts]  # V_q per M block, (blocks, taps)
+    first = np.arange(channels) * taps // k_block
+    last = (np.arange(channels) * taps + taps - 1) // k_block
+    whole = int((first == last).sum())
+    slices = whole * reach
+    split = {}
+    for c in np.flatnonzero(first != last):
+        cuts = tuple(sorted({0, taps, *(b * k_block - c * taps for b in range(first[c] + 1, last[c] + 1))}))
+        split[cuts] = split.get(cuts, 0) + 1
+    residue = _tap_residues(layer, taps)
+    for cuts, count in split.items():
+        parts = sum(
+            per_tap[:, lo:hi][:, residue[lo:hi] == r].max(axis=1) for lo, hi in zip(cuts, cuts[1:]) for r in np.unique(residue[lo:hi])
+        )
+        slices = slices + count * np.maximum(reach, parts)
+    return slices, whole * reach
+
+
+def _tap_residues(layer: LayerSpec, taps: int) -> np.ndarray:
+    """Per tap of a channel, the residues of its positions modulo the stride (one class id): taps
+    of different classes read disjoint positions (tap (i, j) reads rows = i d - p mod s)."""
+    if layer.kind in ("linear", "matmul"):
+        return np.zeros(taps, np.int64)
+    (_, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    i, j = np.divmod(np.arange(taps), kw)
+    return (i * dh % sh) * sw + j * dw % sw
 
 
 def _live_output_words(dataflow: Dataflow, order: tuple[str, ...], trips: dict, extents: dict, blocks: dict) -> int:
@@ -212,19 +303,14 @@ def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles:
     if not buffer.is_shared:
         # Refetch bounds need capacities that do not depend on the mapping.
         if int(facts.footprint.max()) > buffer.ifmap_words:
-            m_edges = np.minimum(np.arange(trips[place["M"]] + 1) * blocks[place["M"]], m_size)
-            k_edges = np.minimum(np.arange(trips[place["K"]] + 1) * blocks[place["K"]], k_size)
-            m_valid, k_valid = np.diff(facts.prefix_m[:, m_edges], axis=1), np.diff(facts.prefix_k[:, k_edges], axis=1)
-            # An input element fills at most `multiplicity` entries of X.
-            sizes = {place["M"]: -(-m_valid // facts.multiplicity), place["K"]: -(-k_valid // facts.multiplicity)}
-            inputs = _refetch(place["N"], sizes, facts.footprint, buffer.ifmap_words / 2)
+            inputs = _input_refetch(layer, dataflow, facts, blocks, trips, buffer.ifmap_words / 2)
         if k_size * n_size > buffer.filter_words:
             sizes = {
                 place["K"]: np.tile(_block_sizes(k_size, blocks[place["K"]]) * n_size, (groups, 1)),
                 place["N"]: np.tile(_block_sizes(n_size, blocks[place["N"]]) * k_size, (groups, 1)),
             }
             whole = np.full(groups, k_size * n_size, np.int64)
-            weights = _refetch(place["M"], sizes, whole, buffer.filter_words / 2)
+            weights = _weight_refetch(sizes, whole, buffer.filter_words / 2, place["M"])
 
     folds = groups * trips["rows"] * trips["cols"] * trips["time"]
     busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"])
