@@ -54,20 +54,49 @@ def _memory(bits, read, write, operands, ports, served, word):
             "operands": operands, "ports": ports, "served_dimensions": served}  # fmt: skip
 
 
+#: The PE descriptions :func:`_accelerator_yaml` can give (``accelerator["pe"]``).
+PES = ("systolic", "accumulating")
+
+
+def _register(acc: dict, operand: str, words: int) -> dict:
+    """A register of ``words`` words in every PE for input operand ``operand`` (written from above, read by the MAC)."""
+    word, rf = acc["word_bits"], acc["rf"]
+    ports = [_port("r_port_1", "read", word, word, [f"{operand}, tl"]), _port("w_port_1", "write", word, word, [f"{operand}, fh"])]
+    return _memory(words * word, rf["read"], rf["write"], [operand], ports, [], word)
+
+
+def _pe_registers(acc: dict) -> dict:
+    """The PE's registers. ``systolic`` is the project's WS PE: one word for the stationary
+    weight, one latch for the moving input and no output register, so every partial sum
+    leaves the PE after each MAC (the column's adder chain is ZigZag's spatial reduction
+    over D2) and each temporal accumulation goes through the output buffer. ``accumulating``
+    (the first version of this benchmark) gives each PE ``memory.rf.words`` words for
+    weights and for partial sums and no input register, so ZigZag may keep a partial sum
+    in the PE across temporal loops."""
+    if acc["pe"] == "systolic":
+        return {"reg_W": _register(acc, "I2", 1), "reg_I": _register(acc, "I1", 1)}
+    word, rf = acc["word_bits"], acc["rf"]
+    return {
+        "reg_W": _register(acc, "I2", rf["words"]),
+        "reg_O": _memory(rf["words"] * word, rf["read"], rf["write"], ["O"], [
+            _port("r_port_1", "read", word, word, ["O, tl"]), _port("r_port_2", "read", word, word, ["O, th"]),
+            _port("w_port_1", "write", word, word, ["O, fh"]), _port("w_port_2", "write", word, word, ["O, fl"])], [], word),
+    }  # fmt: skip
+
+
 def _accelerator_yaml(acc: dict) -> dict:
-    """ZigZag's accelerator description: a register per PE for W and O, one buffer per operand, DRAM."""
+    """ZigZag's accelerator description: the PE's registers (:func:`_pe_registers`), one buffer per operand, DRAM."""
+    if acc.get("pe") not in PES:
+        raise ValueError(f"accelerator pe {acc.get('pe')!r}: expected one of {', '.join(PES)}")
     word = acc["word_bits"]
     wide = word * acc["rows"] * acc["cols"]
-    rf, buf, dram = acc["rf"], acc["buffer"], acc["dram"]
+    buf, dram = acc["buffer"], acc["dram"]
     in_out = lambda op: [_port("r_port_1", "read", word, wide, [f"{op}, tl"]), _port("w_port_1", "write", word, wide, [f"{op}, fh"])]  # noqa: E731
     outputs = [_port("r_port_1", "read", word, wide, ["O, tl", "O, th"]), _port("w_port_1", "write", word, wide, ["O, fh", "O, fl"])]
     dram_bits = word * min(acc["dram_words_per_cycle"], 1e6)
     all_directions = [f"{op}, {d}" for op in ("I1", "I2") for d in ("fh", "tl")] + [f"O, {d}" for d in ("fh", "tl", "fl", "th")]
     memories = {
-        "reg_W": _memory(rf["words"] * word, rf["read"], rf["write"], ["I2"], [_port("r_port_1", "read", word, word, ["I2, tl"]), _port("w_port_1", "write", word, word, ["I2, fh"])], [], word),
-        "reg_O": _memory(rf["words"] * word, rf["read"], rf["write"], ["O"], [
-            _port("r_port_1", "read", word, word, ["O, tl"]), _port("r_port_2", "read", word, word, ["O, th"]),
-            _port("w_port_1", "write", word, word, ["O, fh"]), _port("w_port_2", "write", word, word, ["O, fl"])], [], word),
+        **_pe_registers(acc),
         "ifmap_buf": _memory(buf["ifmap_words"] * word, buf["read"], buf["write"], ["I1"], in_out("I1"), ["D1", "D2"], word),
         "filter_buf": _memory(buf["filter_words"] * word, buf["read"], buf["write"], ["I2"], in_out("I2"), ["D1", "D2"], word),
         "ofmap_buf": _memory(buf["ofmap_words"] * word, buf["read"], buf["write"], ["O"], outputs, ["D1", "D2"], word),

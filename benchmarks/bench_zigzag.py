@@ -30,7 +30,7 @@ import sys
 import time
 import warnings
 
-from _zigzag_runner import run_zigzag
+from _zigzag_runner import PES, run_zigzag
 
 from energysim import extract_workload, load_profile
 from energysim.dataflow import get_dataflow
@@ -59,12 +59,14 @@ LAYERS = [
 DENSE = ["sparsity.weight_format=dense", "sparsity.skip_zero_tiles=false"]
 
 
-def zigzag_accelerator(profile) -> dict:
-    """The numbers of ``profile`` that ``benchmarks/_zigzag_runner.py`` turns into ZigZag's YAML."""
+def zigzag_accelerator(profile, pe: str = "systolic") -> dict:
+    """The numbers of ``profile`` that ``benchmarks/_zigzag_runner.py`` turns into ZigZag's YAML,
+    with the PE description ``pe`` (one of :data:`_zigzag_runner.PES`)."""
     buffer = profile.memory.buffer
     if buffer.is_shared:
         raise ValueError(f"profile {profile.name!r}: the ZigZag description needs per-operand buffers")
     return {
+        "pe": pe,
         "word_bits": profile.word_bits,
         "rows": profile.array.rows,
         "cols": profile.array.cols,
@@ -132,6 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="edge-16x16")
     parser.add_argument("--objective", default="energy", choices=("energy", "latency", "edp"))
+    parser.add_argument("--pe", default="systolic", choices=PES, help="ZigZag's PE description (see the module docstring)")
     parser.add_argument("--layers", default=None, help="comma-separated model:layer pairs (default: the built-in list)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -146,7 +149,7 @@ def main() -> int:
             workloads[model_name] = extract_workload(model, shape)
     layers = [workloads[m].layer(name) for m, name in pairs]
     try:
-        theirs = run_zigzag(zigzag_accelerator(before), [zigzag_layer(l) for l in layers], opt=args.objective)
+        theirs = run_zigzag(zigzag_accelerator(before, args.pe), [zigzag_layer(l) for l in layers], opt=args.objective)
     except (OSError, ValueError) as err:
         print(f"bench_zigzag.py: error: {err}", file=sys.stderr)
         return 2
