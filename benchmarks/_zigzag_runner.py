@@ -6,14 +6,18 @@ gives the project's side :data:`ZIGZAG_PYTHON` and :func:`run_zigzag`, which run
 script in that environment. Input (stdin, JSON)::
 
     {"accelerator": {...}, "layers": [{"name": ..., "kind": "conv" | "linear", "K": ..., "C": ...,
-     "OY": ..., "OX": ..., "FY": ..., "FX": ..., "SY": ..., "SX": ..., "PY": ..., "PX": ...}, ...],
-     "opt": "energy", "order": null}
+     "OY": ..., "OX": ..., "IY": ..., "IX": ..., "FY": ..., "FX": ..., "SY": ..., "SX": ..., "PY": ..., "PX": ...},
+     ...], "opt": "energy", "order": null, "lpf_limit": 6}
 
 ``accelerator`` is what :func:`zigzag_accelerator` of ``benchmarks/bench_zigzag.py`` makes
-from a project profile: array size, per-operand buffer words, per-access energies, DRAM
-bandwidth. ``order`` (optional) forces ZigZag's temporal loop order (innermost first).
+from a project profile: the PE description (:data:`PES`), array size, per-operand buffer
+words, per-access energies, DRAM bandwidth. ``IY``/``IX`` are the layer's input rows and
+columns without padding. ``order`` (optional) forces ZigZag's temporal loop order (innermost first);
+``lpf_limit`` (optional, ZigZag's default 6) bounds the loop prime factors its LOMA search
+permutes.
 Output (stdout, JSON): per layer ZigZag's total energy, MAC energy, memory energy per
-level (register, buffer, dram), latency in cycles, DRAM words per operand and the wall
+level (register, buffer, dram), element reads and writes per level and operand, latency
+in cycles, DRAM port accesses per operand and the wall
 and process (CPU) time of its mapping search in seconds.
 """
 
@@ -29,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ZIGZAG_PYTHON = Path(os.environ.get("ZIGZAG_VENV", ROOT / ".zigzag_venv")) / "bin" / "python"
 
 
-def run_zigzag(accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None) -> list[dict]:
+def run_zigzag(accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None, lpf_limit: int = 6) -> list[dict]:
     """Run this script in the ZigZag environment; raise OSError if it is missing or fails."""
     if not ZIGZAG_PYTHON.exists():
         raise OSError(f"{ZIGZAG_PYTHON} not found: run benchmarks/setup_zigzag_env.sh first")
-    request = json.dumps({"accelerator": accelerator, "layers": layers, "opt": opt, "order": order})
+    request = json.dumps({"accelerator": accelerator, "layers": layers, "opt": opt, "order": order, "lpf_limit": lpf_limit})
     done = subprocess.run(
         [str(ZIGZAG_PYTHON), str(Path(__file__).resolve())], input=request, capture_output=True, text=True, check=False
     )
@@ -115,8 +119,10 @@ def _workload_yaml(layer: dict, word: int) -> list:
     if layer["kind"] == "linear":
         return [{"id": 0, "name": layer["name"], "operator_type": "Gemm", "equation": "O[b][k]+=W[k][c]*I[b][c]",
                  "loop_dims": ["B", "K", "C"], "loop_sizes": [1, layer["K"], layer["C"]], "operand_precision": precision}]  # fmt: skip
-    iy = (layer["OY"] - 1) * layer["SY"] + layer["FY"]
-    ix = (layer["OX"] - 1) * layer["SX"] + layer["FX"]
+    # The input rows and columns the windows cover, padding left out: padding is generated,
+    # not stored, so ZigZag clips every input tile to these (its pr_loop_sizes).
+    iy = min(layer["IY"], (layer["OY"] - 1) * layer["SY"] + layer["FY"] - layer["PY"])
+    ix = min(layer["IX"], (layer["OX"] - 1) * layer["SX"] + layer["FX"] - layer["PX"])
     return [{
         "id": 0, "name": layer["name"], "operator_type": "Conv",
         "equation": "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]",
@@ -148,6 +154,28 @@ def _level_energy(cme) -> dict:
     return out
 
 
+#: ZigZag's layer operands by the project's operand names.
+_OPERANDS = {"W": "weights", "I": "inputs", "O": "outputs"}
+
+
+def _accesses(cme) -> dict:
+    """Element reads and writes per level kind and operand in the project's layout
+    (``accesses[level][operand] = {"reads", "writes"}``, levels as in :func:`_level_energy`),
+    from ZigZag's per-memory element move counts (a read goes to the level below or above,
+    a write comes from either)."""
+    from zigzag.mapping.data_movement import DataMoveAttr
+
+    out = {kind: {name: {"reads": 0, "writes": 0} for name in _OPERANDS.values()} for kind in ("rf", "buffer", "dram")}
+    for operand, per_level in cme.mapping.unit_mem_data_movement.items():
+        top = len(per_level) - 1
+        for level, movement in enumerate(per_level):
+            counts = {str(d): int(c) for d, c in movement.get_attribute(DataMoveAttr.DATA_ELEM_MOVE_COUNT).data.items()}
+            entry = out["dram" if level == top else "buffer" if level == top - 1 else "rf"][_OPERANDS[str(operand)]]
+            entry["reads"] += counts["rd_out_to_low"] + counts["rd_out_to_high"]
+            entry["writes"] += counts["wr_in_by_low"] + counts["wr_in_by_high"]
+    return out
+
+
 def _dram_accesses(cme) -> dict:
     """DRAM word accesses per layer operand and direction (ZigZag's ``memory_word_access``)."""
     out = {}
@@ -173,7 +201,7 @@ def main() -> int:
             start, cpu_start = time.perf_counter(), time.process_time()
             energy, latency, cmes = get_hardware_performance_zigzag(
                 str(folder / "wl.yaml"), str(folder / "acc.yaml"), str(folder / "map.yaml"), opt=request["opt"],
-                dump_folder=str(folder / "out"), loma_show_progress_bar=False,
+                dump_folder=str(folder / "out"), loma_show_progress_bar=False, lpf_limit=request.get("lpf_limit", 6),
             )  # fmt: skip
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             cme, extra = cmes[0]
@@ -182,7 +210,7 @@ def main() -> int:
             results.append({
                 "name": layer["name"], "energy_pj": float(energy), "cycles": float(latency), "seconds": seconds,
                 "cpu_seconds": cpu_seconds, "mac_pj": float(cme.mac_energy), "levels_pj": _level_energy(cme),
-                "dram": _dram_accesses(cme),
+                "dram": _dram_accesses(cme), "accesses": _accesses(cme),
                 "temporal_mapping": str(cme.temporal_mapping),
             })  # fmt: skip
     json.dump(results, sys.stdout)

@@ -85,8 +85,10 @@ def zigzag_layer(layer) -> dict:
         raise ValueError(f"layer {layer.name!r}: grouped convolutions are not compared")
     if layer.kind == "linear":
         return {"name": layer.name, "kind": "linear", "K": layer.out_channels, "C": layer.in_channels}
+    _, iy, ix = layer.input_shape
     _, oy, ox = layer.output_shape
     return {"name": layer.name, "kind": "conv", "K": layer.out_channels, "C": layer.in_channels, "OY": oy, "OX": ox,
+            "IY": iy, "IX": ix,
             "FY": layer.kernel[0], "FX": layer.kernel[1], "SY": layer.stride[0], "SX": layer.stride[1],
             "PY": layer.padding[0], "PX": layer.padding[1]}  # fmt: skip
 
@@ -126,7 +128,7 @@ def search_seconds(profile, layer, dataflow, objective: str, cold: bool) -> tupl
 def ours(layer, profile) -> dict:
     report = estimate_layer(layer, profile, cycle_level=False)
     levels = report.energy_by_level
-    return {"energy_pj": report.energy, "cycles": report.cycles, "mapping": report.extra["mapping"]["name"],
+    return {"energy_pj": report.energy, "cycles": report.cycles, "mapping": report.extra["mapping"]["name"], "accesses": report.accesses,
             "levels_pj": {k: levels[k] for k in ("rf", "buffer", "dram", "mac")}}  # fmt: skip
 
 
@@ -135,6 +137,7 @@ def main() -> int:
     parser.add_argument("--profile", default="edge-16x16")
     parser.add_argument("--objective", default="energy", choices=("energy", "latency", "edp"))
     parser.add_argument("--pe", default="systolic", choices=PES, help="ZigZag's PE description (see the module docstring)")
+    parser.add_argument("--lpf-limit", type=int, default=6, help="ZigZag's LOMA loop-prime-factor limit (its default: 6)")
     parser.add_argument("--layers", default=None, help="comma-separated model:layer pairs (default: the built-in list)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -149,7 +152,7 @@ def main() -> int:
             workloads[model_name] = extract_workload(model, shape)
     layers = [workloads[m].layer(name) for m, name in pairs]
     try:
-        theirs = run_zigzag(zigzag_accelerator(before, args.pe), [zigzag_layer(l) for l in layers], opt=args.objective)
+        theirs = run_zigzag(zigzag_accelerator(before, args.pe), [zigzag_layer(l) for l in layers], opt=args.objective, lpf_limit=args.lpf_limit)
     except (OSError, ValueError) as err:
         print(f"bench_zigzag.py: error: {err}", file=sys.stderr)
         return 2
