@@ -1,7 +1,9 @@
 """Benchmark: dense layers through this estimator (SCALE-Sim's mapping and a searched one) and through ZigZag.
 
-Describes a project profile's accelerator in ZigZag's format (a register per PE for
-weights and partial sums, one buffer per operand with the profile's capacities, DRAM
+Describes a project profile's accelerator in ZigZag's format (the PE's registers by
+``--pe``: ``systolic``, the default, is the project's WS PE, a one-word weight register,
+a one-word input latch and no output register; ``accumulating`` is the first version's,
+registers for weights and partial sums; one buffer per operand with the profile's capacities, DRAM
 with its bandwidth, the profile's per-word energies; 16x16 weight-stationary unrolling
 K x C: output channels along the columns, input channels along the rows) and runs
 ZigZag 3.9.1's own mapping search (LOMA) with the same objective on every layer. Prints
