@@ -406,3 +406,25 @@ def test_skip_group_split_adds_up_on_any_mapping(extra):
         ls = LayerSparsity(weights, None)
         truth = estimate_layer(layer, profile, ls).energy
         assert coeffs.predict(pattern_features(layer, ls, profile)) == pytest.approx(truth, rel=1e-9)
+
+
+@pytest.mark.parametrize("ifmap_words", [16, 40, 80])
+def test_resweep_refetch_bounds_are_below_the_model_and_above_the_footprint(ifmap_words):
+    # A 3x3 conv whose K blocks of one M block re-sweep more input words than the window
+    # holds, and a 16-word weight buffer: §4b's re-sweep rules must bind (inputs and
+    # weights above their footprints on many candidates) and never exceed the model.
+    layer = conv(c_in=8, c_out=8, hw=(8, 8), padding=(1, 1))
+    df = get_dataflow("ws")
+    profile = profile_for("ws", 4, 4, f"memory.buffer.ifmap_words={ifmap_words}", "memory.buffer.filter_words=16",
+                          "memory.buffer.ofmap_words=1000000")  # fmt: skip
+    space = mapping_space(layer, df, 4, 4)
+    bound = bound_counts(profile, layer, df, space)
+    footprint = int(input_footprint(layer)[0])
+    above = {"inputs": 0, "weights": 0}
+    for i, mapping in enumerate(space):
+        counts = simulate_layer(profile, layer, df, cycle_level=False, mapping=mapping)
+        for operand, unique in (("inputs", footprint), ("weights", 8 * 8 * 9)):
+            got = bound.accesses["dram"][operand]["reads"][i]
+            assert unique <= got <= counts.accesses["dram"][operand]["reads"], (mapping.name, operand)
+            above[operand] += got > unique
+    assert min(above.values()) >= len(space) // 3, above
