@@ -6,14 +6,18 @@ gives the project's side :data:`ZIGZAG_PYTHON` and :func:`run_zigzag`, which run
 script in that environment. Input (stdin, JSON)::
 
     {"accelerator": {...}, "layers": [{"name": ..., "kind": "conv" | "linear", "K": ..., "C": ...,
-     "OY": ..., "OX": ..., "FY": ..., "FX": ..., "SY": ..., "SX": ..., "PY": ..., "PX": ...}, ...],
-     "opt": "energy", "order": null}
+     "OY": ..., "OX": ..., "IY": ..., "IX": ..., "FY": ..., "FX": ..., "SY": ..., "SX": ..., "PY": ..., "PX": ...},
+     ...], "opt": "energy", "order": null, "lpf_limit": 6}
 
 ``accelerator`` is what :func:`zigzag_accelerator` of ``benchmarks/bench_zigzag.py`` makes
-from a project profile: array size, per-operand buffer words, per-access energies, DRAM
-bandwidth. ``order`` (optional) forces ZigZag's temporal loop order (innermost first).
+from a project profile: the PE description (:data:`PES`), array size, per-operand buffer
+words, per-access energies, DRAM bandwidth. ``IY``/``IX`` are the layer's input rows and
+columns without padding. ``order`` (optional) forces ZigZag's temporal loop order (innermost first);
+``lpf_limit`` (optional, ZigZag's default 6) bounds the loop prime factors its LOMA search
+permutes.
 Output (stdout, JSON): per layer ZigZag's total energy, MAC energy, memory energy per
-level (register, buffer, dram), latency in cycles, DRAM words per operand and the wall
+level (register, buffer, dram), element reads and writes per level and operand, latency
+in cycles, DRAM port accesses per operand and the wall
 and process (CPU) time of its mapping search in seconds.
 """
 
@@ -29,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 ZIGZAG_PYTHON = Path(os.environ.get("ZIGZAG_VENV", ROOT / ".zigzag_venv")) / "bin" / "python"
 
 
-def run_zigzag(accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None) -> list[dict]:
+def run_zigzag(accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None, lpf_limit: int = 6) -> list[dict]:
     """Run this script in the ZigZag environment; raise OSError if it is missing or fails."""
     if not ZIGZAG_PYTHON.exists():
         raise OSError(f"{ZIGZAG_PYTHON} not found: run benchmarks/setup_zigzag_env.sh first")
-    request = json.dumps({"accelerator": accelerator, "layers": layers, "opt": opt, "order": order})
+    request = json.dumps({"accelerator": accelerator, "layers": layers, "opt": opt, "order": order, "lpf_limit": lpf_limit})
     done = subprocess.run(
         [str(ZIGZAG_PYTHON), str(Path(__file__).resolve())], input=request, capture_output=True, text=True, check=False
     )
@@ -54,20 +58,49 @@ def _memory(bits, read, write, operands, ports, served, word):
             "operands": operands, "ports": ports, "served_dimensions": served}  # fmt: skip
 
 
+#: The PE descriptions :func:`_accelerator_yaml` can give (``accelerator["pe"]``).
+PES = ("systolic", "accumulating")
+
+
+def _register(acc: dict, operand: str, words: int) -> dict:
+    """A register of ``words`` words in every PE for input operand ``operand`` (written from above, read by the MAC)."""
+    word, rf = acc["word_bits"], acc["rf"]
+    ports = [_port("r_port_1", "read", word, word, [f"{operand}, tl"]), _port("w_port_1", "write", word, word, [f"{operand}, fh"])]
+    return _memory(words * word, rf["read"], rf["write"], [operand], ports, [], word)
+
+
+def _pe_registers(acc: dict) -> dict:
+    """The PE's registers. ``systolic`` is the project's WS PE: one word for the stationary
+    weight, one latch for the moving input and no output register, so every partial sum
+    leaves the PE after each MAC (the column's adder chain is ZigZag's spatial reduction
+    over D2) and each temporal accumulation goes through the output buffer. ``accumulating``
+    (the first version of this benchmark) gives each PE ``memory.rf.words`` words for
+    weights and for partial sums and no input register, so ZigZag may keep a partial sum
+    in the PE across temporal loops."""
+    if acc["pe"] == "systolic":
+        return {"reg_W": _register(acc, "I2", 1), "reg_I": _register(acc, "I1", 1)}
+    word, rf = acc["word_bits"], acc["rf"]
+    return {
+        "reg_W": _register(acc, "I2", rf["words"]),
+        "reg_O": _memory(rf["words"] * word, rf["read"], rf["write"], ["O"], [
+            _port("r_port_1", "read", word, word, ["O, tl"]), _port("r_port_2", "read", word, word, ["O, th"]),
+            _port("w_port_1", "write", word, word, ["O, fh"]), _port("w_port_2", "write", word, word, ["O, fl"])], [], word),
+    }  # fmt: skip
+
+
 def _accelerator_yaml(acc: dict) -> dict:
-    """ZigZag's accelerator description: a register per PE for W and O, one buffer per operand, DRAM."""
+    """ZigZag's accelerator description: the PE's registers (:func:`_pe_registers`), one buffer per operand, DRAM."""
+    if acc.get("pe") not in PES:
+        raise ValueError(f"accelerator pe {acc.get('pe')!r}: expected one of {', '.join(PES)}")
     word = acc["word_bits"]
     wide = word * acc["rows"] * acc["cols"]
-    rf, buf, dram = acc["rf"], acc["buffer"], acc["dram"]
+    buf, dram = acc["buffer"], acc["dram"]
     in_out = lambda op: [_port("r_port_1", "read", word, wide, [f"{op}, tl"]), _port("w_port_1", "write", word, wide, [f"{op}, fh"])]  # noqa: E731
     outputs = [_port("r_port_1", "read", word, wide, ["O, tl", "O, th"]), _port("w_port_1", "write", word, wide, ["O, fh", "O, fl"])]
     dram_bits = word * min(acc["dram_words_per_cycle"], 1e6)
     all_directions = [f"{op}, {d}" for op in ("I1", "I2") for d in ("fh", "tl")] + [f"O, {d}" for d in ("fh", "tl", "fl", "th")]
     memories = {
-        "reg_W": _memory(rf["words"] * word, rf["read"], rf["write"], ["I2"], [_port("r_port_1", "read", word, word, ["I2, tl"]), _port("w_port_1", "write", word, word, ["I2, fh"])], [], word),
-        "reg_O": _memory(rf["words"] * word, rf["read"], rf["write"], ["O"], [
-            _port("r_port_1", "read", word, word, ["O, tl"]), _port("r_port_2", "read", word, word, ["O, th"]),
-            _port("w_port_1", "write", word, word, ["O, fh"]), _port("w_port_2", "write", word, word, ["O, fl"])], [], word),
+        **_pe_registers(acc),
         "ifmap_buf": _memory(buf["ifmap_words"] * word, buf["read"], buf["write"], ["I1"], in_out("I1"), ["D1", "D2"], word),
         "filter_buf": _memory(buf["filter_words"] * word, buf["read"], buf["write"], ["I2"], in_out("I2"), ["D1", "D2"], word),
         "ofmap_buf": _memory(buf["ofmap_words"] * word, buf["read"], buf["write"], ["O"], outputs, ["D1", "D2"], word),
@@ -86,8 +119,10 @@ def _workload_yaml(layer: dict, word: int) -> list:
     if layer["kind"] == "linear":
         return [{"id": 0, "name": layer["name"], "operator_type": "Gemm", "equation": "O[b][k]+=W[k][c]*I[b][c]",
                  "loop_dims": ["B", "K", "C"], "loop_sizes": [1, layer["K"], layer["C"]], "operand_precision": precision}]  # fmt: skip
-    iy = (layer["OY"] - 1) * layer["SY"] + layer["FY"]
-    ix = (layer["OX"] - 1) * layer["SX"] + layer["FX"]
+    # The input rows and columns the windows cover, padding left out: padding is generated,
+    # not stored, so ZigZag clips every input tile to these (its pr_loop_sizes).
+    iy = min(layer["IY"], (layer["OY"] - 1) * layer["SY"] + layer["FY"] - layer["PY"])
+    ix = min(layer["IX"], (layer["OX"] - 1) * layer["SX"] + layer["FX"] - layer["PX"])
     return [{
         "id": 0, "name": layer["name"], "operator_type": "Conv",
         "equation": "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]",
@@ -119,6 +154,28 @@ def _level_energy(cme) -> dict:
     return out
 
 
+#: ZigZag's layer operands by the project's operand names.
+_OPERANDS = {"W": "weights", "I": "inputs", "O": "outputs"}
+
+
+def _accesses(cme) -> dict:
+    """Element reads and writes per level kind and operand in the project's layout
+    (``accesses[level][operand] = {"reads", "writes"}``, levels as in :func:`_level_energy`),
+    from ZigZag's per-memory element move counts (a read goes to the level below or above,
+    a write comes from either)."""
+    from zigzag.mapping.data_movement import DataMoveAttr
+
+    out = {kind: {name: {"reads": 0, "writes": 0} for name in _OPERANDS.values()} for kind in ("rf", "buffer", "dram")}
+    for operand, per_level in cme.mapping.unit_mem_data_movement.items():
+        top = len(per_level) - 1
+        for level, movement in enumerate(per_level):
+            counts = {str(d): int(c) for d, c in movement.get_attribute(DataMoveAttr.DATA_ELEM_MOVE_COUNT).data.items()}
+            entry = out["dram" if level == top else "buffer" if level == top - 1 else "rf"][_OPERANDS[str(operand)]]
+            entry["reads"] += counts["rd_out_to_low"] + counts["rd_out_to_high"]
+            entry["writes"] += counts["wr_in_by_low"] + counts["wr_in_by_high"]
+    return out
+
+
 def _dram_accesses(cme) -> dict:
     """DRAM word accesses per layer operand and direction (ZigZag's ``memory_word_access``)."""
     out = {}
@@ -144,7 +201,7 @@ def main() -> int:
             start, cpu_start = time.perf_counter(), time.process_time()
             energy, latency, cmes = get_hardware_performance_zigzag(
                 str(folder / "wl.yaml"), str(folder / "acc.yaml"), str(folder / "map.yaml"), opt=request["opt"],
-                dump_folder=str(folder / "out"), loma_show_progress_bar=False,
+                dump_folder=str(folder / "out"), loma_show_progress_bar=False, lpf_limit=request.get("lpf_limit", 6),
             )  # fmt: skip
             seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
             cme, extra = cmes[0]
@@ -153,7 +210,7 @@ def main() -> int:
             results.append({
                 "name": layer["name"], "energy_pj": float(energy), "cycles": float(latency), "seconds": seconds,
                 "cpu_seconds": cpu_seconds, "mac_pj": float(cme.mac_energy), "levels_pj": _level_energy(cme),
-                "dram": _dram_accesses(cme),
+                "dram": _dram_accesses(cme), "accesses": _accesses(cme),
                 "temporal_mapping": str(cme.temporal_mapping),
             })  # fmt: skip
     json.dump(results, sys.stdout)

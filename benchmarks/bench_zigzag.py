@@ -1,7 +1,9 @@
 """Benchmark: dense layers through this estimator (SCALE-Sim's mapping and a searched one) and through ZigZag.
 
-Describes a project profile's accelerator in ZigZag's format (a register per PE for
-weights and partial sums, one buffer per operand with the profile's capacities, DRAM
+Describes a project profile's accelerator in ZigZag's format (the PE's registers by
+``--pe``: ``systolic``, the default, is the project's WS PE, a one-word weight register,
+a one-word input latch and no output register; ``accumulating`` is the first version's,
+registers for weights and partial sums; one buffer per operand with the profile's capacities, DRAM
 with its bandwidth, the profile's per-word energies; 16x16 weight-stationary unrolling
 K x C: output channels along the columns, input channels along the rows) and runs
 ZigZag 3.9.1's own mapping search (LOMA) with the same objective on every layer. Prints
@@ -30,7 +32,7 @@ import sys
 import time
 import warnings
 
-from _zigzag_runner import run_zigzag
+from _zigzag_runner import PES, run_zigzag
 
 from energysim import extract_workload, load_profile
 from energysim.dataflow import get_dataflow
@@ -59,12 +61,14 @@ LAYERS = [
 DENSE = ["sparsity.weight_format=dense", "sparsity.skip_zero_tiles=false"]
 
 
-def zigzag_accelerator(profile) -> dict:
-    """The numbers of ``profile`` that ``benchmarks/_zigzag_runner.py`` turns into ZigZag's YAML."""
+def zigzag_accelerator(profile, pe: str = "systolic") -> dict:
+    """The numbers of ``profile`` that ``benchmarks/_zigzag_runner.py`` turns into ZigZag's YAML,
+    with the PE description ``pe`` (one of :data:`_zigzag_runner.PES`)."""
     buffer = profile.memory.buffer
     if buffer.is_shared:
         raise ValueError(f"profile {profile.name!r}: the ZigZag description needs per-operand buffers")
     return {
+        "pe": pe,
         "word_bits": profile.word_bits,
         "rows": profile.array.rows,
         "cols": profile.array.cols,
@@ -83,8 +87,10 @@ def zigzag_layer(layer) -> dict:
         raise ValueError(f"layer {layer.name!r}: grouped convolutions are not compared")
     if layer.kind == "linear":
         return {"name": layer.name, "kind": "linear", "K": layer.out_channels, "C": layer.in_channels}
+    _, iy, ix = layer.input_shape
     _, oy, ox = layer.output_shape
     return {"name": layer.name, "kind": "conv", "K": layer.out_channels, "C": layer.in_channels, "OY": oy, "OX": ox,
+            "IY": iy, "IX": ix,
             "FY": layer.kernel[0], "FX": layer.kernel[1], "SY": layer.stride[0], "SX": layer.stride[1],
             "PY": layer.padding[0], "PX": layer.padding[1]}  # fmt: skip
 
@@ -124,7 +130,7 @@ def search_seconds(profile, layer, dataflow, objective: str, cold: bool) -> tupl
 def ours(layer, profile) -> dict:
     report = estimate_layer(layer, profile, cycle_level=False)
     levels = report.energy_by_level
-    return {"energy_pj": report.energy, "cycles": report.cycles, "mapping": report.extra["mapping"]["name"],
+    return {"energy_pj": report.energy, "cycles": report.cycles, "mapping": report.extra["mapping"]["name"], "accesses": report.accesses,
             "levels_pj": {k: levels[k] for k in ("rf", "buffer", "dram", "mac")}}  # fmt: skip
 
 
@@ -132,6 +138,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="edge-16x16")
     parser.add_argument("--objective", default="energy", choices=("energy", "latency", "edp"))
+    parser.add_argument("--pe", default="systolic", choices=PES, help="ZigZag's PE description (see the module docstring)")
+    parser.add_argument("--lpf-limit", type=int, default=6, help="ZigZag's LOMA loop-prime-factor limit (its default: 6)")
     parser.add_argument("--layers", default=None, help="comma-separated model:layer pairs (default: the built-in list)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -146,7 +154,7 @@ def main() -> int:
             workloads[model_name] = extract_workload(model, shape)
     layers = [workloads[m].layer(name) for m, name in pairs]
     try:
-        theirs = run_zigzag(zigzag_accelerator(before), [zigzag_layer(l) for l in layers], opt=args.objective)
+        theirs = run_zigzag(zigzag_accelerator(before, args.pe), [zigzag_layer(l) for l in layers], opt=args.objective, lpf_limit=args.lpf_limit)
     except (OSError, ValueError) as err:
         print(f"bench_zigzag.py: error: {err}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ __all__ = [
     "nm_compress",
     "nm_slot_uses",
     "schedule_folds",
+    "slice_elements",
     "slice_unique_counts",
     "window_fetch",
 ]
@@ -260,20 +261,48 @@ def window_fetch(keys, words, executed, window_words, n_keys):
 
 
 @njit(cache=True)
-def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_key, executed, n_elements, n_keys, window_words):
+def slice_elements(index, group, m_start, m_stop, k_start, k_stop, n_elements, size):
+    """The distinct valid input elements of each slice ``index[group, m_start:m_stop, k_start:k_stop]``.
+
+    An im2col slice names an element once per tap that reads it (up to kh * kw times);
+    the refetch kernel walks each slice's distinct elements instead, once per fold.
+    ``size`` bounds the total (the slices' entries). Returns ``offsets`` (S + 1,) and
+    ``elements`` (int32): slice ``s`` holds ``elements[offsets[s]:offsets[s + 1]]``.
+    """
+    slices = group.size
+    offsets = np.zeros(slices + 1, np.int64)
+    elements = np.empty(size, np.int32)
+    mark = np.full(n_elements, -1, np.int64)
+    count = 0
+    for s in range(slices):
+        g = group[s]
+        for m in range(m_start[s], m_stop[s]):
+            for k in range(k_start[s], k_stop[s]):
+                i = index[g, m, k]
+                if i < 0 or mark[i] == s:
+                    continue
+                mark[i] = s
+                elements[count] = i
+                count += 1
+        offsets[s + 1] = count
+    return offsets, elements[:count]
+
+
+@njit(cache=True)
+def slice_unique_counts(offsets, elements, slice_key, executed, n_elements, window_words):
     """Distinct input elements of each fold's X slice, the first-touched ones and the fetched ones.
 
     Parameters
     ----------
-    index : int32 array (G, M, K)
-        Flat input index of every X entry, -1 for padding.
-    group, m_start, m_stop, k_start, k_stop, slice_key : int64 arrays (F,)
-        The fold's X slice ``index[group, m_start:m_stop, k_start:k_stop]`` and its key
-        (equal keys are equal slices).
+    offsets, elements : int64 (S + 1,), int32 arrays
+        The distinct valid elements of slice ``s``: ``elements[offsets[s]:offsets[s + 1]]``
+        (:func:`slice_elements`).
+    slice_key : int64 array (F,)
+        The fold's slice (equal keys are equal slices).
     executed : bool array (F,)
         Skipped folds read nothing.
-    n_elements, n_keys : int
-        Size of the flat input and number of distinct keys.
+    n_elements : int
+        Size of the flat input.
     window_words : float
         Words of the buffer that keep earlier slices (see :func:`window_fetch`); an element
         is on chip when an executed fold of the window touched it.
@@ -286,8 +315,8 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
 
     Notes
     -----
-    A slice seen before needs no pass over its elements (its distinct count is kept per
-    key, and none of it is first-touched) in two cases, which are exact:
+    A slice seen before needs no pass over its elements (none of it is first-touched)
+    in two cases, which are exact:
 
     - ``window_words == 0`` (a resident operand): the window holds only folds that touch
       nothing, so every element of the slice is fetched, and ``last`` is read only for
@@ -300,12 +329,13 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
       a later fold of the window still holds frees no words, so the loop in
       :func:`_advance_window` that dropped it drops the next one too.
     """
-    folds = group.size
+    folds = slice_key.size
+    n_keys = offsets.size - 1
     unique = np.zeros(folds, np.int64)
     first = np.zeros(folds, np.int64)
     fetched = np.zeros(folds, np.int64)
     last = np.full(n_elements, -1, np.int64)
-    key_unique = np.full(n_keys, -1, np.int64)
+    seen = np.zeros(n_keys, np.bool_)
     in_window, hist_fold, hist_key, hist_words = _window_state(folds, n_keys)
     count = 0
     begin = 0
@@ -316,34 +346,27 @@ def slice_unique_counts(index, group, m_start, m_stop, k_start, k_stop, slice_ke
             continue
         begin, total, start = _advance_window(count, begin, total, hist_fold, hist_key, hist_words, in_window, window_words, f)
         key = slice_key[f]
-        known = key_unique[key]
-        if known >= 0 and (window_words == 0.0 or slice_key[previous] == key):
-            unique[f] = known
+        u = offsets[key + 1] - offsets[key]
+        unique[f] = u
+        if seen[key] and (window_words == 0.0 or slice_key[previous] == key):
             if window_words == 0.0 or start > previous:
-                fetched[f] = known
-            count = _remember(count, hist_fold, hist_key, hist_words, f, key, known)
+                fetched[f] = u
+            count = _remember(count, hist_fold, hist_key, hist_words, f, key, u)
             previous = f
             continue
-        g = group[f]
-        u = 0
         fresh = 0
         fetch = 0
-        for m in range(m_start[f], m_stop[f]):
-            for k in range(k_start[f], k_stop[f]):
-                i = index[g, m, k]
-                if i < 0 or last[i] == f:
-                    continue
-                u += 1
-                if last[i] < 0:
-                    fresh += 1
-                    fetch += 1
-                elif last[i] < start:
-                    fetch += 1
-                last[i] = f
-        unique[f] = u
+        for j in range(offsets[key], offsets[key + 1]):
+            i = elements[j]
+            if last[i] < 0:
+                fresh += 1
+                fetch += 1
+            elif last[i] < start:
+                fetch += 1
+            last[i] = f
         first[f] = fresh
         fetched[f] = fetch
-        key_unique[key] = u
+        seen[key] = True
         count = _remember(count, hist_fold, hist_key, hist_words, f, key, u)
         previous = f
     return unique, first, fetched

@@ -19,3 +19,6 @@ $ecc sweep "${common[@]}" "${big[@]}" --dataset digits --budgets 0.5,0.3,0.2,0.1
 $ecc sweep "${common[@]}" "${big[@]}" --dataset fashion-mnist --budgets 0.3,0.2,0.12 \
   --epochs 2 --pretrain-epochs 3 --out "$out/tiles-fmnist-32"
 for d in tiles-digits-16 tiles-fmnist-16 tiles-digits-32 tiles-fmnist-32; do $ecc plot "$out/$d"; done
+# below 0.12 on edge-16x16 (structured only): 0.11 is reachable, 0.10 is not (one tile per layer)
+$ecc sweep "${common[@]}" --structures tile,hybrid --dataset digits --budgets 0.11,0.1 \
+  --epochs 5 --pretrain-epochs 10 --out "$out/tiles-digits-16-low"

@@ -49,9 +49,11 @@ def input_index(layer: LayerSpec) -> np.ndarray:
         row_term = np.where((rows >= 0) & (rows < h), rows * w, -size).astype(dtype)
         col_term = np.where((cols >= 0) & (cols < w), cols, -size).astype(dtype)
         channel = ((np.arange(groups)[:, None] * cg + np.arange(cg)[None, :]) * (h * w)).astype(dtype)  # (G, Cg)
-        flat = (
-            channel[:, None, None, :, None, None] + row_term[None, :, None, None, :, None] + col_term[None, None, :, None, None, :]
-        )  # (G, Ho, Wo, Cg, kh, kw)
+        spatial = (row_term[:, None, :, None] + col_term[None, :, None, :]).reshape(h_out * w_out, kh * kw)  # (Ho Wo, kh kw)
+        # Tiled first, then one broadcast add: an add broadcasting over six axes with a
+        # kw-long inner loop costs twice as much.
+        flat = np.tile(spatial, (groups, 1, cg)).reshape(groups, h_out * w_out, cg, kh * kw)
+        flat += channel[:, None, :, None]
         np.maximum(flat, -1, out=flat)
         index = flat.astype(np.int32, copy=False).reshape(groups, h_out * w_out, cg * kh * kw)
     index.setflags(write=False)

@@ -32,6 +32,7 @@ from .memory import (
     first_positions,
     output_tile_spans,
     rf_accesses,
+    slice_elements,
     weight_words,
 )
 from .nm import NMView, nm_view
@@ -114,20 +115,24 @@ def dense_input_slices(
 
 def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, executed: np.ndarray, window_words: float):
     """Distinct, first-touched and fetched input elements of each fold's X slice (numba kernel)."""
+    offsets, elements = _slice_elements(layer, plan.dataflow, plan.array_rows, plan.array_cols, plan.mapping.stream_tiles)
+    n_elements = int(np.prod(layer.input_shape))
+    return _kernels.slice_unique_counts(offsets, elements, keys, executed, n_elements, float(window_words))
+
+
+@lru_cache(maxsize=16)
+def _slice_elements(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int, stream_tiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`slice_elements` of the layer's input slices, cached: the slices (and their keys)
+    depend on the blocks only, so every loop order of a stream tiling shares them."""
+    plan = plan_folds(layer.gemm, layer.groups, dataflow, rows, cols, Mapping(stream_tiles=stream_tiles))
     m_start, k_start = plan.start_of("M"), plan.start_of("K")
-    return _kernels.slice_unique_counts(
-        input_index(layer),
-        plan.group,
-        m_start,
-        m_start + plan.extent_of("M"),
-        k_start,
-        k_start + plan.extent_of("K"),
-        keys,
-        executed,
-        int(np.prod(layer.input_shape)),
-        int(keys.max(initial=-1)) + 1,
-        float(window_words),
-    )
+    stop = (m_start + plan.extent_of("M"), k_start + plan.extent_of("K"))
+    n_elements = int(np.prod(layer.input_shape))
+    keys = plan.slice_key(("M", "K"))
+    offsets, elements = slice_elements(input_index(layer), n_elements, keys, plan.group, m_start, stop[0], k_start, stop[1])
+    for array in (offsets, elements):
+        array.setflags(write=False)
+    return offsets, elements
 
 
 @lru_cache(maxsize=8)

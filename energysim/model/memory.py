@@ -63,6 +63,7 @@ __all__ = [
     "rf_accesses",
     "rf_counts",
     "rf_fold_accesses",
+    "slice_elements",
     "weight_words",
 ]
 
@@ -165,6 +166,27 @@ def first_occurrence_words(keys: np.ndarray, slice_words: np.ndarray, executed: 
     at = first[first >= 0]
     words[at] = slice_words[at]
     return words
+
+
+def slice_elements(
+    index: np.ndarray, n_elements: int, keys: np.ndarray, group: np.ndarray, m_start: np.ndarray, m_stop: np.ndarray, k_start: np.ndarray, k_stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per slice key, the distinct valid input elements of the X slice of the folds holding it.
+
+    ``index`` is :func:`energysim.model.gemm.input_index` (G, M, K) of an input of
+    ``n_elements`` elements; the other arrays are per
+    fold (equal keys are equal slices ``index[group, m_start:m_stop, k_start:k_stop]``).
+    Returns ``offsets`` (n_keys + 1,) and ``elements`` (int32) as
+    :func:`energysim._kernels.slice_elements`; a key no fold holds has none.
+    """
+    n_keys = int(keys.max(initial=-1)) + 1
+    first, _ = _first_last(keys, np.arange(keys.size), n_keys)
+    held = first >= 0
+    at = np.where(held, first, 0)
+    m_lo, m_hi = np.where(held, m_start[at], 0), np.where(held, m_stop[at], 0)
+    k_lo, k_hi = np.where(held, k_start[at], 0), np.where(held, k_stop[at], 0)
+    size = int(((m_hi - m_lo) * (k_hi - k_lo)).sum())
+    return _kernels.slice_elements(index, group[at], m_lo, m_hi, k_lo, k_hi, n_elements, size)
 
 
 def output_tile_spans(plan: FoldPlan, executed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:

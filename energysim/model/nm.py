@@ -35,6 +35,7 @@ from ..workload import LayerSpec
 from .folds import FoldPlan
 from .gemm import input_index
 from .macs import weighted_block_sums
+from .memory import slice_elements
 
 __all__ = ["NMView", "nm_compliant", "nm_slots", "nm_view", "structure_mask", "structure_view", "without_nm"]
 
@@ -126,11 +127,9 @@ class NMView:
         valid_words = self.input_slice_sums(plan, (index >= 0).view(np.uint8))
         k_lo, k_hi = self.k_range(plan)
         m_start = plan.start_of("M")
-        unique, first, fetched = _kernels.slice_unique_counts(
-            index, plan.group, m_start, m_start + plan.extent_of("M"),
-            k_lo, k_hi, keys, executed, int(np.prod(layer.input_shape)), int(keys.max(initial=-1)) + 1,
-            float(window_words),
-        )  # fmt: skip
+        n_elements = int(np.prod(layer.input_shape))
+        offsets, elements = slice_elements(index, n_elements, keys, plan.group, m_start, m_start + plan.extent_of("M"), k_lo, k_hi)
+        unique, first, fetched = _kernels.slice_unique_counts(offsets, elements, keys, executed, n_elements, float(window_words))
         return keys, valid_words, unique, first, fetched
 
     def stored_words(self, plan: FoldPlan, word_bits: int) -> np.ndarray:
