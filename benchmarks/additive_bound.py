@@ -94,14 +94,15 @@ def minimax_fit(a: np.ndarray, s: np.ndarray) -> tuple[float, np.ndarray]:
     """(t*, x): the least worst relative error ``max |a x - s| / s`` over x, and an optimal x.
 
     A linear programme in (x, t): minimise t subject to ``-t <= (a x - s) / s <= t``. Duplicate
-    columns are merged and columns scaled to a unit maximum (the optimum is unchanged: only
-    the column space of ``a`` matters).
+    columns are merged and columns of the row-scaled matrix scaled to a unit maximum (the optimum is unchanged:
+    only the column space of ``a`` matters).
     """
     scale = np.maximum(np.abs(s), 1.0)
     unique, first, inverse = np.unique(a, axis=1, return_index=True, return_inverse=True)
-    norm = np.abs(unique).max(axis=0)
+    relative = unique / scale[:, None]
+    norm = np.abs(relative).max(axis=0)  # after the row scaling: HiGHS' tolerances are absolute
     norm[norm == 0] = 1.0
-    b = unique / norm / scale[:, None]
+    b = relative / norm
     target = s / scale
     rows, cols = b.shape
     ones = np.ones((rows, 1))
