@@ -91,7 +91,7 @@ __all__ = [
     "verify_table",
 ]
 
-TABLE_VERSION = 5  # 5: cycle coefficients from steady-state fold cycles (same fields, other values)
+TABLE_VERSION = 6  # 6: a resident-input item is the elements of a channel read by the same K blocks (5: steady-state fold cycles)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def test_table_json_round_trip_and_stale_detection(lenet5, tmp_path):
     again = CoefficientTable.load(tmp_path / "t.json", PAPER)
     assert again.to_dict() == table.to_dict()
     data = json.loads((tmp_path / "t.json").read_text())
-    assert data["schema_version"] == 5 and data["profile_digest"] == PAPER.digest
+    assert data["schema_version"] == 6 and data["profile_digest"] == PAPER.digest
     other = load_profile("eyeriss-iclr19", ["memory.dram.read=100"])
     with pytest.raises(ValueError, match="stale coefficient table"):
         CoefficientTable.load(tmp_path / "t.json", other)

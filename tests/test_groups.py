@@ -80,6 +80,10 @@ ADDITIVE = {
     "pointwise spilling": (LAYERS["pointwise"], ("memory.buffer.ofmap_words=0",)),
     # Inputs too large for their buffer: every fold fetches its slice.
     "linear streaming": (LAYERS["linear"], ("memory.buffer.ifmap_words=8",)),
+    # Resident inputs: each element is fetched once, by the first kept K block whose taps'
+    # windows cover it (the elements of a channel read by the same K blocks are one item).
+    "conv resident": (LAYERS["conv"], ()),
+    "grouped resident": (LAYERS["grouped"], ()),
 }
 
 
@@ -129,13 +133,14 @@ def test_the_split_adds_up_to_the_layer_with_and_without_every_group(c_in, c_out
     ls = LayerSparsity(probe.reshape(layer.weight_shape), None)
     truth = SYSTOLIC.estimate_layer(layer, profile, ls).energy
     assert coeffs.predict(pattern_features(layer, ls, profile)) == pytest.approx(truth, rel=1e-9)
-    assert set(rows_of) <= {"inputs", "channels", "outputs", "layer"}
+    assert set(rows_of) <= {"inputs", "channels", "outputs", "first", "last", "layer"}
     assert len(coeffs.group_cost) == count and all(np.isfinite(coeffs.group_cost))
 
 
 def test_lenet5_table_on_edge_16x16_within_the_measured_error(lenet5):
-    """The error figures of docs/systolic-model.md §6 for lenet5 (worst +6.2 %, conv2 mixed):
-    a regression guard; before the shared items were split out it was up to +92 %."""
+    """The error figures of docs/systolic-model.md §6 for lenet5 (worst -0.6 %, fc3 tiles): a
+    regression guard; it was +6.2 % (conv2 mixed) while a resident input channel was one item,
+    and up to +92 % before the shared items were split out."""
     profile = load_profile("edge-16x16")
     table = coefficient_table(lenet5, profile)
     assert not any(l.upper_bound for l in table.layers)
@@ -143,7 +148,7 @@ def test_lenet5_table_on_edge_16x16_within_the_measured_error(lenet5):
     for row in rows:
         assert set(row["worst"]) == {"random", "tiles", "mixed"}
         assert abs(row["worst"]["random"]) < 1e-3, row
-        assert abs(row["max_rel_error"]) < 0.08, row
+        assert abs(row["max_rel_error"]) < 0.01, row
 
 
 def test_table_with_groups_round_trips_through_json(lenet5, tmp_path):
@@ -153,7 +158,7 @@ def test_table_with_groups_round_trips_through_json(lenet5, tmp_path):
     again = CoefficientTable.load(tmp_path / "t.json", profile)
     assert again.to_dict() == table.to_dict()
     assert again.layer("fc1").group_cost == table.layer("fc1").group_cost
-    assert set(again.layer("fc1").slice_cost) == {"channels", "outputs", "layer"}
+    assert set(again.layer("fc1").slice_cost) == {"channels", "outputs", "first", "last", "layer"}
 
 
 def test_the_floor_with_tile_skipping_is_far_below_the_unstructured_one(lenet5):

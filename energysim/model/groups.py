@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -94,14 +95,6 @@ def _k_block(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> int:
             f"({profile.array.rows}), so that a tile holds whole groups of M"
         )
     return profile.array.rows * nm.m // nm.n
-
-
-def _k_ranges(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Per fold, the first and last K index (of the uncompressed GEMM) its inputs cover."""
-    if not profile.sparsity.nm.enabled:
-        return plan.start_of("K"), plan.start_of("K") + plan.extent_of("K") - 1
-    k_lo, k_hi = structure_view(layer, profile.sparsity.nm).k_range(plan)
-    return k_lo, k_hi - 1
 
 
 def _input_unique(layer: LayerSpec, profile: Profile, dataflow: Dataflow, plan: FoldPlan) -> np.ndarray:
@@ -165,27 +158,121 @@ def _group_count(layer: LayerSpec, plan: FoldPlan) -> int:
 
 
 #: What several groups can share, each counted once whichever of its groups runs first:
-#: an input slice ``X`` of a fold, an input channel (resident inputs come once per element),
-#: an output tile (its partial sums) and the layer itself (its first fetch and last write-back,
-#: which no computation hides).
-SHARED = ("inputs", "channels", "outputs", "layer")
+#: an input slice ``X`` of a fold, a set of resident input elements (resident inputs come
+#: once per element: the elements of one channel read by the same K blocks), an output tile
+#: (its partial sums) and the layer itself (its first fetch and last write-back, which no
+#: computation hides).
+SHARED = ("inputs", "channels", "outputs", "first", "last", "layer")
+
+#: The cycles of the first executed fold's fetch and of the last one's write-back, which no
+#: fold hides, depend on *which* group runs first and last. They are priced by nested items
+#: over the groups in the order of their first (last) fold: item j of ``first`` is used when
+#: one of the first j+1 groups is kept, so the items a pattern uses telescope to the value of
+#: its first kept group (:func:`_ordered_sizes`). Groups past this many share their mean.
+ORDER_ITEMS = 64
 
 
-def _channels(layer: LayerSpec) -> tuple[int, np.ndarray]:
-    """Input channels per group's K index range (taps per channel) and each input element's channel."""
+@lru_cache(maxsize=256)
+def _channel_items(layer: LayerSpec, bk: int, n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The resident-input items: per input channel, its elements grouped by the K blocks that read them.
+
+    A resident input element is fetched once, by the first executed fold that reads it, and
+    a fold of K block ``kb`` reads exactly the elements its taps' windows cover, so the
+    elements of one channel read by the same set of K blocks are fetched together as soon
+    as a kept group of one of those blocks runs (any N block): one item each. On a linear
+    layer a channel is one K index (read by one block).
+
+    Returns
+    -------
+    item : numpy.ndarray of int64, shape (input elements,)
+        Each element's item, -1 outside the footprint (never read: strides, padding).
+    groups, keys : numpy.ndarray of int64
+        The (group id, item) incidence pairs.
+    count : int
+        Items.
+    """
     size = int(np.prod(layer.input_shape))
+    k = layer.gemm[1]
+    k_blocks = -(-k // bk)
     if layer.kind in ("linear", "matmul"):
-        k, flat = layer.gemm[1], np.arange(size)
-        return 1, (flat // (size // layer.groups)) * k + flat % k
-    per_channel = int(np.prod(layer.input_shape[1:]))
-    return layer.kernel[0] * layer.kernel[1], np.arange(size) // per_channel
+        flat = np.arange(size)
+        item = (flat // (size // layer.groups)) * k + flat % k
+        count = layer.groups * k
+        channel, first, codes = np.arange(count), np.arange(count) % k // bk, np.ones(count, np.int64)
+    else:
+        taps = layer.kernel[0] * layer.kernel[1]
+        per_group = layer.in_channels // layer.groups
+        positions = int(np.prod(layer.input_shape[1:]))
+        # Which positions of a channel each tap reads: channel 0's taps are K indices 0..taps-1.
+        spatial = input_index(layer)[0][:, :taps]
+        reads = np.zeros((taps, positions), bool)
+        valid = spatial >= 0
+        reads[np.broadcast_to(np.arange(taps), spatial.shape)[valid], spatial[valid]] = True
+        # A channel's taps start at K index c*taps: the bit of tap t is its block's offset from
+        # the channel's first block, which depends on c only through (c*taps) mod bk.
+        offset = np.arange(per_group) * taps % bk
+        distinct, which = np.unique(offset, return_inverse=True)
+        code = np.zeros((distinct.size, positions), np.int64)
+        for i, o in enumerate(distinct):
+            bit = np.left_shift(1, (o + np.arange(taps)) // bk).astype(np.int64)
+            code[i] = np.bitwise_or.reduce(np.where(reads, bit[:, None], 0), axis=0)
+        element = np.tile(code[which], (layer.groups, 1)).reshape(-1)  # (channels * positions,)
+        width = int(element.max(initial=0)).bit_length()
+        key = np.where(element > 0, np.repeat(np.arange(layer.in_channels), positions) << width | element, -1)
+        used, item = np.unique(key, return_inverse=True)
+        item = item - int(used[0] < 0)
+        used = used[used >= 0]
+        count = used.size
+        channel, codes = used >> width, used & ((1 << width) - 1)
+        first = channel % per_group * taps // bk
+        item = item.reshape(-1)
+    # Each item is read by the K blocks of its code's bits, in its group, under every N block.
+    bits = (codes[:, None] >> np.arange(int(codes.max(initial=0)).bit_length())) & 1
+    which_item, bit = np.nonzero(bits)
+    per_layer_group = (layer.in_channels // layer.groups) if layer.kind not in ("linear", "matmul") else k
+    g = channel[which_item] // per_layer_group
+    base = (g * k_blocks + first[which_item] + bit) * n_blocks
+    groups = (base[:, None] + np.arange(n_blocks)[None, :]).reshape(-1)
+    keys = np.repeat(which_item, n_blocks)
+    for array in (item, groups, keys):
+        array.setflags(write=False)
+    return item, groups, keys, count
+
+
+def _group_order(plan: FoldPlan, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each group's first and last fold, and the groups in the order they start and (backwards) end."""
+    fold_group, folds = plan.slice_key(("K", "N")), np.arange(plan.count)
+    first, last = np.full(count, plan.count), np.full(count, -1)
+    np.minimum.at(first, fold_group, folds)
+    np.maximum.at(last, fold_group, folds)
+    return first, last, np.argsort(first, kind="stable"), np.argsort(-last, kind="stable")
+
+
+def _ordered_items(rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Nested items over the groups in ``rank`` order: item j holds the first j+1 (the proper prefixes, at most ORDER_ITEMS - 1)."""
+    items = max(min(rank.size, ORDER_ITEMS) - 1, 0)
+    sizes = np.arange(1, items + 1)
+    keys = np.repeat(np.arange(items), sizes)
+    return rank[np.arange(keys.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)], keys, items
+
+
+def _ordered_sizes(values: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Per nested item of :func:`_ordered_items`, the drop of ``values`` past it, so that the items a
+    pattern uses add up to its first group's value less the mean of the groups past the items."""
+    ordered = values[rank]
+    items = max(min(rank.size, ORDER_ITEMS) - 1, 0)
+    nxt = ordered[1:items + 1].copy()
+    if items:
+        nxt[-1] = ordered[items:].mean()
+    return ordered[:items] - nxt
 
 
 def shared_incidence(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     """Which groups read which shared item (:data:`SHARED`), as (group ids, item keys, item count) pairs.
 
-    An input slice or output tile is read by the groups of the folds that stream it; an
-    input channel by every group whose K range covers one of its taps.
+    An input slice or output tile is read by the groups of the folds that stream it; a
+    resident-input item (:func:`_channel_items`) by the groups of the K blocks that read it;
+    ``first`` and ``last`` are the nested items of :data:`ORDER_ITEMS`.
     """
     _check_groups(profile, dataflow)
     plan = _plan(layer, profile, dataflow)
@@ -194,14 +281,10 @@ def shared_incidence(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> 
     for kind, dims in (("inputs", ("M", "K")), ("outputs", ("M", "N"))):
         keys = plan.slice_key(dims)
         out[kind] = (fold_group, keys, int(keys.max(initial=-1)) + 1)
-    taps, _ = _channels(layer)
-    per_group = layer.in_channels // layer.groups if layer.kind not in ("linear", "matmul") else layer.gemm[1]
-    k_start, k_end = _k_ranges(layer, profile, plan)
-    first = plan.group * per_group + k_start // taps
-    spans = k_end // taps - k_start // taps + 1
-    fold = np.repeat(np.arange(plan.count), spans)
-    offset = np.arange(fold.size) - np.repeat(np.cumsum(spans) - spans, spans)
-    out["channels"] = (fold_group[fold], first[fold] + offset, layer.groups * per_group)
+    _, groups, keys, items = _channel_items(layer, _k_block(layer, profile, plan), -(-layer.gemm[2] // plan.block_size_of("N")))
+    out["channels"] = (groups, keys, items)
+    _, _, by_first, by_last = _group_order(plan, _group_count(layer, plan))
+    out["first"], out["last"] = _ordered_items(by_first), _ordered_items(by_last)
     out["layer"] = (fold_group, np.zeros(plan.count, np.int64), 1)
     return out
 
@@ -309,9 +392,14 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
 
     bk = _k_block(layer, profile, plan)
 
+    counted: dict[tuple[bool, bytes], LayerCounts] = {}
+
     def count_with(groups: np.ndarray, whole: bool = False) -> LayerCounts:
-        mask = _whole_groups(layer, profile, dataflow, groups) if whole else _first_weights(layer, plan, bk, groups)
-        return simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False, mapping=plan.mapping)
+        key = (whole, np.asarray(groups, np.int64).tobytes())
+        if key not in counted:
+            mask = _whole_groups(layer, profile, dataflow, groups) if whole else _first_weights(layer, plan, bk, groups)
+            counted[key] = simulate_layer(profile, layer, dataflow, mask, None, cycle_level=False, mapping=plan.mapping)
+        return counted[key]
 
     every = np.arange(count)
     probe, none = count_with(every), count_with(every[:0])
@@ -330,13 +418,9 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     slices = {}
     shared = ["outputs"]
     if probe.traffic.resident["inputs"]:
-        # Resident inputs come from DRAM once per element, at its first touch: a channel's
-        # elements are fetched as soon as any group covering one of its taps runs.
-        _, channel = _channels(layer)
-        footprint = np.zeros(channel.size, bool)
-        index = input_index(layer)
-        footprint[index[index >= 0]] = True
-        words = np.bincount(channel[footprint], minlength=incidence["channels"][2]).astype(np.float64)
+        # Resident inputs come from DRAM once per element, at its first touch: an item's
+        # elements are fetched as soon as any group of a K block reading them runs.
+        words = _channel_words(layer, profile, plan)
         c = _empty_counts(words.size)
         for level, kind in (("dram", "reads"), ("buffer", "writes")):
             c["accesses"][level]["inputs"][kind] = words
@@ -379,49 +463,21 @@ def group_counts(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> Grou
     g["gated_macs"] = by_group(plan.mac_slots - effective)
     if probe.nm is not None:
         g["selections"] = by_group(plan.mac_slots.astype(np.float64))
-    # Cycles, twice: with one weight per group (the probe of every other count: the cycles the
-    # energy's leakage is priced on) and with the kept groups dense, for the latency coefficients
-    # (a compressed weight format moves fewer words for a sparser tile, so its stalls can only be
-    # fewer: exact for whole tiles, the dense tiles' stalls for weights pruned inside them). On an
-    # N:M profile "dense" is every slot kept (:func:`_whole_groups`).
-    def dram_words(c: dict) -> np.ndarray:
-        return sum(c["accesses"]["dram"][op][kind] for op in OPERANDS for kind in ("reads", "writes"))
-
-    def cycle_split(full: LayerCounts, alone: LayerCounts, spread: np.ndarray):
-        """(cycles per group, per shared kind, of the layer) of the one-weight probe ``full``.
-
-        A fold's next data arrives while it computes (double buffering), so in steady state a fold
-        stalls only for the transfers beyond its own length; the first fold's fetch and the last
-        fold's write-back overlap nothing: the layer pays them once, whichever groups run. Words a
-        shared item adds or saves move at the bandwidth. What this misses of the counted cycles is
-        spread over the groups by ``spread`` (their DRAM words).
-        """
-        fold_words = (full.traffic.fold_dram_reads + full.traffic.fold_dram_writes).astype(np.float64)
-        # Every fold runs in the probe; with preload_overlap only the first pays the preload.
-        lengths = _fold_lengths(profile, plan)
-        steady = np.maximum(fold_words * per_word - lengths, 0.0)
-        groups = by_group(lengths + steady)
-        shared = {kind: per_word * dram_words(c) for kind, c in slices.items()}
-        # The layer's once-only cycles: group 0 alone beyond its folds and shared items, scaled
-        # from group 0's fetch to the mean fold's (which fold runs first is not known).
-        own = groups[0] + sum(c[used_shared(incidence[kind], every == 0)].sum() for kind, c in shared.items())
-        fetch = full.traffic.fold_dram_reads.astype(np.float64)
-        first = fetch[fold_group == 0].sum()
-        scale = fetch.sum() / count / first if first > 0 else 1.0
-        once = np.array([(float(alone.cycles - none.cycles) - own) * scale])
-        rest = float(full.cycles - none.cycles) - (groups.sum() + once[0] + sum(c.sum() for c in shared.values()))
-        groups = groups + (rest * spread / spread.sum() if spread.sum() else rest / count)
-        return groups, shared, once
-
+    # Cycles, twice, by the one split (:func:`_cycle_split`): with one weight per group (the
+    # probe of every other count: the cycles the energy's leakage is priced on) and with the
+    # kept groups dense, for the latency coefficients (a compressed weight format moves fewer
+    # words for a sparser tile, so its stalls can only be fewer: exact for whole tiles, the
+    # dense tiles' stalls for weights pruned inside them). On an N:M profile "dense" is every
+    # slot kept (:func:`_whole_groups`).
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     per_word = 0.0 if math.isinf(bandwidth) else 1.0 / bandwidth
-    g["cycles"], shared, once = cycle_split(probe, count_with(every[:1]), dram_words(g))
-    for kind, c in slices.items():
-        c["cycles"] = shared[kind]
-    slices["layer"] = _empty_counts(1)
-    slices["layer"]["cycles"] = once
-    latency = _latency_split(layer, profile, plan, incidence, none, per_word, probe.traffic.resident["inputs"],
-                             lambda groups: count_with(groups, whole=True))
+    resident = probe.traffic.resident["inputs"]
+    energy_cycles = _cycle_split(layer, profile, plan, incidence, none, per_word, resident, count_with)
+    g["cycles"] = energy_cycles["groups"]
+    for kind, cycles in energy_cycles["slices"].items():
+        slices.setdefault(kind, _empty_counts(cycles.size))["cycles"] = cycles
+    latency = _cycle_split(layer, profile, plan, incidence, none, per_word, resident,
+                           lambda groups: count_with(groups, whole=True))
     return GroupCounts(constant=none, groups=g, slices=slices, latency=latency)
 
 
@@ -432,17 +488,23 @@ def _fold_lengths(profile: Profile, plan: FoldPlan) -> np.ndarray:
     return lengths
 
 
-def _item_sizes(layer: LayerSpec, plan: FoldPlan, kind: str, items: int) -> np.ndarray:
-    """Words per shared item: an input slice's or output tile's extent, an input channel's elements."""
+def _channel_words(layer: LayerSpec, profile: Profile, plan: FoldPlan) -> np.ndarray:
+    """Input elements per resident-input item (:func:`_channel_items`)."""
+    item, _, _, count = _channel_items(layer, _k_block(layer, profile, plan), -(-layer.gemm[2] // plan.block_size_of("N")))
+    return np.bincount(item[item >= 0], minlength=count).astype(np.float64)
+
+
+def _item_sizes(layer: LayerSpec, profile: Profile, plan: FoldPlan, kind: str, items: int) -> np.ndarray:
+    """Words per shared item: an input slice's or output tile's extent, a resident-input item's elements."""
     if kind == "channels":
-        return np.bincount(_channels(layer)[1], minlength=items).astype(np.float64)
+        return _channel_words(layer, profile, plan)
     dims = ("M", "K") if kind == "inputs" else ("M", "N")
     size = np.zeros(items)
     size[plan.slice_key(dims)] = plan.extent_of(dims[0]) * plan.extent_of(dims[1])
     return size
 
 
-def _latency_split(
+def _cycle_split(
     layer: LayerSpec,
     profile: Profile,
     plan: FoldPlan,
@@ -452,9 +514,10 @@ def _latency_split(
     resident_inputs: bool,
     run: Callable[[np.ndarray], LayerCounts],
 ) -> dict:
-    """The latency coefficients of a layer: cycles per kept group, per used shared item and once.
+    """The cycles of a layer split into a share per kept group, per used shared item and once.
 
-    ``run(groups)`` counts the layer with those groups kept dense. A group pays its folds'
+    ``run(groups)`` counts the layer with those groups kept (dense for the latency
+    coefficients, one weight each for the energy's leakage). A group pays its folds'
     steady-state cycles, ``max(fold cycles, DRAM words / bandwidth)`` per fold (the next fold's
     data arrives while one computes), where a fold's words are its weight tile plus the *slope*
     of each shared operand: what one more fold of an input slice or output tile adds, from the
@@ -483,8 +546,18 @@ def _latency_split(
     lone = {kind: every[_first_per_slice(*incidence[kind][:2], count)] for kind in kinds}
     patterns = [(every, full), (every[:1], run(every[:1]))]
     patterns += [(ids, run(ids)) for ids in (every[count // 2: count // 2 + 1], *lone.values())]
+    # What the first fold fetches with nothing on chip (its weight tile and input slice) and
+    # what the last one writes back (its output tile), per group.
+    first_fold, last_fold, by_first, by_last = _group_order(plan, count)
+    fetch = full.traffic.fold_accesses["dram"]["weights"]["reads"] + _input_unique(layer, profile, plan.dataflow, plan)
+    ends = {"first": (fetch[first_fold].astype(np.float64), by_first),
+            "last": ((plan.extent_of("M") * plan.extent_of("N"))[last_fold].astype(np.float64), by_last)}
+    for values, _ in ends.values():
+        lightest = every[np.argmin(values)] if count else 0
+        if all(lightest not in ids for ids, _ in patterns if ids.size == 1):
+            patterns.append((every[lightest:lightest + 1], run(every[lightest:lightest + 1])))
     steady = words(full, "weights")
-    for kind, (ids, counts) in zip(kinds, patterns[3:]):
+    for kind, (ids, counts) in zip(kinds, patterns[3:5]):
         if kind == "channels":
             continue  # a resident input element is fetched once: its channel's cost, not a fold's
         _, keys, items = incidence[kind]
@@ -496,7 +569,9 @@ def _latency_split(
         steady = steady + slope[keys]
     groups = np.bincount(fold_group, weights=np.maximum(_fold_lengths(profile, plan), steady * per_word),
                          minlength=count)
-    sizes = {kind: _item_sizes(layer, plan, kind, incidence[kind][2]) for kind in kinds}
+    sizes = {kind: _item_sizes(layer, profile, plan, kind, incidence[kind][2]) for kind in kinds}
+    sizes |= {kind: _ordered_sizes(values, rank) for kind, (values, rank) in ends.items()}
+    kinds += list(ends)
     rows, rhs, scale = [], [], []
     for ids, counts in patterns:
         kept = np.zeros(count, bool)
