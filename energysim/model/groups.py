@@ -23,12 +23,14 @@ words it streams, its fold cycles), except for counts the model charges to one f
 behalf of several, which are spread over the folds that share them:
 
 - input words fetched from DRAM (and written into the buffer), per group of the layer, in
-  proportion to the distinct input elements of each fold's slice (a resident input is
-  fetched once whichever fold touches it first; a slice kept from the previous fold is
-  fetched by that fold only);
+  proportion to the distinct input elements of each fold's slice (a slice kept from the
+  previous fold is fetched by that fold only); resident inputs are fetched once per element,
+  by the first kept group of a K block that reads it: the sets of :func:`_channel_items`;
 - partial-sum and output traffic, per output tile, evenly over the tile's folds, less the
   write of zeros the tile needs when no fold produces it (that write is in the constant);
-- stall cycles, in proportion to each fold's DRAM words.
+- cycles: each fold's steady-state cycles, and what the layer pays for its first fetch and
+  last write-back, by nested items over the groups in execution order (:data:`ORDER_ITEMS`,
+  :func:`_cycle_split`), fitted to a few simulated patterns.
 
 The spread counts of a group's folds, summed, are its counts; with the counts of the
 all-skipped layer (the constant) they add up exactly to the one-weight-per-group layer.
