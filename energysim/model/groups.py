@@ -30,7 +30,7 @@ behalf of several, which are spread over the folds that share them:
   write of zeros the tile needs when no fold produces it (that write is in the constant);
 - cycles: each fold's steady-state cycles, and what the layer pays for its first fetch and
   last write-back, by nested items over the groups in execution order (:data:`ORDER_ITEMS`,
-  :func:`_cycle_split`), fitted to a few simulated patterns.
+  :func:`_cycle_split`), the rest fitted to a few simulated patterns.
 
 The spread counts of a group's folds, summed, are its counts; with the counts of the
 all-skipped layer (the constant) they add up exactly to the one-weight-per-group layer.
@@ -554,10 +554,6 @@ def _cycle_split(
     fetch = full.traffic.fold_accesses["dram"]["weights"]["reads"] + _input_unique(layer, profile, plan.dataflow, plan)
     ends = {"first": (fetch[first_fold].astype(np.float64), by_first),
             "last": ((plan.extent_of("M") * plan.extent_of("N"))[last_fold].astype(np.float64), by_last)}
-    for values, _ in ends.values():
-        lightest = every[np.argmin(values)] if count else 0
-        if all(lightest not in ids for ids, _ in patterns if ids.size == 1):
-            patterns.append((every[lightest:lightest + 1], run(every[lightest:lightest + 1])))
     steady = words(full, "weights")
     for kind, (ids, counts) in zip(kinds, patterns[3:5]):
         if kind == "channels":
@@ -572,19 +568,20 @@ def _cycle_split(
     groups = np.bincount(fold_group, weights=np.maximum(_fold_lengths(profile, plan), steady * per_word),
                          minlength=count)
     sizes = {kind: _item_sizes(layer, profile, plan, kind, incidence[kind][2]) for kind in kinds}
-    sizes |= {kind: _ordered_sizes(values, rank) for kind, (values, rank) in ends.items()}
-    kinds += list(ends)
+    # The first fetch and the last write-back are exposed: their words move at the bandwidth.
+    exposed = {kind: per_word * _ordered_sizes(values, rank) for kind, (values, rank) in ends.items()}
     rows, rhs, scale = [], [], []
     for ids, counts in patterns:
         kept = np.zeros(count, bool)
         kept[ids] = True
         rows.append([sizes[kind][used_shared(incidence[kind], kept)].sum() for kind in kinds] + [1.0])
-        rhs.append(float(counts.cycles - none.cycles) - groups[kept].sum())
+        fixed = sum(c[used_shared(incidence[kind], kept)].sum() for kind, c in exposed.items())
+        rhs.append(float(counts.cycles - none.cycles) - groups[kept].sum() - fixed)
         scale.append(1.0 / max(counts.cycles, 1))
     # Relative errors: a pattern of one group weighs as much as the dense one.
     weight = np.array(scale)[:, None]
     fit = np.linalg.lstsq(np.array(rows) * weight, np.array(rhs) * weight[:, 0], rcond=None)[0]
-    slices = {kind: fit[i] * sizes[kind] for i, kind in enumerate(kinds)} | {"layer": fit[-1:]}
+    slices = {kind: fit[i] * sizes[kind] for i, kind in enumerate(kinds)} | exposed | {"layer": fit[-1:]}
     rest = rhs[0] - float(np.dot(rows[0], fit))
     spread = np.bincount(fold_group, weights=steady, minlength=count)
     groups = groups + (rest * spread / spread.sum() if spread.sum() else rest / count)
