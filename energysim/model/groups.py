@@ -525,10 +525,12 @@ def _cycle_split(
     of each shared operand: what one more fold of an input slice or output tile adds, from the
     layer with every fold and with one fold per item (a fold that happens to be its item's first
     in the dense pattern pays the slope too, since in a sparse pattern any kept fold can be
-    first). What an item saves or adds when it is used (zeros not written for an output tile
-    some fold produces, a first fold's partial sums not read back, a resident channel's one
-    fetch) and what the layer pays once (its first fetch and last write-back, or the last fold's
-    compute on a bandwidth-bound array) are not per-fold quantities of one simulation: they are
+    first). The first executed fold's fetch (its weight tile and input slice) and the last one's
+    write-back (its output tile) are exposed: the nested ``first`` / ``last`` items price them at
+    the bandwidth for the group that runs first and last (:func:`_ordered_sizes`). What an item
+    saves or adds when it is used (zeros not written for an output tile some fold produces, a
+    first fold's partial sums not read back, a resident set's one fetch) and what the layer pays
+    once beyond that (the last fold's compute on a bandwidth-bound array) are not per-fold quantities of one simulation: they are
     fitted, one scalar per kind times each item's words and one for the layer, by least squares
     on the relative error of the simulated cycles of five patterns (every group; group 0 alone;
     the middle group alone; one group per item of each kind). What the dense pattern still misses is spread over
