@@ -173,6 +173,10 @@ SHARED = ("inputs", "channels", "outputs", "first", "last", "layer")
 #: its first kept group (:func:`_ordered_sizes`). Groups past this many share their mean.
 ORDER_ITEMS = 64
 
+#: Layers of at most this many groups are also counted with every group alone, and each group's
+#: cycles get a fitted correction of their own (:func:`_cycle_split`).
+FIT_EACH_GROUP = 16
+
 
 @lru_cache(maxsize=256)
 def _channel_items(layer: LayerSpec, bk: int, n_blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -550,6 +554,13 @@ def _cycle_split(
     lone = {kind: every[_first_per_slice(*incidence[kind][:2], count)] for kind in kinds}
     patterns = [(every, full), (every[:1], run(every[:1]))]
     patterns += [(ids, run(ids)) for ids in (every[count // 2: count // 2 + 1], *lone.values())]
+    # A layer of few groups: every group alone and random halves too, each group with a
+    # correction of its own in the fit (seeded: the table is deterministic).
+    own = count <= FIT_EACH_GROUP
+    if own:
+        draws = np.random.default_rng(count).random((2 * count, count)) < 0.5
+        extra = [every[g:g + 1] for g in every if g not in (0, count // 2)] + [every[d] for d in draws if d.any()]
+        patterns += [(ids, run(ids)) for ids in extra]
     # What the first fold fetches with nothing on chip (its weight tile and input slice) and
     # what the last one writes back (its output tile), per group.
     first_fold, last_fold, by_first, by_last = _group_order(plan, count)
@@ -576,14 +587,18 @@ def _cycle_split(
     for ids, counts in patterns:
         kept = np.zeros(count, bool)
         kept[ids] = True
-        rows.append([sizes[kind][used_shared(incidence[kind], kept)].sum() for kind in kinds] + [1.0])
+        rows.append([sizes[kind][used_shared(incidence[kind], kept)].sum() for kind in kinds] + [1.0]
+                    + (list(kept.astype(np.float64)) if own else []))
         fixed = sum(c[used_shared(incidence[kind], kept)].sum() for kind, c in exposed.items())
         rhs.append(float(counts.cycles - none.cycles) - groups[kept].sum() - fixed)
         scale.append(1.0 / max(counts.cycles, 1))
     # Relative errors: a pattern of one group weighs as much as the dense one.
     weight = np.array(scale)[:, None]
     fit = np.linalg.lstsq(np.array(rows) * weight, np.array(rhs) * weight[:, 0], rcond=None)[0]
-    slices = {kind: fit[i] * sizes[kind] for i, kind in enumerate(kinds)} | exposed | {"layer": fit[-1:]}
+    fixed_kinds = len(kinds) + 1
+    slices = {kind: fit[i] * sizes[kind] for i, kind in enumerate(kinds)} | exposed | {"layer": fit[fixed_kinds - 1:fixed_kinds]}
+    if own:
+        groups = groups + fit[fixed_kinds:]
     rest = rhs[0] - float(np.dot(rows[0], fit))
     spread = np.bincount(fold_group, weights=steady, minlength=count)
     groups = groups + (rest * spread / spread.sum() if spread.sum() else rest / count)
