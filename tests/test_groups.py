@@ -11,7 +11,7 @@ from energysim import LayerSparsity, extract_workload, load_profile
 from energysim.coeffs import CoefficientTable, coefficient_table, pattern_features, verify_table
 from energysim.dataflow import get_dataflow
 from energysim.estimators import get_estimator
-from energysim.model.groups import group_counts, kept_groups, weight_groups
+from energysim.model.groups import FIT_EACH_GROUP, group_counts, kept_groups, weight_groups
 from tests.naive import naive_weight_groups
 
 pytestmark = [pytest.mark.usefixtures("one_thread")]
@@ -169,31 +169,50 @@ def test_the_floor_with_tile_skipping_is_far_below_the_unstructured_one(lenet5):
 
 
 def test_the_first_fold_fetch_is_priced_by_the_group_that_runs_first():
-    """Linear 20 -> 6 on an 8x8 array, 4 words/cycle: K blocks of 8, 8 and 4 rows (three skip
-    groups), compute-bound in steady state, so the layer's cycles are the first executed fold's
-    fetch + 23 cycles per fold + the write-back. The first fetch depends on which group runs first
-    (48 + 8 words for a full block, 24 + 4 for the last): one kept group alone simulates at 38, 38
-    and 31 cycles. The nested ``first`` items give that value exactly, so energy and cycles of the
-    table are exact on every subset of the groups (a table with one value for the layer's
+    """Linear 140 -> 6 on an 8x8 array, 4 words/cycle: 17 K blocks of 8 rows and one of 4 (18 skip
+    groups, more than FIT_EACH_GROUP, so no group has a fitted correction), compute-bound in
+    steady state, so the layer's cycles are the first executed fold's fetch + 23 cycles per fold
+    + the write-back. The first fetch depends on which group runs first (48 + 8 words for a full
+    block, 24 + 4 for the last): one kept group alone simulates at 38 cycles, the last one at 31.
+    The nested ``first`` items give that value exactly, so energy and cycles of the table are
+    exact on every single group and on random subsets (a table with one value for the layer's
     once-only cycles misses the last block alone by +23 %)."""
-    import itertools
-
-    model = torch.nn.Linear(20, 6)
+    model = torch.nn.Linear(140, 6)
     profile = load_profile("edge-16x16", ["array.rows=8", "array.cols=8", "memory.dram.bandwidth_words_per_cycle=4",
                                           "sparsity.weight_format=dense"])
-    workload = extract_workload(model, (20,))
+    workload = extract_workload(model, (140,))
     layer = workload.layers[0]
     row = coefficient_table(workload, profile).layer(layer.name)
     ids, count = weight_groups(layer, profile, get_dataflow("ws"))
-    assert count == 3
+    assert count == 18 > FIT_EACH_GROUP
+    rng = np.random.default_rng(0)
     alone = []
-    for size in range(count + 1):
-        for kept in itertools.combinations(range(count), size):
-            ls = LayerSparsity(np.isin(ids, kept), None)
-            report = SYSTOLIC.estimate_layer(layer, profile, ls)
-            features = pattern_features(layer, ls, profile)
-            assert row.predict(features) == pytest.approx(report.energy, rel=1e-12), kept
-            assert row.predict_cycles(features) == pytest.approx(report.cycles, rel=1e-12), kept
-            if size == 1:
-                alone.append(report.cycles)
-    assert alone == [38, 38, 31]
+    for kept in [[g] for g in range(count)] + [np.flatnonzero(rng.random(count) < d) for d in (0.1, 0.3, 0.6, 1.0)]:
+        ls = LayerSparsity(np.isin(ids, kept), None)
+        report = SYSTOLIC.estimate_layer(layer, profile, ls)
+        features = pattern_features(layer, ls, profile)
+        assert row.predict(features) == pytest.approx(report.energy, rel=1e-12), kept
+        assert row.predict_cycles(features) == pytest.approx(report.cycles, rel=1e-12), kept
+        if len(kept) == 1:
+            alone.append(report.cycles)
+    assert alone == [38] * 17 + [31]
+
+
+def test_a_layer_of_two_groups_is_exact_on_every_pattern():
+    """Linear 8 -> 20 on an 8x16 array at 2 words/cycle: one K block, N blocks of 16 and 4 columns
+    (two skip groups), bandwidth-bound. With every group alone in the fit and a correction per
+    group, the table's energy and cycles are the simulator's on all four patterns."""
+    model = torch.nn.Linear(8, 20)
+    profile = load_profile("edge-16x16", ["array.rows=8", "array.cols=16", "memory.dram.bandwidth_words_per_cycle=2",
+                                          "sparsity.weight_format=dense"])
+    workload = extract_workload(model, (8,))
+    layer = workload.layers[0]
+    row = coefficient_table(workload, profile).layer(layer.name)
+    ids, count = weight_groups(layer, profile, get_dataflow("ws"))
+    assert count == 2
+    for kept in ([], [0], [1], [0, 1]):
+        ls = LayerSparsity(np.isin(ids, kept), None)
+        report = SYSTOLIC.estimate_layer(layer, profile, ls)
+        features = pattern_features(layer, ls, profile)
+        assert row.predict(features) == pytest.approx(report.energy, rel=1e-9), kept
+        assert row.predict_cycles(features) == pytest.approx(report.cycles, rel=1e-9), kept
