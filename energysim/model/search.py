@@ -2,7 +2,7 @@
 
 The space (``docs/systolic-model.md`` §4b): every order of the three fold loops (rows,
 cols, time) times every stream tiling ``stream_tiles`` that divides the stream length T,
-up to :data:`MAX_STREAM_TILES`. Orders that give the same fold sequence are evaluated
+up to :data:`MAX_STREAM_TILES`, times the two bufferings (double, single). Orders that give the same fold sequence are evaluated
 once (provable pruning): a loop with one iteration has no place in the order, so two
 orders that agree once such loops are dropped are the same mapping. Every candidate it
 evaluates is counted by the one model (:func:`energysim.model.simulate_layer`, fold-level
@@ -33,10 +33,10 @@ from ..estimators.pricing import AccessCounts, energy_breakdown
 from ..report import empty_accesses
 from ..spec import Profile
 from ..workload import LayerSpec
-from .folds import LOOPS, SCALESIM, Mapping
+from .folds import BUFFERINGS, LOOPS, SCALESIM, Mapping
 from .gemm import input_footprint, input_index
 from .layer import _dense_operands, simulate_layer
-from .memory import buffer_capacities, rf_counts, weight_words
+from .memory import buffer_capacities, outputs_fit, rf_counts, weight_words, window_words
 
 __all__ = ["MAX_STREAM_TILES", "OBJECTIVES", "bound_counts", "layer_mapping", "mapping_space", "search_mapping"]
 
@@ -56,7 +56,7 @@ def mapping_space(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) ->
     >>> from energysim.dataflow import get_dataflow
     >>> fc = LayerSpec("fc", "linear", (64,), (10,), 64, 10, (1, 1), (1, 1), (0, 0), (1, 1), 1, False)
     >>> [m.name for m in mapping_space(fc, get_dataflow("ws"), 16, 16)]
-    ['time>cols>rows/1']
+    ['time>cols>rows/1', 'time>cols>rows/1/single']
     """
     row_extent, col_extent, length = dataflow.dim_sizes(layer.gemm)
     tiles = [n for n in range(1, min(length, MAX_STREAM_TILES) + 1) if length % n == 0]
@@ -67,11 +67,12 @@ def mapping_space(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) ->
         orders = [SCALESIM.order] + [o for o in permutations(LOOPS) if o != SCALESIM.order]
         for order in orders:
             trips = dict(counts, time=n)
-            canonical = (tuple(loop for loop in order if trips[loop] > 1), n)
-            if canonical in seen:
-                continue
-            seen.add(canonical)
-            space.append(Mapping(order, n))
+            for buffering in BUFFERINGS:
+                canonical = (tuple(loop for loop in order if trips[loop] > 1), n, buffering)
+                if canonical in seen:
+                    continue
+                seen.add(canonical)
+                space.append(Mapping(order, n, buffering))
     return space
 
 
@@ -284,9 +285,11 @@ class _TilingBound:
     busy: int
 
 
-def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles: int, first_inputs: int) -> _TilingBound:
-    """:class:`_TilingBound` of ``tiles`` stream tiles; ``first_inputs``: the distinct valid
-    input elements of the first fold's X block."""
+def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles: int, single: bool, first_inputs: int) -> _TilingBound:
+    """:class:`_TilingBound` of ``tiles`` stream tiles, ``single``-buffered or not; ``first_inputs``:
+    the distinct valid input elements of the first fold's X block. The refetch bounds take
+    the window of a slice of no words (:func:`window_words`): never smaller than the
+    model's, so they stay bounds."""
     rows, cols = profile.array.rows, profile.array.cols
     m_size, k_size, n_size = layer.gemm
     groups = layer.groups
@@ -303,14 +306,14 @@ def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles:
     if not buffer.is_shared:
         # Refetch bounds need capacities that do not depend on the mapping.
         if int(facts.footprint.max()) > buffer.ifmap_words:
-            inputs = _input_refetch(layer, dataflow, facts, blocks, trips, buffer.ifmap_words / 2)
+            inputs = _input_refetch(layer, dataflow, facts, blocks, trips, window_words(buffer.ifmap_words, single, 0))
         if k_size * n_size > buffer.filter_words:
             sizes = {
                 place["K"]: np.tile(_block_sizes(k_size, blocks[place["K"]]) * n_size, (groups, 1)),
                 place["N"]: np.tile(_block_sizes(n_size, blocks[place["N"]]) * k_size, (groups, 1)),
             }
             whole = np.full(groups, k_size * n_size, np.int64)
-            weights = _weight_refetch(sizes, whole, buffer.filter_words / 2, place["M"])
+            weights = _weight_refetch(sizes, whole, window_words(buffer.filter_words, single, 0), place["M"])
 
     folds = groups * trips["rows"] * trips["cols"] * trips["time"]
     busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"])
@@ -356,7 +359,8 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     per-operand buffer, the refetch its loop order forces (:func:`_refetch_words`); the
     cycles are the compute cycles plus the first fold's fetch and the last fold's write
     back, or the DRAM words of the bound over the bandwidth when more (the one DRAM
-    channel moves every word). Priced by the one pricing, so the energy, the cycles and
+    channel moves every word); single-buffered, the compute cycles plus those DRAM words
+    over the bandwidth (no transfer overlaps a fold). Priced by the one pricing, so the energy, the cycles and
     their product bound the candidate's from below (every price is >= 0).
 
     Returns
@@ -373,11 +377,12 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     tilings = sorted({m.stream_tiles for m in mappings})
     first = _first_fold_inputs(layer, dataflow, profile.array.rows, profile.array.cols, tilings)
-    shared = {n: _tiling_bound(profile, layer, dataflow, n, first[n]) for n in tilings}
+    shared = {(m.stream_tiles, m.single): None for m in mappings}
+    shared = {(n, single): _tiling_bound(profile, layer, dataflow, n, single, first[n]) for n, single in shared}
     outputs = m_size * n_size * groups
     rows = []
     for mapping in mappings:
-        t = shared[mapping.stream_tiles]
+        t = shared[mapping.stream_tiles, mapping.single]
         input_words = int(facts.footprint.sum()) + _refetch_words(mapping.order, t.trips, t.inputs)
         weight_words = facts.weights + _refetch_words(mapping.order, t.trips, t.weights)
         acc = empty_accesses()
@@ -389,8 +394,8 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
         acc["dram"]["weights"]["reads"] = weight_words
         passes = t.trips[place["K"]]
         live = _live_output_words(dataflow, mapping.order, t.trips, t.extents, t.blocks)
-        capacity = buffer_capacities(profile.memory.buffer, 0, 0, live).outputs
-        if capacity > 0 and live <= capacity / 2:
+        capacity = buffer_capacities(profile.memory.buffer, 0, 0, live, mapping.single).outputs
+        if outputs_fit(live, capacity, mapping.single):
             acc["buffer"]["outputs"] = {"reads": outputs * passes, "writes": outputs * passes}
             acc["dram"]["outputs"] = {"reads": 0, "writes": outputs}
         else:
@@ -400,8 +405,11 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
         total = t.busy
         if not math.isinf(bandwidth):
             dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
-            edges = sum(math.ceil(words / bandwidth) for words in t.edges)
-            total = max(t.busy + edges, math.ceil(dram_words / bandwidth))
+            if mapping.single:  # no transfer overlaps a fold
+                total = t.busy + math.ceil(dram_words / bandwidth)
+            else:
+                edges = sum(math.ceil(words / bandwidth) for words in t.edges)
+                total = max(t.busy + edges, math.ceil(dram_words / bandwidth))
         rows.append((acc, max(total - 1, 0)))
     stacked = {
         level: {op: {kind: np.array([acc[level][op][kind] for acc, _ in rows], np.int64) for kind in rw} for op, rw in ops.items()}
