@@ -173,9 +173,9 @@ def _weight_refetch(sizes: dict[str, np.ndarray], whole: np.ndarray, window: flo
 
 
 def _input_refetch(
-    layer: LayerSpec, dataflow: Dataflow, facts: _DenseFacts, blocks: dict, trips: dict, window: float
-) -> _Refetch:
-    """:class:`_Refetch` of the inputs: per sweep the larger of two bounds.
+    layer: LayerSpec, dataflow: Dataflow, facts: _DenseFacts, blocks: dict, trips: dict, windows: tuple[float, ...]
+) -> list[_Refetch]:
+    """:class:`_Refetch` of the inputs for each of ``windows``: per sweep the larger of two bounds.
 
     - The sweep's distinct words minus the window (the window holds at most its words
       when the sweep starts, and only moves on); a sweep's words are at least its valid
@@ -184,7 +184,8 @@ def _input_refetch(
       whose slices add up to more than the window fetches, in every trip after the first,
       each slice's *private* elements (those no other K block of the sweep reads): the
       window never reaches back to the slice's last visit (:func:`_weight_refetch`), so it
-      holds only the sweep's other slices. :func:`_sweep_counts` bounds both sums.
+      holds only the sweep's other slices. :func:`_sweep_counts` bounds both sums (once
+      for all the windows).
     """
     m_size, k_size, _ = layer.gemm
     place_m, place_k = dataflow.place_of("M"), dataflow.place_of("K")
@@ -193,15 +194,20 @@ def _input_refetch(
     m_valid, k_valid = np.diff(facts.prefix_m[:, m_edges], axis=1), np.diff(facts.prefix_k[:, k_edges], axis=1)
     # An input element fills at most `multiplicity` entries of X.
     distinct = {place_m: -(-m_valid // facts.multiplicity), place_k: -(-k_valid // facts.multiplicity)}
-    excess = {place: np.maximum(words - window, 0) for place, words in distinct.items()}
-    excess["whole"] = np.maximum(facts.footprint - window, 0)
-    if min(blocks[place_k], k_size) < k_size:  # one K block: the sweep has no other slice
-        slices, private = _sweep_counts(layer, facts, m_edges, blocks[place_k])
-        again = np.where(slices > window, private, 0)  # (M blocks,), the same in every group
-        excess[place_m] = np.maximum(excess[place_m], again[None, :])
-        if trips[place_m] == 1:
-            excess["whole"] = np.maximum(excess["whole"], again[0])
-    return _Refetch(dataflow.place_of("N"), {place: int(words.sum()) for place, words in excess.items()})
+    several = min(blocks[place_k], k_size) < k_size  # one K block: the sweep has no other slice
+    sweeps = _sweep_counts(layer, facts, m_edges, blocks[place_k]) if several else None
+    out = []
+    for window in windows:
+        excess = {place: np.maximum(words - window, 0) for place, words in distinct.items()}
+        excess["whole"] = np.maximum(facts.footprint - window, 0)
+        if sweeps is not None:
+            slices, private = sweeps
+            again = np.where(slices > window, private, 0)  # (M blocks,), the same in every group
+            excess[place_m] = np.maximum(excess[place_m], again[None, :])
+            if trips[place_m] == 1:
+                excess["whole"] = np.maximum(excess["whole"], again[0])
+        out.append(_Refetch(dataflow.place_of("N"), {place: int(words.sum()) for place, words in excess.items()}))
+    return out
 
 
 def _sweep_counts(layer: LayerSpec, facts: _DenseFacts, m_edges: np.ndarray, k_block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -273,21 +279,22 @@ def _live_output_words(dataflow: Dataflow, order: tuple[str, ...], trips: dict, 
 
 @dataclass(frozen=True)
 class _TilingBound:
-    """The parts of :func:`bound_counts` that every loop order of one stream tiling shares."""
+    """The parts of :func:`bound_counts` that every loop order of one stream tiling shares
+    (the refetch bounds per buffering: ``inputs[single]``, ``weights[single]``)."""
 
     extents: dict
     blocks: dict
     trips: dict
     rf: dict
-    inputs: _Refetch | None
-    weights: _Refetch | None
+    inputs: dict
+    weights: dict
     edges: tuple[int, int]
     busy: int
 
 
-def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles: int, single: bool, first_inputs: int) -> _TilingBound:
-    """:class:`_TilingBound` of ``tiles`` stream tiles, ``single``-buffered or not; ``first_inputs``:
-    the distinct valid input elements of the first fold's X block. The refetch bounds take
+def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles: int, first_inputs: int) -> _TilingBound:
+    """:class:`_TilingBound` of ``tiles`` stream tiles; ``first_inputs``: the distinct valid
+    input elements of the first fold's X block. The refetch bounds of each buffering take
     the window of a slice of no words (:func:`window_words`): never smaller than the
     model's, so they stay bounds."""
     rows, cols = profile.array.rows, profile.array.cols
@@ -301,19 +308,21 @@ def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles:
     facts = _dense_facts(layer, dataflow)
     slots = m_size * k_size * n_size * groups
 
-    inputs = weights = None
+    singles = (False, True)
+    inputs = weights = dict.fromkeys(singles)
     buffer = profile.memory.buffer
     if not buffer.is_shared:
         # Refetch bounds need capacities that do not depend on the mapping.
         if int(facts.footprint.max()) > buffer.ifmap_words:
-            inputs = _input_refetch(layer, dataflow, facts, blocks, trips, window_words(buffer.ifmap_words, single, 0))
+            windows = tuple(window_words(buffer.ifmap_words, single, 0) for single in singles)
+            inputs = dict(zip(singles, _input_refetch(layer, dataflow, facts, blocks, trips, windows)))
         if k_size * n_size > buffer.filter_words:
             sizes = {
                 place["K"]: np.tile(_block_sizes(k_size, blocks[place["K"]]) * n_size, (groups, 1)),
                 place["N"]: np.tile(_block_sizes(n_size, blocks[place["N"]]) * k_size, (groups, 1)),
             }
             whole = np.full(groups, k_size * n_size, np.int64)
-            weights = _weight_refetch(sizes, whole, window_words(buffer.filter_words, single, 0), place["M"])
+            weights = {single: _weight_refetch(sizes, whole, window_words(buffer.filter_words, single, 0), place["M"]) for single in singles}
 
     folds = groups * trips["rows"] * trips["cols"] * trips["time"]
     busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"])
@@ -377,14 +386,13 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     bandwidth = profile.memory.dram.bandwidth_words_per_cycle
     tilings = sorted({m.stream_tiles for m in mappings})
     first = _first_fold_inputs(layer, dataflow, profile.array.rows, profile.array.cols, tilings)
-    shared = {(m.stream_tiles, m.single): None for m in mappings}
-    shared = {(n, single): _tiling_bound(profile, layer, dataflow, n, single, first[n]) for n, single in shared}
+    shared = {n: _tiling_bound(profile, layer, dataflow, n, first[n]) for n in tilings}
     outputs = m_size * n_size * groups
     rows = []
     for mapping in mappings:
-        t = shared[mapping.stream_tiles, mapping.single]
-        input_words = int(facts.footprint.sum()) + _refetch_words(mapping.order, t.trips, t.inputs)
-        weight_words = facts.weights + _refetch_words(mapping.order, t.trips, t.weights)
+        t = shared[mapping.stream_tiles]
+        input_words = int(facts.footprint.sum()) + _refetch_words(mapping.order, t.trips, t.inputs[mapping.single])
+        weight_words = facts.weights + _refetch_words(mapping.order, t.trips, t.weights[mapping.single])
         acc = empty_accesses()
         acc["rf"] = t.rf
         # Every input entry is streamed once per block of N, every weight once per block of M.
