@@ -21,7 +21,9 @@ for scale. ZigZag's time is taken inside its process around its search. Both are
 over ours, in one run.
 
 Run: ``bash benchmarks/setup_zigzag_env.sh`` once, then
-``.venv/bin/python benchmarks/bench_zigzag.py [--profile edge-16x16] [--objective energy] [--layers a,b]``
+``.venv/bin/python benchmarks/bench_zigzag.py [--profile edge-16x16] [--objective energy] [--layers a,b]
+[--lpf-limit 6,8] [--zigzag-cache FILE]``: with several LOMA limits the reference is the lowest energy
+ZigZag finds (column ``lpf``: the limit that found it); the cache keeps ZigZag's results between runs.
 """
 
 from __future__ import annotations
