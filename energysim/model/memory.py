@@ -26,8 +26,9 @@ The model (docs/systolic-model.md has the worked version):
 - **Outputs.** Folds that differ only in the accumulated dimension add partial sums into
   the same output tile ``O[M block, N block]``. A tile is live from its first executed
   fold to its last; if the most words live at once (:func:`live_output_words`) fit half
-  the output buffer (all of it when single-buffered, :func:`outputs_fit`), partial sums stay in the buffer (a write per fold, a read back per
-  later fold, a read to drain) and DRAM sees the final outputs once; otherwise every
+  the output buffer (all of it when single-buffered, :func:`outputs_fit`), partial sums
+  stay in the buffer (a write per fold, a read back per later fold, a read to drain) and
+  DRAM sees the final outputs once; otherwise every
   fold writes its partial sums to DRAM and every later fold reads them back, passing
   through the buffer both ways (a write and a read each way), unless the output buffer
   has no words. Output tiles with no executed fold are still written (zeros).

@@ -2,9 +2,10 @@
 
 The space (``docs/systolic-model.md`` §4b): every order of the three fold loops (rows,
 cols, time) times every stream tiling ``stream_tiles`` that divides the stream length T,
-up to :data:`MAX_STREAM_TILES`, times the two bufferings (double, single). Orders that give the same fold sequence are evaluated
-once (provable pruning): a loop with one iteration has no place in the order, so two
-orders that agree once such loops are dropped are the same mapping. Every candidate it
+up to :data:`MAX_STREAM_TILES`, times the two bufferings (double, single). Orders that
+give the same fold sequence are evaluated once (provable pruning): a loop with one
+iteration has no place in the order, so two orders that agree once such loops are
+dropped are the same mapping. Every candidate it
 evaluates is counted by the one model (:func:`energysim.model.simulate_layer`, fold-level
 counts) and priced by :func:`energysim.estimators.pricing.energy_breakdown`; the first
 candidate with the least objective wins, in a fixed enumeration order that starts with
