@@ -33,17 +33,31 @@ ROOT = Path(__file__).resolve().parent.parent
 ZIGZAG_PYTHON = Path(os.environ.get("ZIGZAG_VENV", ROOT / ".zigzag_venv")) / "bin" / "python"
 
 
-def run_zigzag(accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None, lpf_limit: int = 6) -> list[dict]:
-    """Run this script in the ZigZag environment; raise OSError if it is missing or fails."""
-    if not ZIGZAG_PYTHON.exists():
-        raise OSError(f"{ZIGZAG_PYTHON} not found: run benchmarks/setup_zigzag_env.sh first")
-    request = json.dumps({"accelerator": accelerator, "layers": layers, "opt": opt, "order": order, "lpf_limit": lpf_limit})
-    done = subprocess.run(
-        [str(ZIGZAG_PYTHON), str(Path(__file__).resolve())], input=request, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise OSError(f"ZigZag run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
-    return json.loads(done.stdout)
+def run_zigzag(
+    accelerator: dict, layers: list[dict], opt: str = "energy", order: list | None = None, lpf_limit: int = 6, cache: str | None = None
+) -> list[dict]:
+    """Run this script in the ZigZag environment; raise OSError if it is missing or fails.
+
+    ``cache`` (a JSON file, optional) keeps every result under its request (accelerator,
+    layer, objective, order, lpf limit): layers found there are not run again (ZigZag's
+    search takes minutes per layer with ``lpf_limit`` 8).
+    """
+    keys = [json.dumps([accelerator, layer, opt, order, lpf_limit], sort_keys=True) for layer in layers]
+    stored = json.loads(Path(cache).read_text()) if cache and Path(cache).exists() else {}
+    missing = [layer for layer, key in zip(layers, keys) if key not in stored]
+    if missing:
+        if not ZIGZAG_PYTHON.exists():
+            raise OSError(f"{ZIGZAG_PYTHON} not found: run benchmarks/setup_zigzag_env.sh first")
+        request = json.dumps({"accelerator": accelerator, "layers": missing, "opt": opt, "order": order, "lpf_limit": lpf_limit})
+        done = subprocess.run(
+            [str(ZIGZAG_PYTHON), str(Path(__file__).resolve())], input=request, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise OSError(f"ZigZag run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+        stored |= {key: result for key, result in zip([k for k in keys if k not in stored], json.loads(done.stdout), strict=True)}
+        if cache:
+            Path(cache).write_text(json.dumps(stored))
+    return [stored[key] for key in keys]
 
 
 def _port(name, kind, bits_min, bits_max, allocation):

@@ -373,15 +373,17 @@ def slice_unique_counts(offsets, elements, slice_key, executed, n_elements, wind
 
 
 @njit(cache=True)
-def schedule_folds(fold_cycles, read_cycles, write_cycles, final_write_cycles):
-    """Start cycle of every fold under double buffering and one shared DRAM channel.
+def schedule_folds(fold_cycles, read_cycles, write_cycles, final_write_cycles, overlap=True):
+    """Start cycle of every fold under one shared DRAM channel.
 
-    Fold ``f``'s operands (``read_cycles[f]`` cycles of DRAM transfer) are fetched
-    into the free half of the double buffer, which frees when fold ``f-1`` starts;
-    the fold starts when fold ``f-1`` has ended and its operands have arrived. Its
-    outputs (``write_cycles[f]``) are written back after it ends, on the same channel,
-    queued behind the fetch of fold ``f+1``. ``final_write_cycles`` more (outputs no
-    fold produced) go last.
+    Double buffering (``overlap``): fold ``f``'s operands (``read_cycles[f]`` cycles of
+    DRAM transfer) are fetched into the free half of the double buffer, which frees when
+    fold ``f-1`` starts; the fold starts when fold ``f-1`` has ended and its operands have
+    arrived. Its outputs (``write_cycles[f]``) are written back after it ends, on the same
+    channel, queued behind the fetch of fold ``f+1``. Single buffering (not ``overlap``):
+    the buffers hold the running fold's data, so after fold ``f-1`` ends its writes go out,
+    then fold ``f``'s reads come in, and only then does fold ``f`` start (no transfer
+    overlaps compute). ``final_write_cycles`` more (outputs no fold produced) go last.
 
     Returns
     -------
@@ -395,10 +397,17 @@ def schedule_folds(fold_cycles, read_cycles, write_cycles, final_write_cycles):
     prev_start = 0
     prev_end = 0
     for f in range(folds):
-        fetch_end = max(channel, prev_start) + read_cycles[f]
-        channel = fetch_end
-        if f > 0:
-            channel = max(channel, prev_end) + write_cycles[f - 1]
+        if overlap:
+            fetch_end = max(channel, prev_start) + read_cycles[f]
+            channel = fetch_end
+            if f > 0:
+                channel = max(channel, prev_end) + write_cycles[f - 1]
+        else:
+            channel = max(channel, prev_end)
+            if f > 0:
+                channel += write_cycles[f - 1]
+            channel += read_cycles[f]
+            fetch_end = channel
         begin = max(prev_end, fetch_end)
         start[f] = begin
         prev_start = begin

@@ -595,15 +595,18 @@ def naive_input_ids(layer):
     return ids
 
 
-def _replay(slices, capacity):
+def _replay(slices, capacity, single=False):
     """DRAM words per fold of one operand: ``slices`` (key, set of element ids) in fold order.
 
     Resident (the largest group's distinct elements fit ``capacity``, the caller says so by
     passing capacity=None): an element comes once. Otherwise the buffer keeps the most
-    recent folds whose distinct slices add up to at most capacity / 2, and a fold fetches
-    the elements no fold of that window touched.
+    recent folds whose distinct slices add up to at most capacity / 2 (``single``-buffered:
+    capacity less the largest slice), and a fold fetches the elements no fold of that
+    window touched.
     """
     fetched, seen = [], set()
+    if capacity is not None:
+        window = max(capacity - max(len(e) for _, e in slices), 0) if single else capacity / 2
     for f, (_, elements) in enumerate(slices):
         if capacity is None:
             fetched.append(len(elements - seen))
@@ -612,7 +615,7 @@ def _replay(slices, capacity):
         on_chip, total, counted = set(), 0, set()
         for key, earlier in reversed(slices[:f]):
             if key not in counted:
-                if total + len(earlier) > capacity / 2:
+                if total + len(earlier) > window:
                     break
                 total += len(earlier)
                 counted.add(key)
@@ -621,12 +624,12 @@ def _replay(slices, capacity):
     return fetched
 
 
-def naive_mapped_traffic(layer, dataflow, rows, cols, order, stream_tiles, caps):
+def naive_mapped_traffic(layer, dataflow, rows, cols, order, stream_tiles, caps, single=False):
     """DRAM reads of inputs and weights per fold, and the output counts, of a dense layer.
 
-    ``caps`` = (input, weight, output) buffer words. Returns a dict with ``inputs`` and
-    ``weights`` (lists per fold) and ``outputs`` (dram reads, dram writes, buffer reads,
-    buffer writes: totals).
+    ``caps`` = (input, weight, output) buffer words; ``single``: single-buffered (the whole
+    buffer keeps live data). Returns a dict with ``inputs`` and ``weights`` (lists per
+    fold) and ``outputs`` (dram reads, dram writes, buffer reads, buffer writes: totals).
     """
     ids = naive_input_ids(layer)
     groups = ids.shape[0]
@@ -643,15 +646,15 @@ def naive_mapped_traffic(layer, dataflow, rows, cols, order, stream_tiles, caps)
         o_slices.append(((g, span["M"].start, span["N"].start), len(span["M"]) * len(span["N"])))
     x_footprint = max(len({int(i) for i in ids[g].ravel() if i >= 0}) for g in range(groups))
     out = {
-        "inputs": _replay(x_slices, None if x_footprint <= caps[0] else caps[0]),
-        "weights": _replay(w_slices, None if k_size * n_size <= caps[1] else caps[1]),
+        "inputs": _replay(x_slices, None if x_footprint <= caps[0] else caps[0], single),
+        "weights": _replay(w_slices, None if k_size * n_size <= caps[1] else caps[1], single),
     }
     first = {key: f for f, (key, _) in reversed(list(enumerate(o_slices)))}
     last = {key: f for f, (key, _) in enumerate(o_slices)}
     live = max(sum(words for key, words in dict(o_slices).items() if first[key] <= f <= last[key]) for f in range(len(folds)))
     tile_words = [words for _, words in o_slices]
     back = sum(words for f, (key, words) in enumerate(o_slices) if first[key] != f)
-    if caps[2] > 0 and live <= caps[2] / 2:
+    if caps[2] > 0 and live <= (caps[2] if single else caps[2] / 2):
         drained = sum(words for f, (key, words) in enumerate(o_slices) if last[key] == f)
         out["outputs"] = (0, drained, back + drained, sum(tile_words))
     elif caps[2] > 0:

@@ -290,11 +290,13 @@ def test_nm_can_raise_cycles_when_a_fold_splits_a_group():
 # -- the N:M view under issue 17's mappings ---------------------------------------------------
 
 
+@pytest.mark.parametrize("buffering", ["double", "single"])
 @pytest.mark.parametrize("order", [("time", "cols", "rows"), ("rows", "time", "cols"), ("cols", "rows", "time")])
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_compressed_layer_under_any_mapping(order, case):
-    """The compressed GEMM goes through the mapping code path: loop order and stream tiles change
-    the fold order and tiling, never the MACs, selections or buffer reads; trace = closed form."""
+def test_compressed_layer_under_any_mapping(order, case, buffering):
+    """The compressed GEMM goes through the mapping code path: loop order, stream tiles and
+    buffering change the fold order and tiling, never the MACs, selections or buffer reads;
+    trace = closed form."""
     from energysim.dataflow import get_dataflow
     from energysim.model import simulate_layer
     from energysim.model.folds import SCALESIM, Mapping
@@ -305,7 +307,7 @@ def test_compressed_layer_under_any_mapping(order, case):
     profile = nm_profile(rows, cols, 2, 4, "sparsity.skip_zero_tiles=true")
     m_size = layer.gemm[0]
     tiles = next(t for t in range(2, m_size + 1) if m_size % t == 0)
-    mapping = Mapping(order, tiles)
+    mapping = Mapping(order, tiles, buffering)
     ws = get_dataflow("ws")
     base = simulate_layer(profile, layer, ws, masks.weight_mask, masks.input_mask, mapping=SCALESIM)
     trace = simulate_layer(profile, layer, ws, masks.weight_mask, masks.input_mask, mapping=mapping)

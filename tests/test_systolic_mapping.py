@@ -1,4 +1,4 @@
-"""Mappings (loop order, stream tiling), the refetch window, partial sums, preload overlap and the search.
+"""Mappings (loop order, stream tiling, buffering), the refetch window, partial sums, preload overlap and the search.
 
 Against the brute-force references in tests/naive.py (mapped folds, traces and traffic),
 hand-derived numbers and invariants over every mapping of the space.
@@ -19,7 +19,7 @@ from energysim.estimators.systolic import estimate_layer, layer_counts
 from energysim.model import gemm_operands, input_footprint, simulate_layer
 from energysim.sparsity import LayerSparsity
 from energysim.model.layer import dense_input_slices
-from energysim.model.folds import LOOPS, SCALESIM, Mapping, plan_folds
+from energysim.model.folds import BUFFERINGS, LOOPS, SCALESIM, Mapping, plan_folds
 from energysim.model.search import bound_counts, mapping_space, search_mapping
 from energysim.spec import SpecError, load_profile
 from naive import naive_mapped_trace, naive_mapped_traffic
@@ -48,6 +48,8 @@ def test_mapping_validation_and_plan():
         Mapping(("rows", "rows", "time"))
     with pytest.raises(ValueError, match="positive int"):
         Mapping(stream_tiles=0)
+    with pytest.raises(ValueError, match="buffering must be one of double, single"):
+        Mapping(buffering="triple")
     df = get_dataflow("ws")
     with pytest.raises(ValueError, match="stream_tiles must divide the stream length 16"):
         plan_folds((16, 18, 7), 1, df, 4, 5, Mapping(stream_tiles=3))
@@ -105,16 +107,17 @@ def test_mapped_traffic_matches_brute_force(dataflow, caps):
     stream = get_dataflow(dataflow).dim_sizes(layer.gemm)[2]
     for order in ORDERS:
         for tiles in (1, 2, 4) if stream % 4 == 0 else (1,):
-            mapping = Mapping(order, tiles)
-            counts = simulate_layer(profile, layer, get_dataflow(dataflow), cycle_level=False, mapping=mapping)
-            naive = naive_mapped_traffic(layer, dataflow, 4, 3, order, tiles, caps)
-            fold = counts.traffic.fold_accesses["dram"]
-            assert list(fold["inputs"]["reads"]) == naive["inputs"], (order, tiles)
-            assert list(fold["weights"]["reads"]) == naive["weights"], (order, tiles)
-            acc = counts.accesses
-            outputs = (acc["dram"]["outputs"]["reads"], acc["dram"]["outputs"]["writes"],
-                       acc["buffer"]["outputs"]["reads"], acc["buffer"]["outputs"]["writes"])  # fmt: skip
-            assert outputs == naive["outputs"], (order, tiles)
+            for buffering in BUFFERINGS:
+                mapping = Mapping(order, tiles, buffering)
+                counts = simulate_layer(profile, layer, get_dataflow(dataflow), cycle_level=False, mapping=mapping)
+                naive = naive_mapped_traffic(layer, dataflow, 4, 3, order, tiles, caps, buffering == "single")
+                fold = counts.traffic.fold_accesses["dram"]
+                assert list(fold["inputs"]["reads"]) == naive["inputs"], mapping.name
+                assert list(fold["weights"]["reads"]) == naive["weights"], mapping.name
+                acc = counts.accesses
+                outputs = (acc["dram"]["outputs"]["reads"], acc["dram"]["outputs"]["writes"],
+                           acc["buffer"]["outputs"]["reads"], acc["buffer"]["outputs"]["writes"])  # fmt: skip
+                assert outputs == naive["outputs"], mapping.name
 
 
 def test_input_slices_reuse_what_the_previous_slice_left():
@@ -160,6 +163,46 @@ def test_stream_tiles_keep_partial_sums_on_chip():
     assert whole.accesses["dram"]["outputs"]["reads"] == (7 - 1) * 48  # K = 27: 7 row folds
 
 
+def test_single_buffering_keeps_the_tile_in_the_whole_buffer_and_serialises_transfers():
+    # The conv above, SCALE-Sim's loop order: 7 row folds (K = 27 on 4 rows) into one
+    # 16 x 3 = 48-word output tile. 48 words > half of the 60-word output buffer: double
+    # buffering spills 6 folds' partial sums (288 words read back, 7 x 48 written); single
+    # buffering keeps the tile in all 60 words: a write per fold (336), a read back per
+    # later fold plus the drain (6 x 48 + 48 = 336), DRAM sees the 48 outputs once. Inputs
+    # (48 words) and weights (27 x 3 = 81) are resident. At 1 word/cycle no transfer
+    # overlaps a fold: 7 folds of 4 + 3 + 16 + 2 = 25 cycles, then every DRAM word:
+    # 175 + 48 + 81 + 48 cycles, the last cycle's index one less.
+    layer = conv(c_in=3, c_out=3, hw=(4, 4), padding=(1, 1))
+    profile = caps_profile("ws", 4, 3, 10**6, 10**6, 60, "memory.dram.bandwidth_words_per_cycle=1")
+    df = get_dataflow("ws")
+    double = simulate_layer(profile, layer, df, cycle_level=False, mapping=SCALESIM)
+    single = simulate_layer(profile, layer, df, mapping=Mapping(SCALESIM.order, 1, "single"))
+    assert double.accesses["dram"]["outputs"] == {"reads": 6 * 48, "writes": 7 * 48}
+    assert single.traffic.resident["outputs"] and single.accesses["dram"]["outputs"] == {"reads": 0, "writes": 48}
+    assert single.accesses["buffer"]["outputs"] == {"reads": 336, "writes": 336}
+    assert single.compute_cycles == 7 * 25 - 1 and single.cycles == 7 * 25 + 48 + 81 + 48 - 1
+    # Each fold starts once the one before it has ended and its own operands have arrived.
+    reads = single.traffic.fold_dram_reads
+    assert list(single.fold_start) == [int(reads[: f + 1].sum()) + 25 * f for f in range(7)]
+    assert single.trace.shape[0] == single.cycles + 1 and single.trace[:, 0].sum() == single.effective_macs
+
+
+def test_single_buffering_keeps_the_capacity_less_one_slice_of_weights():
+    # fc 8 -> 6 over 4 rows on WS 4x3: 2 row blocks (K) x 2 col blocks (N) of 12-word weight
+    # slices, 48 words > the 40-word filter buffer. Order rows > time > cols, 4 stream tiles:
+    # each stream tile sweeps the 2 slices (24 words) of its row block. Double-buffered the
+    # window is 20 words, one slice: every slice is fetched again in every tile, 2 x 4 x 24
+    # = 192 words; single-buffered it is 40 - 12 = 28 words, both slices: 48, each once.
+    fc = linear(f_in=8, f_out=6, rows=4)
+    profile = caps_profile("ws", 4, 3, 10**6, 40, 10**6)
+    df = get_dataflow("ws")
+    words = {
+        b: simulate_layer(profile, fc, df, cycle_level=False, mapping=Mapping(("rows", "time", "cols"), 4, b)).accesses["dram"]["weights"]["reads"]
+        for b in BUFFERINGS
+    }  # fmt: skip
+    assert words == {"double": 192, "single": 48}
+
+
 # -- invariants over the whole space --------------------------------------------
 
 
@@ -187,10 +230,12 @@ def test_space_is_distinct_and_starts_with_scalesim():
     layer = conv(c_in=3, c_out=7, hw=(6, 4), padding=(1, 0))
     space = mapping_space(layer, get_dataflow("ws"), 4, 3)
     assert space[0] == SCALESIM
-    # stream M = 12: tiles 1, 2, 3, 4, 6, 12; 1 tile: 2 orders (time's place is moot), else 6.
-    assert len(space) == 2 + 5 * 6 == len(set(space))
-    fc = linear(f_in=30, f_out=3)  # one col block, stream 1: a single mapping
-    assert mapping_space(fc, get_dataflow("ws"), 4, 3) == [SCALESIM]
+    # stream M = 12: tiles 1, 2, 3, 4, 6, 12; 1 tile: 2 orders (time's place is moot), else 6;
+    # each double- and single-buffered.
+    assert len(space) == 2 * (2 + 5 * 6) == len(set(space))
+    assert [m.buffering for m in space[:2]] == ["double", "single"] and space[1].order == SCALESIM.order
+    fc = linear(f_in=30, f_out=3)  # one col block, stream 1: one order
+    assert mapping_space(fc, get_dataflow("ws"), 4, 3) == [SCALESIM, Mapping(SCALESIM.order, 1, "single")]
 
 
 # -- the search -------------------------------------------------------------------
@@ -302,13 +347,18 @@ def test_bound_cycles_count_the_first_fetch_and_the_last_write_back():
     layer = linear(f_in=64, f_out=40)
     profile = profile_for("ws", 4, 4, "memory.dram.bandwidth_words_per_cycle=2")
     df = get_dataflow("ws")
+    # Single-buffered, every transfer waits: the bound is the busy cycles plus all DRAM words.
     space = mapping_space(layer, df, 4, 4)
     busy = 16 * 10 * df.fold_cycles(4, 4, 1)
     for mapping, bound in zip(space, bound_counts(profile, layer, df, space).cycles):
         counts = simulate_layer(profile, layer, df, cycle_level=False, mapping=mapping)
-        assert bound == counts.cycles == busy + 10 + 2 - 1
+        if mapping.single:
+            dram = sum(rw["reads"] + rw["writes"] for rw in counts.accesses["dram"].values())
+            assert busy + dram // 2 - 1 == bound <= counts.cycles
+        else:
+            assert bound == counts.cycles == busy + 10 + 2 - 1
     best, evaluated = search_mapping(profile, layer, df, "energy")
-    assert len(space) == 2 and best == space[0] and [e["mapping"] for e in evaluated] == [space[0].name]
+    assert len(space) == 4 and best == space[0] and [e["mapping"] for e in evaluated] == [space[0].name]
 
 
 def test_searched_profile_reports_and_uses_its_mapping():
@@ -317,7 +367,8 @@ def test_searched_profile_reports_and_uses_its_mapping():
     scalesim = estimate_layer(layer, profile_for("ws", 4, 3, *base))
     searched = estimate_layer(layer, profile_for("ws", 4, 3, *base, "mapping.search=energy"))
     assert scalesim.extra["mapping"]["name"] == "time>cols>rows/1" and scalesim.extra["mapping"]["search"] == "scalesim"
-    assert searched.extra["mapping"]["search"] == "energy" and searched.extra["mapping"]["stream_tiles"] > 1
+    assert searched.extra["mapping"]["search"] == "energy" and searched.extra["mapping"]["name"] != "time>cols>rows/1"
+    assert searched.extra["partial_sums_on_chip"] and not scalesim.extra["partial_sums_on_chip"]
     assert searched.energy < scalesim.energy
     # A pattern is evaluated on the dense layer's mapping.
     masks = random_masks(layer, np.random.default_rng(1))

@@ -5,12 +5,16 @@ ZigZag runs in its own environment, made by ``benchmarks/setup_zigzag_env.sh`` a
 is ``edge-16x16`` with dense weights, described in ZigZag's format by
 ``benchmarks/bench_zigzag.py`` with its default ``systolic`` PE (a one-word weight
 register, a one-word input latch, no output register), which also prints the whole
-comparison. ``docs/systolic-model.md`` §10 explains every remaining difference, and the
-one layer where the 10 % goal of issue 17 does not hold (resnet18 ``layer1.0.conv1``).
+comparison. ``docs/systolic-model.md`` §10 explains every remaining difference. ZigZag's
+default search (``lpf_limit`` 6) misses its own best mapping on resnet18 ``layer1.0.conv1``
+and ``layer2.0.conv1``, where ours is below it; ``lpf_limit`` 8 finds it, in about 8
+minutes per layer, so that comparison runs only with ``ZIGZAG_LPF8=1`` (skipped with that
+reason otherwise).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -44,9 +48,9 @@ def _zoo_layer(model, name):
         return extract_workload(net, shape).layer(name)
 
 
-def _both(layer):
+def _both(layer, lpf_limit=6):
     profile = load_profile("edge-16x16", PROFILE)
-    (theirs,) = run_zigzag(zigzag_accelerator(profile), [zigzag_layer(layer)], opt="energy")
+    (theirs,) = run_zigzag(zigzag_accelerator(profile), [zigzag_layer(layer)], opt="energy", lpf_limit=lpf_limit)
     return estimate_layer(layer, profile, cycle_level=False), theirs
 
 
@@ -107,9 +111,32 @@ def test_same_schedule_same_traffic_but_padding(model, name):
 @pytest.mark.parametrize(
     "model,name",
     [("alexnet", "features.3"), ("alexnet", "features.6"), ("alexnet", "features.8"), ("alexnet", "features.10"),
-     ("alexnet", "classifier.6"), ("resnet18", "layer2.0.conv1"),
-     ("resnet18", "layer3.0.conv2"), ("mobilenet_v2", "features.2.conv.0.0"), ("mobilenet_v2", "features.3.conv.2")],
+     ("alexnet", "classifier.6"), ("resnet18", "layer3.0.conv2"), ("mobilenet_v2", "features.2.conv.0.0"),
+     ("mobilenet_v2", "features.3.conv.2")],
 )  # fmt: skip
 def test_searched_energy_within_10_percent_of_zigzag(model, name):
     ours, theirs = _both(_zoo_layer(model, name))
     assert ours.energy == pytest.approx(theirs["energy_pj"], rel=0.10)
+
+
+@pytest.mark.parametrize("name", ["layer1.0.conv1", "layer2.0.conv1"])
+def test_searched_energy_below_zigzag_default_search(name):
+    """Where ZigZag's default LOMA search (lpf_limit 6) misses its best mapping, ours is below
+    what it finds (more than 10 % below: the comparison is against lpf_limit 8, next test)."""
+    ours, theirs = _both(_zoo_layer("resnet18", name))
+    assert ours.energy < 0.9 * theirs["energy_pj"]
+
+
+@pytest.mark.skipif(not os.environ.get("ZIGZAG_LPF8"), reason="ZigZag with lpf_limit 8 takes about 8 minutes a layer: set ZIGZAG_LPF8=1")
+@pytest.mark.parametrize("name", ["layer1.0.conv1", "layer2.0.conv1"])
+def test_searched_energy_within_10_percent_of_zigzag_lpf8(name):
+    """Against ZigZag's larger search. On layer2.0.conv1 both tools choose 4 output tiles that
+    take the whole output buffer (ours single-buffered, docs/systolic-model.md §4b): the weights
+    are read 4 times (294,912 words from DRAM and from the buffer) and the outputs written once,
+    equal in both; the inputs differ by halos only."""
+    ours, theirs = _both(_zoo_layer("resnet18", name), lpf_limit=8)
+    assert ours.energy == pytest.approx(theirs["energy_pj"], rel=0.10)
+    if name == "layer2.0.conv1":
+        for level, operand in (("dram", "weights"), ("buffer", "weights"), ("dram", "outputs"), ("buffer", "outputs")):
+            assert ours.accesses[level][operand] == theirs["accesses"][level][operand], (level, operand)
+        assert ours.accesses["dram"]["weights"]["reads"] == 4 * 128 * 64 * 9

@@ -5,7 +5,7 @@ The (rows extent) x (cols extent) operand of a dataflow is split into
 into ``stream_tiles`` equal tiles; a fold is one (row block, col block, stream tile).
 Groups run one after the other; inside a group the three fold loops run in the
 mapping's ``order`` (outer to inner). SCALE-Sim's mapping (:data:`SCALESIM`): one stream
-tile, the column block outer and the row block inner.
+tile, the column block outer and the row block inner, double-buffered.
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ import numpy as np
 
 from ..dataflow import DIMS, Dataflow
 
-__all__ = ["LOOPS", "SCALESIM", "FoldPlan", "Mapping", "plan_folds"]
+__all__ = ["BUFFERINGS", "LOOPS", "SCALESIM", "FoldPlan", "Mapping", "plan_folds"]
 
 #: The fold loops, named by where their dimension goes: array rows, array cols, time.
 LOOPS = ("rows", "cols", "time")
+
+#: How the buffers are used: ``double`` (half of each keeps live data while the other half
+#: is filled and drained, so transfers overlap compute) or ``single`` (all of it keeps live
+#: data; transfers wait for the array, docs/systolic-model.md §4b).
+BUFFERINGS = ("double", "single")
 
 
 @dataclass(frozen=True)
@@ -37,32 +42,46 @@ class Mapping:
         tiling. Each tile is a fold of its own (its own fill and drain); fewer stream
         steps per fold make smaller operand slices and output tiles, so more of them stay
         on chip across the loops that reuse them.
+    buffering : {"double", "single"}
+        ``double``: every buffer keeps live data in half its words and fills (or drains)
+        the other half while the array computes. ``single``: the whole buffer keeps live
+        data, so no transfer overlaps a fold (:data:`BUFFERINGS`).
 
     Examples
     --------
     >>> Mapping(("time", "rows", "cols"), 4).name
     'time>rows>cols/4'
+    >>> Mapping(("time", "rows", "cols"), 4, "single").name
+    'time>rows>cols/4/single'
     """
 
     order: tuple[str, str, str] = ("time", "cols", "rows")
     stream_tiles: int = 1
+    buffering: str = "double"
 
     def __post_init__(self) -> None:
         if sorted(self.order) != sorted(LOOPS):
             raise ValueError(f"mapping order must be a permutation of {LOOPS}, got {self.order!r}")
         if not isinstance(self.stream_tiles, int) or self.stream_tiles < 1:
             raise ValueError(f"mapping stream_tiles must be a positive int, got {self.stream_tiles!r}")
+        if self.buffering not in BUFFERINGS:
+            raise ValueError(f"mapping buffering must be one of {', '.join(BUFFERINGS)}, got {self.buffering!r}")
+
+    @property
+    def single(self) -> bool:
+        """Whether the buffers are single-buffered."""
+        return self.buffering == "single"
 
     @property
     def name(self) -> str:
-        """``order`` joined by ``>``, then ``/stream_tiles``."""
-        return ">".join(self.order) + f"/{self.stream_tiles}"
+        """``order`` joined by ``>``, then ``/stream_tiles``, then ``/single`` when single-buffered."""
+        return ">".join(self.order) + f"/{self.stream_tiles}" + ("/single" if self.single else "")
 
     def to_dict(self) -> dict:
-        return {"order": list(self.order), "stream_tiles": self.stream_tiles}
+        return {"order": list(self.order), "stream_tiles": self.stream_tiles, "buffering": self.buffering}
 
 
-#: SCALE-Sim's fixed mapping: whole stream per fold, column block outer, row block inner.
+#: SCALE-Sim's fixed mapping: whole stream per fold, column block outer, row block inner, double-buffered.
 SCALESIM = Mapping()
 
 

@@ -34,6 +34,7 @@ from .memory import (
     rf_accesses,
     slice_elements,
     weight_words,
+    window_words,
 )
 from .nm import NMView, nm_view
 
@@ -111,6 +112,18 @@ def dense_input_slices(
     for array in (keys, valid_words, unique, first, fetched):
         array.setflags(write=False)
     return keys, valid_words, unique, first, fetched
+
+
+def _largest_input_slice(layer: LayerSpec, plan: FoldPlan, executed: np.ndarray, nm: NMView | None) -> int:
+    """The most distinct input elements of one fold's slice (what a single-buffered input
+    buffer must leave free for the fold's own slice, :func:`window_words`); 0 when
+    double-buffered, where the window does not depend on it."""
+    if not plan.mapping.single:
+        return 0
+    if nm is not None:
+        return int(nm.input_slices(layer, plan, executed)[2].max(initial=0))
+    offsets = _slice_elements(layer, plan.dataflow, plan.array_rows, plan.array_cols, plan.mapping.stream_tiles)[0]
+    return int(np.diff(offsets).max(initial=0))
 
 
 def _input_slice_unique(layer: LayerSpec, plan: FoldPlan, keys: np.ndarray, executed: np.ndarray, window_words: float):
@@ -342,9 +355,9 @@ def simulate_layer(
     weights, weight_footprint = _weight_slices(plan, w, profile, executed, nm, summed)
     in_footprint = int(input_footprint(layer).max())
     spans = output_tile_spans(plan, executed)
-    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, spans[4])
+    caps = buffer_capacities(profile.memory.buffer, in_footprint, weight_footprint, spans[4], mapping.single)
     resident = {"inputs": in_footprint <= caps.inputs, "weights": weight_footprint <= caps.weights}
-    window = 0.0 if resident["inputs"] else caps.inputs / 2
+    window = 0.0 if resident["inputs"] else window_words(caps.inputs, mapping.single, _largest_input_slice(layer, plan, executed, nm))
     if nm is None:
         keys, valid_words, unique, first, fetched = dense_input_slices(layer, dataflow, rows, cols, mapping, window)
         if not executed.all():
@@ -363,6 +376,7 @@ def simulate_layer(
         _transfer_cycles(traffic.fold_dram_reads[run], bandwidth),
         _transfer_cycles(traffic.fold_dram_writes[run], bandwidth),
         int(_transfer_cycles(traffic.final_dram_writes, bandwidth)),
+        not mapping.single,
     )
     fold_start = np.full(plan.count, -1, np.int64)
     fold_start[run] = start_run

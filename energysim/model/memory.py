@@ -15,17 +15,20 @@ The model (docs/systolic-model.md has the worked version):
 - **DRAM reads (refetch by loop order).** An operand whose per-group footprint fits
   its buffer capacity is *resident*: each word comes from DRAM once (the first fold
   that touches it). Otherwise the buffer keeps a window: before each fold it holds the
-  slices of the most recent executed folds whose distinct slices add up to at most half
-  its capacity (the other half is being filled: double buffering), and the fold fetches
-  the words of its slice that no fold of the window touched. Input slices overlap
+  slices of the most recent executed folds whose distinct slices add up to at most
+  :func:`window_words` (double buffering, the default: half its capacity, the other half
+  being filled; a single-buffered mapping: the capacity less the operand's largest slice,
+  where the fold's own slice arrives), and the fold fetches the words of its slice that
+  no fold of the window touched. Input slices overlap
   (im2col), so their DRAM words are counted element by element
   (:func:`energysim._kernels.slice_unique_counts`): a slice reuses whatever the window
   left of it. Weight slices are disjoint (:func:`fetch_words`).
 - **Outputs.** Folds that differ only in the accumulated dimension add partial sums into
   the same output tile ``O[M block, N block]``. A tile is live from its first executed
   fold to its last; if the most words live at once (:func:`live_output_words`) fit half
-  the output buffer, partial sums stay in the buffer (a write per fold, a read back per
-  later fold, a read to drain) and DRAM sees the final outputs once; otherwise every
+  the output buffer (all of it when single-buffered, :func:`outputs_fit`), partial sums
+  stay in the buffer (a write per fold, a read back per later fold, a read to drain) and
+  DRAM sees the final outputs once; otherwise every
   fold writes its partial sums to DRAM and every later fold reads them back, passing
   through the buffer both ways (a write and a read each way), unless the output buffer
   has no words. Output tiles with no executed fold are still written (zeros).
@@ -34,9 +37,9 @@ The model (docs/systolic-model.md has the worked version):
   is latched once per MAC slot, gated or not; an effective MAC reads its weight, its
   input and its partial sum (OS also writes its accumulator; it is read once more to
   drain at the end of the fold). Gated MACs read nothing.
-- **Shared buffer.** Twice the most live output words (double-buffered) are reserved
-  first, if they fit in half the buffer; the rest is divided between inputs and weights
-  in proportion to their footprints.
+- **Shared buffer.** Twice the most live output words (once when single-buffered) are
+  reserved first, if that fits in half the buffer; the rest is divided between inputs and
+  weights in proportion to their footprints.
 """
 
 from __future__ import annotations
@@ -60,11 +63,13 @@ __all__ = [
     "live_output_words",
     "output_tile_spans",
     "output_traffic",
+    "outputs_fit",
     "rf_accesses",
     "rf_counts",
     "rf_fold_accesses",
     "slice_elements",
     "weight_words",
+    "window_words",
 ]
 
 WEIGHT_FORMATS = ("dense", "bitmask", "csr")
@@ -98,20 +103,43 @@ class Capacities:
     outputs: float
 
 
-def buffer_capacities(buffer, input_footprint: int, weight_footprint: int, output_tile_words: int) -> Capacities:
+def buffer_capacities(buffer, input_footprint: int, weight_footprint: int, output_tile_words: int, single: bool = False) -> Capacities:
     """Per-operand capacities of the global buffer (``profile.memory.buffer``).
 
     A shared buffer first reserves twice ``output_tile_words`` (the most output words live
-    at once) when that fits in half of it, then splits the rest between inputs and
-    weights in proportion to their footprints.
+    at once; once if ``single``-buffered) when that fits in half of it, then splits the
+    rest between inputs and weights in proportion to their footprints.
     """
     if not buffer.is_shared:
         return Capacities(buffer.ifmap_words, buffer.filter_words, buffer.ofmap_words)
     total = buffer.shared_words
-    outputs = 2 * output_tile_words if 2 * output_tile_words <= total / 2 else 0
+    reserved = output_tile_words * (1 if single else 2)
+    outputs = reserved if reserved <= total / 2 else 0
     rest = total - outputs
     share = input_footprint / max(1, input_footprint + weight_footprint)
     return Capacities(rest * share, rest * (1 - share), outputs)
+
+
+def window_words(capacity: float, single: bool, largest_slice: int) -> float:
+    """Buffer words that keep an operand's recent slices (the window of the module docstring).
+
+    Double-buffered, half of ``capacity`` (the other half receives the next fold's slice
+    while the array computes); ``single``-buffered, the rest of the buffer once the fold's
+    own slice (at most ``largest_slice`` words) has arrived.
+
+    Examples
+    --------
+    >>> window_words(1000, False, 300), window_words(1000, True, 300)
+    (500.0, 700.0)
+    """
+    return max(float(capacity) - largest_slice, 0.0) if single else capacity / 2
+
+
+def outputs_fit(live: int, capacity: float, single: bool) -> bool:
+    """Whether ``live`` partial-sum words stay in an output buffer of ``capacity`` words:
+    half of it when double-buffered (the other half drains finished tiles), all of it when
+    ``single``-buffered (finished tiles drain before the next fold starts)."""
+    return capacity > 0 and live <= (capacity if single else capacity / 2)
 
 
 def fetch_words(
@@ -120,7 +148,7 @@ def fetch_words(
     first_words: np.ndarray,
     executed: np.ndarray,
     resident: bool,
-    capacity: float,
+    window: float,
 ) -> np.ndarray:
     """DRAM words each fold fetches for an operand with disjoint slices (see the module docstring).
 
@@ -134,14 +162,14 @@ def fetch_words(
         Words of the slice no earlier executed fold fetched.
     executed : bool array (F,)
     resident : bool
-        Whether the operand's per-group footprint fits ``capacity``.
-    capacity : float
-        Buffer words of this operand; half of it keeps the most recent slices.
+        Whether the operand's per-group footprint fits its buffer.
+    window : float
+        Buffer words that keep the most recent slices (:func:`window_words`).
     """
     if resident:
         return np.where(executed, first_words, 0)
     n_keys = int(keys.max(initial=-1)) + 1
-    return _kernels.window_fetch(keys, slice_words.astype(np.int64), executed, capacity / 2, n_keys)
+    return _kernels.window_fetch(keys, slice_words.astype(np.int64), executed, float(window), n_keys)
 
 
 def _first_last(keys: np.ndarray, at: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +260,7 @@ def output_traffic(plan: FoldPlan, executed: np.ndarray, capacity: float, spans:
     """
     keys, tile, first, last, live = output_tile_spans(plan, executed) if spans is None else spans
     zero = np.zeros(plan.count, np.int64)
-    fits = capacity > 0 and live <= capacity / 2
+    fits = outputs_fit(live, capacity, plan.mapping.single)
     produced_words = np.where(executed, tile, 0)
     read_back = np.where(executed & ~first, tile, 0)
     if fits:
@@ -353,7 +381,8 @@ class MemoryTraffic:
             elif "fetched" in info:
                 dram = np.where(executed, info["fetched"], 0)
             else:
-                dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, False, cap)
+                window = window_words(cap, plan.mapping.single, int(info["slice_words"].max(initial=0)))
+                dram = fetch_words(info["keys"], info["slice_words"], info["first_words"], executed, False, window)
             fold_reads += dram
             per_fold["dram"][operand] = {"reads": dram, "writes": np.zeros(plan.count, np.int64)}
             per_fold["buffer"][operand] = {"reads": np.where(executed, info["buffer_words"], 0), "writes": dram}

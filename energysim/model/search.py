@@ -2,9 +2,10 @@
 
 The space (``docs/systolic-model.md`` §4b): every order of the three fold loops (rows,
 cols, time) times every stream tiling ``stream_tiles`` that divides the stream length T,
-up to :data:`MAX_STREAM_TILES`. Orders that give the same fold sequence are evaluated
-once (provable pruning): a loop with one iteration has no place in the order, so two
-orders that agree once such loops are dropped are the same mapping. Every candidate it
+up to :data:`MAX_STREAM_TILES`, times the two bufferings (double, single). Orders that
+give the same fold sequence are evaluated once (provable pruning): a loop with one
+iteration has no place in the order, so two orders that agree once such loops are
+dropped are the same mapping. Every candidate it
 evaluates is counted by the one model (:func:`energysim.model.simulate_layer`, fold-level
 counts) and priced by :func:`energysim.estimators.pricing.energy_breakdown`; the first
 candidate with the least objective wins, in a fixed enumeration order that starts with
@@ -33,10 +34,10 @@ from ..estimators.pricing import AccessCounts, energy_breakdown
 from ..report import empty_accesses
 from ..spec import Profile
 from ..workload import LayerSpec
-from .folds import LOOPS, SCALESIM, Mapping
+from .folds import BUFFERINGS, LOOPS, SCALESIM, Mapping
 from .gemm import input_footprint, input_index
 from .layer import _dense_operands, simulate_layer
-from .memory import buffer_capacities, rf_counts, weight_words
+from .memory import buffer_capacities, outputs_fit, rf_counts, weight_words, window_words
 
 __all__ = ["MAX_STREAM_TILES", "OBJECTIVES", "bound_counts", "layer_mapping", "mapping_space", "search_mapping"]
 
@@ -56,7 +57,7 @@ def mapping_space(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) ->
     >>> from energysim.dataflow import get_dataflow
     >>> fc = LayerSpec("fc", "linear", (64,), (10,), 64, 10, (1, 1), (1, 1), (0, 0), (1, 1), 1, False)
     >>> [m.name for m in mapping_space(fc, get_dataflow("ws"), 16, 16)]
-    ['time>cols>rows/1']
+    ['time>cols>rows/1', 'time>cols>rows/1/single']
     """
     row_extent, col_extent, length = dataflow.dim_sizes(layer.gemm)
     tiles = [n for n in range(1, min(length, MAX_STREAM_TILES) + 1) if length % n == 0]
@@ -67,11 +68,12 @@ def mapping_space(layer: LayerSpec, dataflow: Dataflow, rows: int, cols: int) ->
         orders = [SCALESIM.order] + [o for o in permutations(LOOPS) if o != SCALESIM.order]
         for order in orders:
             trips = dict(counts, time=n)
-            canonical = (tuple(loop for loop in order if trips[loop] > 1), n)
-            if canonical in seen:
-                continue
-            seen.add(canonical)
-            space.append(Mapping(order, n))
+            for buffering in BUFFERINGS:
+                canonical = (tuple(loop for loop in order if trips[loop] > 1), n, buffering)
+                if canonical in seen:
+                    continue
+                seen.add(canonical)
+                space.append(Mapping(order, n, buffering))
     return space
 
 
@@ -172,9 +174,9 @@ def _weight_refetch(sizes: dict[str, np.ndarray], whole: np.ndarray, window: flo
 
 
 def _input_refetch(
-    layer: LayerSpec, dataflow: Dataflow, facts: _DenseFacts, blocks: dict, trips: dict, window: float
-) -> _Refetch:
-    """:class:`_Refetch` of the inputs: per sweep the larger of two bounds.
+    layer: LayerSpec, dataflow: Dataflow, facts: _DenseFacts, blocks: dict, trips: dict, windows: tuple[float, ...]
+) -> list[_Refetch]:
+    """:class:`_Refetch` of the inputs for each of ``windows``: per sweep the larger of two bounds.
 
     - The sweep's distinct words minus the window (the window holds at most its words
       when the sweep starts, and only moves on); a sweep's words are at least its valid
@@ -183,7 +185,8 @@ def _input_refetch(
       whose slices add up to more than the window fetches, in every trip after the first,
       each slice's *private* elements (those no other K block of the sweep reads): the
       window never reaches back to the slice's last visit (:func:`_weight_refetch`), so it
-      holds only the sweep's other slices. :func:`_sweep_counts` bounds both sums.
+      holds only the sweep's other slices. :func:`_sweep_counts` bounds both sums (once
+      for all the windows).
     """
     m_size, k_size, _ = layer.gemm
     place_m, place_k = dataflow.place_of("M"), dataflow.place_of("K")
@@ -192,15 +195,20 @@ def _input_refetch(
     m_valid, k_valid = np.diff(facts.prefix_m[:, m_edges], axis=1), np.diff(facts.prefix_k[:, k_edges], axis=1)
     # An input element fills at most `multiplicity` entries of X.
     distinct = {place_m: -(-m_valid // facts.multiplicity), place_k: -(-k_valid // facts.multiplicity)}
-    excess = {place: np.maximum(words - window, 0) for place, words in distinct.items()}
-    excess["whole"] = np.maximum(facts.footprint - window, 0)
-    if min(blocks[place_k], k_size) < k_size:  # one K block: the sweep has no other slice
-        slices, private = _sweep_counts(layer, facts, m_edges, blocks[place_k])
-        again = np.where(slices > window, private, 0)  # (M blocks,), the same in every group
-        excess[place_m] = np.maximum(excess[place_m], again[None, :])
-        if trips[place_m] == 1:
-            excess["whole"] = np.maximum(excess["whole"], again[0])
-    return _Refetch(dataflow.place_of("N"), {place: int(words.sum()) for place, words in excess.items()})
+    several = min(blocks[place_k], k_size) < k_size  # one K block: the sweep has no other slice
+    sweeps = _sweep_counts(layer, facts, m_edges, blocks[place_k]) if several else None
+    out = []
+    for window in windows:
+        excess = {place: np.maximum(words - window, 0) for place, words in distinct.items()}
+        excess["whole"] = np.maximum(facts.footprint - window, 0)
+        if sweeps is not None:
+            slices, private = sweeps
+            again = np.where(slices > window, private, 0)  # (M blocks,), the same in every group
+            excess[place_m] = np.maximum(excess[place_m], again[None, :])
+            if trips[place_m] == 1:
+                excess["whole"] = np.maximum(excess["whole"], again[0])
+        out.append(_Refetch(dataflow.place_of("N"), {place: int(words.sum()) for place, words in excess.items()}))
+    return out
 
 
 def _sweep_counts(layer: LayerSpec, facts: _DenseFacts, m_edges: np.ndarray, k_block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -272,21 +280,24 @@ def _live_output_words(dataflow: Dataflow, order: tuple[str, ...], trips: dict, 
 
 @dataclass(frozen=True)
 class _TilingBound:
-    """The parts of :func:`bound_counts` that every loop order of one stream tiling shares."""
+    """The parts of :func:`bound_counts` that every loop order of one stream tiling shares
+    (the refetch bounds per buffering: ``inputs[single]``, ``weights[single]``)."""
 
     extents: dict
     blocks: dict
     trips: dict
     rf: dict
-    inputs: _Refetch | None
-    weights: _Refetch | None
+    inputs: dict
+    weights: dict
     edges: tuple[int, int]
     busy: int
 
 
 def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles: int, first_inputs: int) -> _TilingBound:
     """:class:`_TilingBound` of ``tiles`` stream tiles; ``first_inputs``: the distinct valid
-    input elements of the first fold's X block."""
+    input elements of the first fold's X block. The refetch bounds of each buffering take
+    the window of a slice of no words (:func:`window_words`): never smaller than the
+    model's, so they stay bounds."""
     rows, cols = profile.array.rows, profile.array.cols
     m_size, k_size, n_size = layer.gemm
     groups = layer.groups
@@ -298,19 +309,21 @@ def _tiling_bound(profile: Profile, layer: LayerSpec, dataflow: Dataflow, tiles:
     facts = _dense_facts(layer, dataflow)
     slots = m_size * k_size * n_size * groups
 
-    inputs = weights = None
+    singles = (False, True)
+    inputs = weights = dict.fromkeys(singles)
     buffer = profile.memory.buffer
     if not buffer.is_shared:
         # Refetch bounds need capacities that do not depend on the mapping.
         if int(facts.footprint.max()) > buffer.ifmap_words:
-            inputs = _input_refetch(layer, dataflow, facts, blocks, trips, buffer.ifmap_words / 2)
+            windows = tuple(window_words(buffer.ifmap_words, single, 0) for single in singles)
+            inputs = dict(zip(singles, _input_refetch(layer, dataflow, facts, blocks, trips, windows)))
         if k_size * n_size > buffer.filter_words:
             sizes = {
                 place["K"]: np.tile(_block_sizes(k_size, blocks[place["K"]]) * n_size, (groups, 1)),
                 place["N"]: np.tile(_block_sizes(n_size, blocks[place["N"]]) * k_size, (groups, 1)),
             }
             whole = np.full(groups, k_size * n_size, np.int64)
-            weights = _weight_refetch(sizes, whole, buffer.filter_words / 2, place["M"])
+            weights = {single: _weight_refetch(sizes, whole, window_words(buffer.filter_words, single, 0), place["M"]) for single in singles}
 
     folds = groups * trips["rows"] * trips["cols"] * trips["time"]
     busy = folds * dataflow.fold_cycles(rows, cols, blocks["time"])
@@ -356,7 +369,8 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     per-operand buffer, the refetch its loop order forces (:func:`_refetch_words`); the
     cycles are the compute cycles plus the first fold's fetch and the last fold's write
     back, or the DRAM words of the bound over the bandwidth when more (the one DRAM
-    channel moves every word). Priced by the one pricing, so the energy, the cycles and
+    channel moves every word); single-buffered, the compute cycles plus those DRAM words
+    over the bandwidth (no transfer overlaps a fold). Priced by the one pricing, so the energy, the cycles and
     their product bound the candidate's from below (every price is >= 0).
 
     Returns
@@ -378,8 +392,8 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
     rows = []
     for mapping in mappings:
         t = shared[mapping.stream_tiles]
-        input_words = int(facts.footprint.sum()) + _refetch_words(mapping.order, t.trips, t.inputs)
-        weight_words = facts.weights + _refetch_words(mapping.order, t.trips, t.weights)
+        input_words = int(facts.footprint.sum()) + _refetch_words(mapping.order, t.trips, t.inputs[mapping.single])
+        weight_words = facts.weights + _refetch_words(mapping.order, t.trips, t.weights[mapping.single])
         acc = empty_accesses()
         acc["rf"] = t.rf
         # Every input entry is streamed once per block of N, every weight once per block of M.
@@ -389,8 +403,8 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
         acc["dram"]["weights"]["reads"] = weight_words
         passes = t.trips[place["K"]]
         live = _live_output_words(dataflow, mapping.order, t.trips, t.extents, t.blocks)
-        capacity = buffer_capacities(profile.memory.buffer, 0, 0, live).outputs
-        if capacity > 0 and live <= capacity / 2:
+        capacity = buffer_capacities(profile.memory.buffer, 0, 0, live, mapping.single).outputs
+        if outputs_fit(live, capacity, mapping.single):
             acc["buffer"]["outputs"] = {"reads": outputs * passes, "writes": outputs * passes}
             acc["dram"]["outputs"] = {"reads": 0, "writes": outputs}
         else:
@@ -400,8 +414,11 @@ def bound_counts(profile: Profile, layer: LayerSpec, dataflow: Dataflow, mapping
         total = t.busy
         if not math.isinf(bandwidth):
             dram_words = sum(rw["reads"] + rw["writes"] for rw in acc["dram"].values())
-            edges = sum(math.ceil(words / bandwidth) for words in t.edges)
-            total = max(t.busy + edges, math.ceil(dram_words / bandwidth))
+            if mapping.single:  # no transfer overlaps a fold
+                total = t.busy + math.ceil(dram_words / bandwidth)
+            else:
+                edges = sum(math.ceil(words / bandwidth) for words in t.edges)
+                total = max(t.busy + edges, math.ceil(dram_words / bandwidth))
         rows.append((acc, max(total - 1, 0)))
     stacked = {
         level: {op: {kind: np.array([acc[level][op][kind] for acc, _ in rows], np.int64) for kind in rw} for op, rw in ops.items()}
