@@ -168,6 +168,28 @@ def test_the_floor_with_tile_skipping_is_far_below_the_unstructured_one(lenet5):
     assert on.floor_energy / on.dense_energy < 0.1 < 0.25 < off.floor_energy / off.dense_energy
 
 
+def _exact_on(k: int, n: int, overrides: list[str], patterns, rel: float) -> list[int]:
+    """Linear k -> n on edge-16x16 with ``overrides`` (dense weights): assert the table's energy and
+    cycles equal the simulator's on every pattern (lists of kept groups, or a callable of the group
+    count giving them); return the simulated cycles of the one-group patterns."""
+    model = torch.nn.Linear(k, n)
+    profile = load_profile("edge-16x16", [*overrides, "sparsity.weight_format=dense"])
+    workload = extract_workload(model, (k,))
+    layer = workload.layers[0]
+    row = coefficient_table(workload, profile).layer(layer.name)
+    ids, count = weight_groups(layer, profile, get_dataflow("ws"))
+    alone = []
+    for kept in patterns(count):
+        ls = LayerSparsity(np.isin(ids, kept), None)
+        report = SYSTOLIC.estimate_layer(layer, profile, ls)
+        features = pattern_features(layer, ls, profile)
+        assert row.predict(features) == pytest.approx(report.energy, rel=rel), kept
+        assert row.predict_cycles(features) == pytest.approx(report.cycles, rel=rel), kept
+        if len(kept) == 1:
+            alone.append(report.cycles)
+    return alone
+
+
 def test_the_first_fold_fetch_is_priced_by_the_group_that_runs_first():
     """Linear 140 -> 6 on an 8x8 array, 4 words/cycle: 17 K blocks of 8 rows and one of 4 (18 skip
     groups, more than FIT_EACH_GROUP, so no group has a fitted correction), compute-bound in
@@ -177,42 +199,22 @@ def test_the_first_fold_fetch_is_priced_by_the_group_that_runs_first():
     The nested ``first`` items give that value exactly, so energy and cycles of the table are
     exact on every single group and on random subsets (a table with one value for the layer's
     once-only cycles misses the last block alone by +23 %)."""
-    model = torch.nn.Linear(140, 6)
-    profile = load_profile("edge-16x16", ["array.rows=8", "array.cols=8", "memory.dram.bandwidth_words_per_cycle=4",
-                                          "sparsity.weight_format=dense"])
-    workload = extract_workload(model, (140,))
-    layer = workload.layers[0]
-    row = coefficient_table(workload, profile).layer(layer.name)
-    ids, count = weight_groups(layer, profile, get_dataflow("ws"))
-    assert count == 18 > FIT_EACH_GROUP
     rng = np.random.default_rng(0)
-    alone = []
-    for kept in [[g] for g in range(count)] + [np.flatnonzero(rng.random(count) < d) for d in (0.1, 0.3, 0.6, 1.0)]:
-        ls = LayerSparsity(np.isin(ids, kept), None)
-        report = SYSTOLIC.estimate_layer(layer, profile, ls)
-        features = pattern_features(layer, ls, profile)
-        assert row.predict(features) == pytest.approx(report.energy, rel=1e-12), kept
-        assert row.predict_cycles(features) == pytest.approx(report.cycles, rel=1e-12), kept
-        if len(kept) == 1:
-            alone.append(report.cycles)
-    assert alone == [38] * 17 + [31]
+
+    def patterns(count):
+        assert count == 18 > FIT_EACH_GROUP
+        return [[g] for g in range(count)] + [np.flatnonzero(rng.random(count) < d) for d in (0.1, 0.3, 0.6, 1.0)]
+
+    overrides = ["array.rows=8", "array.cols=8", "memory.dram.bandwidth_words_per_cycle=4"]
+    assert _exact_on(140, 6, overrides, patterns, 1e-12) == [38] * 17 + [31]
 
 
 def test_a_layer_of_two_groups_is_exact_on_every_pattern():
     """Linear 8 -> 20 on an 8x16 array at 2 words/cycle: one K block, N blocks of 16 and 4 columns
     (two skip groups), bandwidth-bound. With every group alone in the fit and a correction per
     group, the table's energy and cycles are the simulator's on all four patterns."""
-    model = torch.nn.Linear(8, 20)
-    profile = load_profile("edge-16x16", ["array.rows=8", "array.cols=16", "memory.dram.bandwidth_words_per_cycle=2",
-                                          "sparsity.weight_format=dense"])
-    workload = extract_workload(model, (8,))
-    layer = workload.layers[0]
-    row = coefficient_table(workload, profile).layer(layer.name)
-    ids, count = weight_groups(layer, profile, get_dataflow("ws"))
-    assert count == 2
-    for kept in ([], [0], [1], [0, 1]):
-        ls = LayerSparsity(np.isin(ids, kept), None)
-        report = SYSTOLIC.estimate_layer(layer, profile, ls)
-        features = pattern_features(layer, ls, profile)
-        assert row.predict(features) == pytest.approx(report.energy, rel=1e-9), kept
-        assert row.predict_cycles(features) == pytest.approx(report.cycles, rel=1e-9), kept
+    def patterns(count):
+        assert count == 2
+        return ([], [0], [1], [0, 1])
+
+    _exact_on(8, 20, ["array.rows=8", "array.cols=16", "memory.dram.bandwidth_words_per_cycle=2"], patterns, 1e-9)
