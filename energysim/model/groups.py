@@ -217,6 +217,9 @@ def _channel_items(layer: LayerSpec, bk: int, n_blocks: int) -> tuple[np.ndarray
         # A channel's taps start at K index c*taps: the bit of tap t is its block's offset from
         # the channel's first block, which depends on c only through (c*taps) mod bk.
         offset = np.arange(per_group) * taps % bk
+        if (bk - 1 + taps) // bk + 1 > 62:
+            raise ValueError(f"layer {layer.name!r}: a channel's {taps} taps span more than 62 blocks of {bk} array "
+                             "rows; the resident-input sets of the coefficient table need fewer (a taller array)")
         distinct, which = np.unique(offset, return_inverse=True)
         code = np.zeros((distinct.size, positions), np.int64)
         for i, o in enumerate(distinct):
