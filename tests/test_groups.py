@@ -218,3 +218,12 @@ def test_a_layer_of_two_groups_is_exact_on_every_pattern():
         return ([], [0], [1], [0, 1])
 
     _exact_on(8, 20, ["array.rows=8", "array.cols=16", "memory.dram.bandwidth_words_per_cycle=2"], patterns, 1e-9)
+
+
+def test_a_channel_wider_than_the_set_codes_is_refused_with_its_reason():
+    """An 11x11 kernel on a one-row array: a channel's 121 taps span 121 K blocks, more than the
+    62-bit codes of the resident-input sets hold: a one-line ValueError, not a wrong table."""
+    model = torch.nn.Conv2d(1, 2, 11)
+    workload = extract_workload(model, (1, 12, 12))
+    with pytest.raises(ValueError, match="121 taps span more than 62 blocks of 1 array rows"):
+        coefficient_table(workload, _profile(1, 4))
