@@ -56,7 +56,9 @@ def run_zigzag(
             raise OSError(f"ZigZag run failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
         stored |= {key: result for key, result in zip([k for k in keys if k not in stored], json.loads(done.stdout), strict=True)}
         if cache:
-            Path(cache).write_text(json.dumps(stored))
+            from energysim.files import atomic_write_json  # here: this module also runs in ZigZag's environment
+
+            atomic_write_json(cache, stored)
     return [stored[key] for key in keys]
 
 
