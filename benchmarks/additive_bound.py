@@ -20,11 +20,16 @@ the patterns, scored on the other half (``held-out``), tells a bound that genera
 that only interpolates.
 
 A *witness* is four patterns C, C∪A, C∪B, C∪A∪B (A, B, C disjoint sets of groups) whose
-features add up, ``F(C∪A∪B) + F(C) - F(C∪A) - F(C∪B) = 0`` in every column of the table's form
-(linear weight term), while their simulated values do not: ``d = s(C∪A∪B) + s(C) - s(C∪A) -
-s(C∪B)``. Any table of the form predicts an interaction of 0, so it errs by at least
-``|d| / Σ s`` on one of the four. Single groups ``a``, ``b`` with C = every other group, one other
-group, or a random half of them, dense inputs, are searched; the strongest is printed.
+features add up, ``F(C∪A∪B) + F(C) - F(C∪A) - F(C∪B) = 0`` in every column of a form, while
+their simulated values do not: ``d = s(C∪A∪B) + s(C) - s(C∪A) - s(C∪B)``. Any table of the form
+predicts an interaction of 0, so it errs by at least ``|d| / Σ s`` on one of the four. Two forms
+(:data:`FORMS`): ``plain``, the issues' own (a constant, kept groups, a linear weight term), for
+which any four such patterns qualify; and ``table``, ours, with the nested first / last items
+taken at every depth (not only the :data:`~energysim.model.groups.ORDER_ITEMS` the table keeps).
+Single groups ``a``, ``b`` with C = every other group, one group between them in the groups'
+order, a random half of the others, or none (``plain`` only), dense inputs, are searched; the
+strongest per quantity and form is printed. ``--witnesses-only`` skips the fit, so large layers
+get a bound too.
 
 Patterns are :func:`energysim.coeffs.verify_table`'s (:func:`energysim.coeffs.draw_pattern`):
 whole tiles (``tiles``) and tiles with half their weights zero (``mixed``), every pair of
@@ -42,7 +47,6 @@ Prints one line per layer and quantity; ``--json PATH`` writes every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,7 +59,8 @@ from energysim import build_model, extract_workload, load_profile
 from energysim.coeffs import VERIFY_DENSITIES, LayerCoefficients, coefficient_table, draw_pattern, pattern_features
 from energysim.dataflow import get_dataflow
 from energysim.estimators.systolic import estimate_layer
-from energysim.model.groups import group_counts, weight_groups
+from energysim.files import atomic_write_json
+from energysim.model.groups import _group_count, _group_order, _plan, group_counts, weight_groups
 from energysim.sparsity import LayerSparsity
 
 SCALARS = ("inputs", "input_overflow", "input_uses", "input_refetch", "effective_macs")
@@ -160,31 +165,75 @@ class Witness:
         return abs(self.d) / self.total if self.total else 0.0
 
 
-def find_witness(layer, profile, row, ids, count, rng, quantity: str, candidates: int) -> Witness | None:
-    """The strongest witness among ``candidates`` random (C, a, b) of single groups a, b (dense inputs)."""
+NEAR = 4
+"""Places apart in the groups' order at most, for the near trials of :func:`candidate`."""
+
+FORMS = ("plain", "table")
+"""The forms a witness is for: ``plain``, issue 13's and 14's (a constant, one term per kept group,
+a linear weight term; any four such patterns qualify), and ``table``, ours (shared items, nested
+first / last items of *any* depth, per-group corrections, scalar counts; the features must add up)."""
+
+
+def group_ranks(layer, profile) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's rank in the order of its first fold and in the backward order of its last fold."""
+    plan = _plan(layer, profile, get_dataflow(profile.array.dataflow))
+    _, _, by_first, by_last = _group_order(plan, _group_count(layer, plan))
+    return np.argsort(by_first), np.argsort(by_last)
+
+
+def nested_items_add_up(ranks: tuple[np.ndarray, np.ndarray], base: np.ndarray, a: int, b: int) -> bool:
+    """Whether the nested first / last items of every depth add up over C, C∪{a}, C∪{b}, C∪{a,b}.
+
+    Item j of an order is used when a kept group has rank <= j, so a pattern uses the items from its
+    least rank on; the four patterns' indicators cancel unless both a and b come before all of C.
+    The table keeps :data:`~energysim.model.groups.ORDER_ITEMS` of them (a subset of these columns).
+    """
+    return base.size > 0 and all(max(r[a], r[b]) > r[base].min() for r in ranks)
+
+
+def candidate(trial: int, order: np.ndarray, rng) -> tuple[int, int, np.ndarray]:
+    """(a, b, C) of one trial, by ``trial % 4``: C every other group; one group c between a and b in
+    ``order`` (every other such trial a, c, b within :data:`NEAR` places of each other, where folds
+    hide one another's transfers and share inputs); a random half of the others; or none."""
+    count = order.size
+    if trial % 4 == 1:
+        near = trial % 8 == 5
+        i = rng.integers(0, count - 2)
+        j = rng.integers(i + 2, min(i + 2 * NEAR, count - 1) + 1 if near else count)
+        return int(order[i]), int(order[j]), np.array([order[rng.integers(i + 1, j)]])
+    a, b = rng.choice(count, 2, replace=False)
+    others = np.setdiff1d(np.arange(count), [a, b])
+    return int(a), int(b), {0: others, 2: others[rng.random(others.size) < 0.5], 3: others[:0]}[trial % 4]
+
+
+def find_witnesses(layer, profile, row, ids, count, rng, candidates: int) -> dict[str, Witness | None]:
+    """The strongest witness per quantity and form (:data:`FORMS`) among ``candidates`` trials (dense inputs)."""
+    best: dict[str, Witness | None] = {f"{q}_{form}": None for q in ("energy", "cycles") for form in FORMS}
     if count < 3:
-        return None
-    best = None
+        return best
+    ranks = group_ranks(layer, profile)
+    order = np.argsort(ranks[0])
     for trial in range(candidates):
-        a, b = rng.choice(count, 2, replace=False)
-        others = np.setdiff1d(np.arange(count), [a, b])
-        base = [others, rng.choice(others, 1), others[rng.random(others.size) < 0.5]][trial % 3]
-        sets = [base, np.r_[base, a], np.r_[base, b], np.r_[base, a, b]]
-        rows, values = [], []
-        for kept in sets:
+        a, b, base = candidate(trial, order, rng)
+        rows: dict[str, list] = {"energy": [], "cycles": []}
+        values: dict[str, list] = {"energy": [], "cycles": []}
+        for kept in (base, np.r_[base, a], np.r_[base, b], np.r_[base, a, b]):
             ls = LayerSparsity(np.isin(ids, kept), None)
             f = pattern_features(layer, ls, profile)
-            if quantity == "energy":
-                rows.append(energy_features(row, f, np.array([f["weights"]])))
-            else:
-                rows.append(cycle_features(row, f))
             report = estimate_layer(layer, profile, ls, cycle_level=False)
-            values.append(float(report.energy_relaxed if quantity == "energy" else report.cycles))
-        if np.any(interaction(rows)):
-            continue  # the table's form sees an interaction here (a shared item): no witness
-        found = Witness(int(base.size), int(a), int(b), interaction(values), float(np.sum(values)), values)
-        if best is None or found.bound > best.bound:
-            best = found
+            rows["energy"].append(energy_features(row, f, np.array([f["weights"]])))
+            rows["cycles"].append(cycle_features(row, f))
+            values["energy"].append(float(report.energy_relaxed))
+            values["cycles"].append(float(report.cycles))
+        nested = nested_items_add_up(ranks, base, a, b)
+        for quantity in ("energy", "cycles"):
+            found = Witness(int(base.size), a, b, interaction(values[quantity]), float(np.sum(values[quantity])),
+                            values[quantity])
+            table = nested and not np.any(interaction(rows[quantity]))
+            for form in FORMS if table else FORMS[:1]:
+                key = f"{quantity}_{form}"
+                if best[key] is None or found.bound > best[key].bound:
+                    best[key] = found
     return best
 
 
@@ -269,10 +318,13 @@ def layer_bounds(layer, profile, row, rng, max_patterns: int, witnesses: int) ->
             a, ours = cycle_matrix(row, feats)
             out["cycles_tiles"] = bound(a, cycles, ours, np.array([row.predict_cycles(f) for f in feats]), kept)
             out["cycles_tiles"].pop("worst_index")
-    for quantity in ("energy", "cycles"):
-        w = find_witness(layer, profile, row, ids, count, rng, quantity, witnesses)
-        out[f"witness_{quantity}"] = None if w is None else vars(w) | {"bound": w.bound}
-    return out
+    return out | witnesses_of(layer, profile, row, ids, count, rng, witnesses)
+
+
+def witnesses_of(layer, profile, row, ids, count, rng, candidates: int) -> dict:
+    """``witness_<quantity>_<form>``: the strongest witnesses as plain dicts (None: none found)."""
+    found = find_witnesses(layer, profile, row, ids, count, rng, candidates)
+    return {f"witness_{key}": None if w is None else vars(w) | {"bound": w.bound} for key, w in found.items()}
 
 
 def diagnose(layer, profile, ls: LayerSparsity) -> dict:
@@ -326,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", default=None, help="comma-separated layer names (default: every weighted layer)")
     parser.add_argument("--max-columns", type=int, default=700, help="columns beyond which a layer is undetermined")
     parser.add_argument("--max-patterns", type=int, default=2500, help="patterns per kind at most")
-    parser.add_argument("--witnesses", type=int, default=60, help="witness candidates per layer and quantity")
+    parser.add_argument("--witnesses", type=int, default=60, help="witness trials per layer (4 patterns each)")
+    parser.add_argument("--witnesses-only", action="store_true",
+                        help="search the witnesses only (no fit, so no column limit): a fast bound on large layers")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write every figure here")
     args = parser.parse_args(argv)
@@ -345,35 +399,43 @@ def main(argv: list[str] | None = None) -> None:
         row = table.layer(layer.name)
         if row.group_cost is None:
             continue
-        columns = columns_upper_bound(layer, profile, row)
-        if columns > args.max_columns:
-            results[layer.name] = {"groups": len(row.group_cost), "undetermined": f"{columns} columns"}
-            print(f"{layer.name:26s} groups {len(row.group_cost):6d}  undetermined ({columns} columns)", flush=True)
-            continue
         start = time.process_time()
-        res = layer_bounds(layer, profile, row, rng, args.max_patterns, args.witnesses)
+        if args.witnesses_only:
+            ids, count = weight_groups(layer, profile, get_dataflow(profile.array.dataflow))
+            res = {"groups": count} | witnesses_of(layer, profile, row, ids, count, rng, args.witnesses)
+        else:
+            columns = columns_upper_bound(layer, profile, row)
+            if columns > args.max_columns:
+                results[layer.name] = {"groups": len(row.group_cost), "undetermined": f"{columns} columns"}
+                print(f"{layer.name:26s} groups {len(row.group_cost):6d}  undetermined ({columns} columns)", flush=True)
+                continue
+            res = layer_bounds(layer, profile, row, rng, args.max_patterns, args.witnesses)
+            _print_bounds(layer.name, res)
         res["cpu_s"] = time.process_time() - start
         results[layer.name] = res
-        for key in ("energy_tiles", "energy_mixed", "cycles_tiles"):
-            r = res[key]
-            state = "" if r["determined"] else "  undetermined"
-            print(f"{layer.name:26s} {key:13s} groups {res['groups']:5d}  ours {_percent(r['ours'])}  "
-                  f"t* {_percent(r['t_star'])}  held-out {_percent(r['held_out'])}  "
-                  f"patterns {r['patterns']:5d} rank {r['rank']:4d}  (ours worst at {r['ours_worst_pattern']['kept_groups']} "
-                  f"kept){state}", flush=True)
-        for kind in ("tiles", "mixed"):
-            for name, (mine, truth, energy) in res[f"energy_{kind}"]["diagnosis"].items():
-                print(f"{'':26s} ours' worst {kind:5s}: {name:22s} split {mine:12.6g}  simulated {truth:12.6g}  "
-                      f"energy {energy:+.6g}", flush=True)
-        for quantity in ("energy", "cycles"):
-            w = res[f"witness_{quantity}"]
+        for key in (f"{q}_{form}" for q in ("energy", "cycles") for form in FORMS):
+            w = res[f"witness_{key}"]
             if w is not None:
-                print(f"{'':26s} witness {quantity:7s} |C|={w['base']} a={w['a']} b={w['b']}  "
-                      f"values {', '.join(f'{v:.6g}' for v in w['values'])}  d={w['d']:.6g}  "
+                print(f"{layer.name:26s} witness {key:13s} groups {res['groups']:5d} |C|={w['base']} a={w['a']} "
+                      f"b={w['b']}  values {', '.join(f'{v:.6g}' for v in w['values'])}  d={w['d']:.6g}  "
                       f"bound {100 * w['bound']:.3f} %", flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "profile": args.profile, "seed": args.seed, "layers": results}, fh, indent=1)
+        atomic_write_json(args.json, {"model": args.model, "profile": args.profile, "seed": args.seed, "layers": results})
+
+
+def _print_bounds(name: str, res: dict) -> None:
+    """The fit's lines of one layer: ours, t* and held-out per design, and the split's misses on ours' worst."""
+    for key in ("energy_tiles", "energy_mixed", "cycles_tiles"):
+        r = res[key]
+        state = "" if r["determined"] else "  undetermined"
+        print(f"{name:26s} {key:13s} groups {res['groups']:5d}  ours {_percent(r['ours'])}  "
+              f"t* {_percent(r['t_star'])}  held-out {_percent(r['held_out'])}  "
+              f"patterns {r['patterns']:5d} rank {r['rank']:4d}  (ours worst at {r['ours_worst_pattern']['kept_groups']} "
+              f"kept){state}", flush=True)
+    for kind in ("tiles", "mixed"):
+        for item, (mine, truth, energy) in res[f"energy_{kind}"]["diagnosis"].items():
+            print(f"{'':26s} ours' worst {kind:5s}: {item:22s} split {mine:12.6g}  simulated {truth:12.6g}  "
+                  f"energy {energy:+.6g}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.additive_bound import energy_features, interaction, layer_bounds, minimax_fit
+from benchmarks.additive_bound import (
+    energy_features,
+    find_witnesses,
+    interaction,
+    layer_bounds,
+    minimax_fit,
+    nested_items_add_up,
+)
 from energysim import LayerSparsity, extract_workload, load_profile
 from energysim.coeffs import coefficient_table, pattern_features
 from energysim.dataflow import get_dataflow
@@ -46,7 +53,7 @@ def test_where_the_counts_add_up_the_bound_is_zero_and_the_table_exact():
         assert res[key]["patterns"] >= 3 * res[key]["rank"], key
         assert res[key]["t_star"] == pytest.approx(0, abs=1e-9), key
         assert res[key]["ours"] == pytest.approx(0, abs=1e-9), key
-    assert res["witness_energy"]["d"] == pytest.approx(0, abs=1e-6)
+    assert res["witness_energy_table"]["d"] == pytest.approx(0, abs=1e-6)
 
 
 # A 3x3 kernel on one 6x6 channel, 4 array rows: three row blocks (skip groups) of the 9 taps,
@@ -84,3 +91,35 @@ def test_a_channel_read_by_two_row_blocks_is_priced_by_the_union_of_its_windows(
     assert np.any(interaction(rows) != 0)
     t_star, _ = minimax_fit(np.array(rows), np.array(values))
     assert t_star == pytest.approx(0, abs=1e-9)
+
+
+def test_nested_first_and_last_items_add_up_unless_a_and_b_both_come_first():
+    # Ranks of groups 0..3 in the order of their first fold and in the backward order of their last.
+    forward, backward = np.array([0, 1, 2, 3]), np.array([3, 2, 1, 0])
+    ranks = (forward, backward)
+    # C = {1} between a = 0 and b = 2 in both orders: a pattern's first group is 0 or 1, its last 2 or 1,
+    # and the items from those ranks on cancel over the four patterns.
+    assert nested_items_add_up(ranks, np.array([1]), 0, 2)
+    # C = {3}: a = 0 and b = 1 both start before it, so C∪{a,b} and C∪{a} start at 0, C∪{b} at 1, C at 3:
+    # items 1 and 2 are used by C∪{a,b}, C∪{a}, C∪{b} and not by C: 1 + 0 - 1 - 1 = -1, no witness.
+    assert not nested_items_add_up(ranks, np.array([3]), 0, 1)
+    # ... and backwards: C = {0}, a = 2, b = 3 both end after it.
+    assert not nested_items_add_up(ranks, np.array([0]), 2, 3)
+    assert not nested_items_add_up(ranks, np.array([], np.int64), 0, 2)  # C empty: a pattern's first is a or b
+
+
+def test_the_plain_form_cannot_price_a_shared_channel_and_the_table_can():
+    """The 3x3 conv of the test above: the issues' plain form (constant, groups, weights) sees no
+    interaction, so its witness is at least the by-hand one; ours prices the union, so none of its
+    witnesses has d != 0 there."""
+    profile = _profile(4, 3)
+    layer, row = _row(torch.nn.Conv2d(1, 1, 3), (1, 6, 6), profile)
+    ids, count = weight_groups(layer, profile, get_dataflow("ws"))
+    found = find_witnesses(layer, profile, row, ids, count, np.random.default_rng(0), candidates=24)
+    by_hand = []
+    for kept in ([0], [0, 1], [0, 2], [0, 1, 2]):
+        by_hand.append(estimate_layer(layer, profile, LayerSparsity(np.isin(ids, kept), None), cycle_level=False).energy_relaxed)
+    per_word = profile.memory.dram.read + profile.memory.buffer.write
+    assert found["energy_plain"].bound >= abs(UNION_INTERACTION_WORDS * per_word) / sum(by_hand) - 1e-12
+    assert found["energy_table"] is not None
+    assert found["energy_table"].d == pytest.approx(0, abs=1e-6)
