@@ -3,7 +3,7 @@
 # systolic array"): lenet5 on digits and on the real Fashion-MNIST, on edge-16x16 and on the
 # same array at 32x32 (--set array.rows=32 --set array.cols=32), methods ecc and magnitude x
 # structures none, tile, hybrid, 3 seeds. Needs `apt-get install dataset-fashion-mnist` for
-# the Fashion-MNIST sweeps. Run after `make test` has created .venv; about 1.5 h on 2 cores.
+# the Fashion-MNIST sweeps. Run after `make test` has created .venv; 54 min to 1.5 h on 2 cores.
 set -euo pipefail
 out=${1:-results}
 ecc=".venv/bin/ecc"
