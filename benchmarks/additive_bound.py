@@ -60,7 +60,7 @@ from energysim.coeffs import VERIFY_DENSITIES, LayerCoefficients, coefficient_ta
 from energysim.dataflow import get_dataflow
 from energysim.estimators.systolic import estimate_layer
 from energysim.files import atomic_write_json
-from energysim.model.groups import _group_count, _group_order, _plan, group_counts, weight_groups
+from energysim.model.groups import group_counts, group_ranks, weight_groups
 from energysim.sparsity import LayerSparsity
 
 SCALARS = ("inputs", "input_overflow", "input_uses", "input_refetch", "effective_macs")
@@ -174,13 +174,6 @@ a linear weight term; any four such patterns qualify), and ``table``, ours (shar
 first / last items of *any* depth, per-group corrections, scalar counts; the features must add up)."""
 
 
-def group_ranks(layer, profile) -> tuple[np.ndarray, np.ndarray]:
-    """Each group's rank in the order of its first fold and in the backward order of its last fold."""
-    plan = _plan(layer, profile, get_dataflow(profile.array.dataflow))
-    _, _, by_first, by_last = _group_order(plan, _group_count(layer, plan))
-    return np.argsort(by_first), np.argsort(by_last)
-
-
 def nested_items_add_up(ranks: tuple[np.ndarray, np.ndarray], base: np.ndarray, a: int, b: int) -> bool:
     """Whether the nested first / last items of every depth add up over C, C∪{a}, C∪{b}, C∪{a,b}.
 
@@ -211,7 +204,7 @@ def find_witnesses(layer, profile, row, ids, count, rng, candidates: int) -> dic
     best: dict[str, Witness | None] = {f"{q}_{form}": None for q in ("energy", "cycles") for form in FORMS}
     if count < 3:
         return best
-    ranks = group_ranks(layer, profile)
+    ranks = group_ranks(layer, profile, get_dataflow(profile.array.dataflow))
     order = np.argsort(ranks[0])
     for trial in range(candidates):
         a, b, base = candidate(trial, order, rng)

@@ -63,6 +63,7 @@ __all__ = [
     "SHARED",
     "GroupCounts",
     "group_counts",
+    "group_ranks",
     "has_weight_groups",
     "kept_groups",
     "shared_incidence",
@@ -255,6 +256,14 @@ def _group_order(plan: FoldPlan, count: int) -> tuple[np.ndarray, np.ndarray, np
     np.minimum.at(first, fold_group, folds)
     np.maximum.at(last, fold_group, folds)
     return first, last, np.argsort(first, kind="stable"), np.argsort(-last, kind="stable")
+
+
+def group_ranks(layer: LayerSpec, profile: Profile, dataflow: Dataflow) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's rank in the order of its first fold and in the backward order of its last fold
+    (the orders of the nested ``first`` / ``last`` items of :func:`shared_incidence`)."""
+    plan = _plan(layer, profile, dataflow)
+    _, _, by_first, by_last = _group_order(plan, _group_count(layer, plan))
+    return np.argsort(by_first), np.argsort(by_last)
 
 
 def _ordered_items(rank: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
